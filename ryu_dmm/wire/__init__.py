@@ -1,0 +1,19 @@
+"""PMIPv6 / RFC 8885 wire codec: pure ``struct``, no I/O. Import names from here."""
+from .addr import Prefix, canonical6, pack6, unpack6
+from .constants import AccessTechnology, HandoffIndicator, OptionType, Status, accepted
+from .errors import DecodeError
+from .messages import BindingAck, BindingUpdate, Message, decode, encode, encode_mh, missing_mandatory
+from .options import (
+    AccessTechnologyTypeOption, AnchoredPrefix, DlifLinkLayerAddress, DlifLinkLocalAddress,
+    HandoffIndicatorOption, HomeNetworkPrefix, LinkLocalAddress, LocalPrefix, MNLinkLayerIdentifier,
+    MobileNodeIdentifier, Option, PreviousMaar, ServingMaar, Timestamp, UnknownOption,
+)
+
+__all__ = [
+    "AccessTechnology", "AccessTechnologyTypeOption", "AnchoredPrefix", "BindingAck", "BindingUpdate",
+    "DecodeError", "DlifLinkLayerAddress", "DlifLinkLocalAddress", "HandoffIndicator",
+    "HandoffIndicatorOption", "HomeNetworkPrefix", "LinkLocalAddress", "LocalPrefix",
+    "MNLinkLayerIdentifier", "Message", "MobileNodeIdentifier", "Option", "OptionType", "Prefix",
+    "PreviousMaar", "ServingMaar", "Status", "Timestamp", "UnknownOption", "accepted", "canonical6",
+    "decode", "encode", "encode_mh", "missing_mandatory", "pack6", "unpack6",
+]

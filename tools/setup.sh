@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh Debian/Ubuntu machine: system packages (when root), the venv, Ryu.
+# Used by `make venv` (and so by `make test` and `make lab`). Safe to run twice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+APT_PKGS="openvswitch-switch tshark iproute2 ethtool tcpdump iputils-ping procps"
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    missing=""
+    for p in $APT_PKGS; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    done
+    if [ -n "$missing" ]; then
+        echo "setup: installing system packages:$missing"
+        export DEBIAN_FRONTEND=noninteractive
+        echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    fi
+else
+    echo "setup: not root: skipping system packages ($APT_PKGS); root-only tests will be skipped"
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PY" -m venv "$VENV"
+fi
+# Ryu 4.34 cannot build under setuptools >= 68 nor in an isolated build (docs/installation.md).
+"$VENV/bin/pip" install -q --disable-pip-version-check "setuptools>=61,<68" pbr wheel
+"$VENV/bin/python" -c "import ryu" 2>/dev/null || \
+    "$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation ryu==4.34
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation ".[test,lab]"
+echo "setup: ready ($VENV)"
