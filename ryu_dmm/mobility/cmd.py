@@ -1,0 +1,279 @@
+"""The CMD core: binding cache, validation, handover in relay/locator/proxy mode, de-registration.
+
+Sans-IO: ``handle(event, now)`` returns effects. Message sequences follow RFC 8885 §3.1-3.5; where
+the RFC is silent the choice is written in docs/mobility.md ("Decisions").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..wire import BindingAck, BindingUpdate, Prefix, Status, missing_mandatory
+from . import messages as M
+from .config import Domain, MaarInfo, Mode
+from .events import CancelTimer, Effect, Received, Report, Send, SetTimer, TimerFired
+from .pool import PrefixPool
+from .retransmit import Outstanding, Retransmitter
+
+
+@dataclass(slots=True)
+class Handover:
+    """A handover whose P-MAARs have not all answered yet."""
+
+    smaar: str
+    seq: int  # the S-MAAR's PBU to answer (relay/locator)
+    request: BindingUpdate
+    started: float
+    waiting: dict[str, Outstanding] = field(default_factory=dict)
+    answered: set[str] = field(default_factory=set)
+    smaar_answered: bool = False
+
+
+@dataclass(slots=True)
+class Bce:
+    """One mobility session: serving MAAR and its prefix, the P-MAAR list, lifetime, last PBU seen."""
+
+    mn_id: str
+    serving: str
+    prefix: Prefix
+    expires: float
+    att: int
+    last_ts: int = 0  # last accepted timestamp (RFC 5213 format), 0 if none
+    last_seq: int = -1  # last accepted sequence number from ``serving``
+    pmaars: tuple[tuple[str, Prefix], ...] = ()  # (P-MAAR address, prefix it anchors)
+    handover: Optional[Handover] = None
+
+
+class CmdCore:
+    def __init__(self, domain: Domain) -> None:
+        self.domain = domain
+        self.address = domain.cmd_address
+        self.mode = domain.mode
+        self.timers = domain.timers
+        self.maars: dict[str, MaarInfo] = domain.by_address()
+        self._pools = {m.address: PrefixPool(m.pool, m.prefix_length) for m in domain.maars}
+        self.cache: dict[str, Bce] = {}
+        self.retx = Retransmitter(domain.timers)
+
+    # ---- dispatch ----------------------------------------------------------------------------
+    def handle(self, event, now: float) -> list[Effect]:
+        if type(event) is Received:
+            msg = event.msg
+            if type(msg) is BindingUpdate:
+                return self._on_pbu(event.src, msg, now)
+            return self._on_pba(event.src, msg, now)
+        if type(event) is TimerFired:
+            key = event.key
+            if key[0] == "retx":
+                effects, failed = self.retx.fire(key, now)
+                return effects + self._on_peer_failed(failed, now) if failed else effects
+            if key[0] == "life":
+                return self._on_expiry(key[1], now)
+            if key[0] == "agg":
+                return self._on_aggregate_timeout(key[1], now)
+        return []
+
+    # ---- PBU from a MAAR ---------------------------------------------------------------------
+    def _reject(self, src: str, pbu: BindingUpdate, status: int, why: str) -> list[Effect]:
+        return [Send(src, M.pba_for(pbu, status, 0)), Report("rejected", pbu.mn_id or "", why, status)]
+
+    def _on_pbu(self, src: str, pbu: BindingUpdate, now: float) -> list[Effect]:
+        if src not in self.maars:
+            return self._reject(src, pbu, Status.MAG_NOT_AUTHORIZED_FOR_PROXY_REG, f"{src} is not a MAAR")
+        if not pbu.is_proxy:
+            return self._reject(src, pbu, Status.PROXY_REG_NOT_ENABLED, "Binding Update without the P flag")
+        missing = missing_mandatory(pbu)
+        if missing is not None:
+            return self._reject(src, pbu, missing, f"missing option ({missing.name})")
+        hnps = pbu.hnps
+        if len(hnps) != 1:
+            return self._reject(src, pbu, Status.ADMINISTRATIVELY_PROHIBITED, "a MAAR anchors one prefix per MN")
+        prefix = hnps[0]
+        if not self._pools[src].contains(prefix):
+            return self._reject(src, pbu, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
+                                f"{prefix} is not in the pool of {self.maars[src].name}")
+        mn_id = pbu.mn_id
+        bce = self.cache.get(mn_id)
+        if (bce is not None and bce.serving == src and bce.last_seq == pbu.sequence and bce.prefix == prefix
+                and pbu.lifetime and (bce.handover is None or bce.handover.smaar_answered)):
+            # A retransmission of the PBU we accepted (its PBA was lost): answer it again, whatever its
+            # timestamp, and change nothing.
+            lifetime = max(4, min(int(bce.expires - now) // 4 * 4, self.timers.lifetime))
+            return [Send(src, M.pba_for(pbu, Status.ACCEPTED, lifetime,
+                                        M.previous_maar_options(bce.pmaars, self.maars)))]
+        ts = pbu.timestamp
+        if ts is not None:
+            if abs(ts / 65536 - now) > self.timers.timestamp_window:
+                return self._reject(src, pbu, Status.TIMESTAMP_MISMATCH, "timestamp outside the validity window")
+            # A move must be strictly newer: equal timestamps from two MAARs cannot be ordered.
+            if bce is not None and (ts < bce.last_ts or (ts == bce.last_ts and src != bce.serving)):
+                return self._reject(src, pbu, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED,
+                                    "older than the last accepted PBU")
+        elif bce is not None and bce.serving == src and bce.last_seq >= 0:
+            delta = (pbu.sequence - bce.last_seq) & 0xFFFF
+            if delta >= 0x8000:
+                return self._reject(src, pbu, Status.SEQUENCE_NUMBER_OUT_OF_WINDOW, "stale sequence number")
+        if pbu.lifetime == 0:
+            return self._on_dereg(src, pbu, prefix, bce, now)
+        lifetime = min(pbu.lifetime, self.timers.lifetime)
+        expires = now + lifetime
+        if bce is None:
+            self.cache[mn_id] = Bce(mn_id, src, prefix, expires, pbu.att, ts or 0, pbu.sequence)
+            return [Send(src, M.pba_for(pbu, Status.ACCEPTED, lifetime)), self._life_timer(mn_id, expires),
+                    Report("registered", mn_id, self.maars[src].name)]
+        bce.expires = expires
+        bce.last_ts = ts or bce.last_ts
+        if bce.serving == src and bce.prefix == prefix:  # re-registration, or a retransmitted PBU
+            bce.last_seq = pbu.sequence
+            effects: list[Effect] = [self._life_timer(mn_id, expires)]
+            ho = bce.handover
+            if ho is not None and ho.smaar == src and not ho.smaar_answered:
+                ho.seq, ho.request = pbu.sequence, pbu  # answered when the P-MAARs have
+                return effects
+            if ho is not None and ho.waiting:  # still partial: have the S-MAAR come back soon
+                lifetime = self._shorten(bce, now)
+            return effects + [Send(src, M.pba_for(pbu, Status.ACCEPTED, lifetime,
+                                                  M.previous_maar_options(bce.pmaars, self.maars)))]
+        return self._handover(bce, src, prefix, pbu, lifetime, now)
+
+    def _handover(self, bce: Bce, src: str, prefix: Prefix, pbu: BindingUpdate, lifetime: int,
+                  now: float) -> list[Effect]:
+        effects: list[Effect] = [self._life_timer(bce.mn_id, bce.expires)]
+        if bce.handover is not None:
+            effects += self._close_handover(bce, now, superseded=True)
+        pmaars = dict(bce.pmaars)
+        pmaars.pop(src, None)  # the MN came back to a MAAR that anchors one of its prefixes
+        if bce.serving != src:
+            pmaars[bce.serving] = bce.prefix
+        bce.serving, bce.prefix, bce.last_seq = src, prefix, pbu.sequence
+        bce.pmaars = tuple(pmaars.items())
+        ho = Handover(src, pbu.sequence, pbu, now)
+        bce.handover = ho
+        mn_id = bce.mn_id
+        if self.mode is Mode.PROXY:  # answer the S-MAAR first, then tell the P-MAARs (§3.4)
+            ho.smaar_answered = True
+            effects.append(Send(src, M.pba_for(pbu, Status.ACCEPTED, lifetime,
+                                               M.previous_maar_options(bce.pmaars, self.maars))))
+        for addr, anchored in bce.pmaars:
+            def build(seq: int, t: float, anchored=anchored, smaar=src) -> BindingUpdate:
+                return M.pbu(seq, t, mn_id, anchored, lifetime, M.HI_BETWEEN_MAARS, bce.att, serving=smaar)
+            sent, ho.waiting[addr] = self.retx.send(addr, mn_id, build, now, context=ho)
+            effects += sent
+        if not ho.waiting:
+            effects += self._close_handover(bce, now)
+        elif self.mode is not Mode.PROXY:
+            effects.append(SetTimer(("agg", mn_id), now + self.timers.aggregate_timeout))
+        return effects
+
+    def _close_handover(self, bce: Bce, now: float, superseded: bool = False) -> list[Effect]:
+        """Answer the S-MAAR if still owed (with the P-MAARs that answered) and end the handover."""
+        ho = bce.handover
+        bce.handover = None
+        effects: list[Effect] = [CancelTimer(("agg", bce.mn_id))] if self.mode is not Mode.PROXY else []
+        if not ho.smaar_answered:
+            confirmed = [(a, p) for a, p in bce.pmaars if a in ho.answered] if ho.waiting else list(bce.pmaars)
+            if ho.waiting and not superseded:  # partial: a short lifetime brings the S-MAAR back for the rest
+                lifetime = self._shorten(bce, now)
+                effects.append(self._life_timer(bce.mn_id, bce.expires))
+            else:
+                lifetime = max(0, min(int(bce.expires - now) // 4 * 4, self.timers.lifetime))
+            effects.append(Send(ho.smaar, M.pba_for(ho.request, Status.ACCEPTED, lifetime,
+                                                    M.previous_maar_options(confirmed, self.maars))))
+        for out in ho.waiting.values():
+            if superseded:
+                effects += self.retx.cancel(out)
+        if superseded:
+            effects.append(Report("failed", bce.mn_id, "handover superseded by a newer one before all "
+                                  f"P-MAARs answered: {sorted(self.maars[a].name for a in ho.waiting)}"))
+        elif ho.waiting:
+            effects.append(Report("handover", bce.mn_id, f"partial: no answer yet from "
+                                  f"{sorted(self.maars[a].name for a in ho.waiting)}"))
+        else:
+            effects.append(Report("handover", bce.mn_id, f"to {self.maars[ho.smaar].name} in {now - ho.started:.6f} s"))
+        return effects
+
+    # ---- PBA from a P-MAAR -------------------------------------------------------------------
+    def _on_pba(self, src: str, pba: BindingAck, now: float) -> list[Effect]:
+        out = self.retx.pending.get((src, pba.sequence))
+        if out is None or pba.mn_id != out.mn_id:
+            return []  # late, duplicated, or not an answer to anything we sent: ignored (RFC 5213 §6.9.1)
+        self.retx.acknowledge(src, pba.sequence)
+        effects: list[Effect] = [CancelTimer(out.key)]
+        bce = self.cache.get(out.mn_id)
+        ho = out.context
+        if bce is None or not isinstance(ho, Handover) or bce.handover is not ho:
+            return effects  # a de-registration's answer, or a handover already closed
+        ho.waiting.pop(src, None)
+        if pba.accepted:
+            ho.answered.add(src)
+        else:
+            bce.pmaars = tuple((a, p) for a, p in bce.pmaars if a != src)
+            effects.append(Report("rejected", bce.mn_id, f"P-MAAR {self.maars[src].name} refused", pba.status))
+        if not ho.waiting:
+            effects += self._close_handover(bce, now)
+        return effects
+
+    def _on_peer_failed(self, out: Outstanding, now: float) -> list[Effect]:
+        effects: list[Effect] = [Report("failed", out.mn_id, f"no PBA from {self.maars[out.dst].name} "
+                                        f"after {out.tries} tries")]
+        bce = self.cache.get(out.mn_id)
+        if bce is not None and bce.handover is out.context:
+            bce.handover.waiting.pop(out.dst, None)
+            if not bce.handover.waiting:
+                effects += self._close_handover(bce, now)
+        return effects
+
+    def _on_aggregate_timeout(self, mn_id: str, now: float) -> list[Effect]:
+        bce = self.cache.get(mn_id)
+        if bce is None or bce.handover is None or bce.handover.smaar_answered:
+            return []
+        ho = bce.handover
+        effects = self._close_handover(bce, now)
+        if ho.waiting:  # keep retransmitting to the laggards; their answers are then just recorded
+            bce.handover = Handover(ho.smaar, ho.seq, ho.request, ho.started, ho.waiting, ho.answered, True)
+            for out in ho.waiting.values():
+                out.context = bce.handover
+        return effects
+
+    # ---- end of a session --------------------------------------------------------------------
+    def _on_dereg(self, src: str, pbu: BindingUpdate, prefix: Prefix, bce: Optional[Bce],
+                  now: float) -> list[Effect]:
+        if bce is not None and bce.serving == src and bce.prefix == prefix:
+            return [Send(src, M.pba_for(pbu, Status.ACCEPTED, 0))] + self._end_session(bce, now, notify_serving=False)
+        if bce is not None and (src, prefix) in bce.pmaars:  # variant B: renew while the MN is in the domain
+            remaining = max(4, min(int(bce.expires - now) // 4 * 4, self.timers.lifetime))
+            return [Send(src, M.pba_for(pbu, Status.ACCEPTED, remaining)),
+                    Report("renewed", pbu.mn_id, f"P-MAAR {self.maars[src].name} for {remaining} s")]
+        return [Send(src, M.pba_for(pbu, Status.ACCEPTED, 0))]  # nothing here: let it clean up
+
+    def _shorten(self, bce: Bce, now: float) -> int:
+        lifetime = min(self.timers.partial_lifetime, self.timers.lifetime)
+        bce.expires = now + lifetime
+        return lifetime
+
+    def _life_timer(self, mn_id: str, expires: float) -> SetTimer:
+        """Expiry is acted on MinDelayBeforeBCEDelete late, so that the serving MAAR, whose own
+        lifetime ends at the same moment, de-registers the session itself (RFC 8885 §3.5)."""
+        return SetTimer(("life", mn_id), expires + self.timers.min_delay_before_bce_delete)
+
+    def _on_expiry(self, mn_id: str, now: float) -> list[Effect]:
+        bce = self.cache.get(mn_id)
+        if bce is None or bce.expires + self.timers.min_delay_before_bce_delete > now:
+            return []
+        return self._end_session(bce, now, notify_serving=True)
+
+    def _end_session(self, bce: Bce, now: float, notify_serving: bool) -> list[Effect]:
+        """Delete the BCE and tell every MAAR involved to remove its state (PBU, lifetime 0)."""
+        del self.cache[bce.mn_id]
+        effects: list[Effect] = [CancelTimer(("life", bce.mn_id)), CancelTimer(("agg", bce.mn_id))]
+        if bce.handover is not None:
+            for out in bce.handover.waiting.values():
+                effects += self.retx.cancel(out)
+        targets = list(bce.pmaars) + ([(bce.serving, bce.prefix)] if notify_serving else [])
+        for addr, anchored in targets:
+            def build(seq: int, t: float, anchored=anchored) -> BindingUpdate:
+                return M.pbu(seq, t, bce.mn_id, anchored, 0, M.HI_UNKNOWN, bce.att)
+            effects += self.retx.send(addr, bce.mn_id, build, now, context="dereg")[0]
+        effects.append(Report("deregistered", bce.mn_id, "lifetime expired" if notify_serving else
+                              f"by {self.maars[bce.serving].name}"))
+        return effects

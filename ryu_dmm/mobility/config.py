@@ -1,0 +1,125 @@
+"""The mobility domain as the cores see it: mode, de-registration variant, MAARs, timers."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+from ..wire import Prefix, canonical6
+from ..wire import constants as C
+
+
+class Mode(str, Enum):
+    """The CMD's role in a handover (RFC 8885 §3.2-3.4)."""
+
+    RELAY = "relay"
+    LOCATOR = "locator"
+    PROXY = "proxy"
+
+
+class Dereg(str, Enum):
+    """De-registration variants of RFC 8885 §3.5."""
+
+    SERVING_ONLY = "serving-only"  # a P-MAAR stops its BCE timer on a PBU with Serving MAAR
+    RENEWAL = "renewal"  # a P-MAAR de-registers at expiry; the CMD renews while the MN is in the domain
+
+
+@dataclass(frozen=True)
+class Timers:
+    """Seconds. Defaults from RFC 5213 §9 and §6.9.4 where it has one."""
+
+    lifetime: int = 3600  # granted binding lifetime (multiple of 4)
+    reregister_fraction: float = 0.8  # re-register after this share of the lifetime
+    initial_bindack_timeout: float = C.INITIAL_BINDACK_TIMEOUT
+    max_bindack_timeout: float = C.MAX_BINDACK_TIMEOUT
+    max_tries: int = 5  # transmissions of one PBU before its failure is reported
+    max_update_rate: int = C.MAX_UPDATE_RATE  # PBUs per second per peer and MN
+    aggregate_timeout: float = 3.0  # relay/locator: answer the S-MAAR with what has come by then
+    partial_lifetime: int = 8  # lifetime granted with a partial answer: the S-MAAR comes back soon
+    min_delay_before_bce_delete: float = C.MIN_DELAY_BEFORE_BCE_DELETE
+    timestamp_window: float = C.TIMESTAMP_VALIDITY_WINDOW
+
+    def __post_init__(self) -> None:
+        for name in ("lifetime", "partial_lifetime"):
+            value = getattr(self, name)
+            if value <= 0 or value % 4 or value > C.MAX_LIFETIME:
+                raise ValueError(f"timers.{name} {value} must be a positive multiple of 4 up to {C.MAX_LIFETIME}")
+        if not 0 < self.reregister_fraction < 1:
+            raise ValueError("timers.reregister_fraction must be between 0 and 1")
+        if self.max_tries < 1 or self.max_update_rate < 1:
+            raise ValueError("timers.max_tries and timers.max_update_rate must be at least 1")
+        for name in ("initial_bindack_timeout", "max_bindack_timeout", "aggregate_timeout", "timestamp_window"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"timers.{name} must be positive")
+
+
+def _default_mac(name: str) -> bytes:
+    """A stable locally administered unicast MAC for a MAAR's DLIF, derived from its name."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return bytes((0x02, digest[0], digest[1], digest[2], digest[3], digest[4]))
+
+
+def link_local_from_mac(mac: bytes) -> str:
+    """fe80::/64 with the modified EUI-64 interface identifier of ``mac`` (RFC 4291 appendix A)."""
+    eui = bytes((mac[0] ^ 0x02, mac[1], mac[2], 0xFF, 0xFE, mac[3], mac[4], mac[5]))
+    return canonical6("fe80::" + ":".join(f"{eui[i]:02x}{eui[i + 1]:02x}" for i in range(0, 8, 2)))
+
+
+@dataclass(frozen=True)
+class MaarInfo:
+    """A MAAR: signalling address (also its tunnel endpoint), exclusive pool, DLIF identity."""
+
+    name: str
+    address: str
+    pool: Prefix
+    prefix_length: int = 64
+    mac: bytes = b""  # DLIF link-layer address; derived from the name when empty
+    datapath_id: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address", canonical6(self.address))
+        if not self.mac:
+            object.__setattr__(self, "mac", _default_mac(self.name))
+        if len(self.mac) != 6:
+            raise ValueError(f"maar {self.name}: mac must be 6 bytes")
+        if not self.pool.length <= self.prefix_length <= 128:
+            raise ValueError(f"maar {self.name}: prefix_length {self.prefix_length} outside pool {self.pool}")
+
+    @property
+    def link_local(self) -> str:
+        return link_local_from_mac(self.mac)
+
+
+@dataclass(frozen=True)
+class Domain:
+    cmd_address: str
+    maars: tuple[MaarInfo, ...]
+    mode: Mode = Mode.PROXY
+    dereg: Dereg = Dereg.SERVING_ONLY
+    timers: Timers = field(default_factory=Timers)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cmd_address", canonical6(self.cmd_address))
+        object.__setattr__(self, "mode", Mode(self.mode))
+        object.__setattr__(self, "dereg", Dereg(self.dereg))
+        names, addrs = set(), set()
+        for m in self.maars:
+            if m.name in names or m.address in addrs or m.address == self.cmd_address:
+                raise ValueError(f"maar {m.name}: name or address used twice")
+            names.add(m.name)
+            addrs.add(m.address)
+        nets = [(m, m.pool.network) for m in self.maars]
+        for i, (a, na) in enumerate(nets):
+            for b, nb in nets[i + 1:]:
+                if na.overlaps(nb):
+                    raise ValueError(f"maars {a.name} and {b.name}: pools {a.pool} and {b.pool} overlap")
+
+    def by_address(self) -> dict[str, MaarInfo]:
+        return {m.address: m for m in self.maars}
+
+    def maar(self, name: str) -> MaarInfo:
+        for m in self.maars:
+            if m.name == name:
+                return m
+        raise KeyError(name)

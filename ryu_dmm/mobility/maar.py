@@ -1,0 +1,298 @@
+"""The MAAR core: prefix pool, local BCEs, registration with the CMD, roles as S-MAAR and P-MAAR.
+
+Sans-IO: ``handle(event, now)`` returns effects. A MAAR anchors at most one prefix per MN; when an
+MN comes back to a MAAR that still anchors a prefix for it, that prefix is reused.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..wire import BindingAck, BindingUpdate, Prefix, Status, missing_mandatory
+from . import messages as M
+from .config import Domain, Dereg, MaarInfo, Mode
+from .dataplane import EMPTY, LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
+from .events import (
+    Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Effect, RaPrefix, Received, Report, Send,
+    SetTimer, TimerFired,
+)
+from .pool import PrefixPool
+from .retransmit import Outstanding, Retransmitter
+
+
+@dataclass(slots=True)
+class Binding:
+    """This MAAR's BCE for one MN: the prefix anchored here and the MAAR's current role for it."""
+
+    mn_id: str
+    prefix: Prefix
+    fresh: bool  # allocated for the registration in flight: returned at once if it is refused
+    serving: bool  # the MN is attached here (S-MAAR role), else we are one of its P-MAARs
+    mac: bytes = b""
+    port: int = 0
+    att: int = 3
+    attached: bool = False
+    confirmed: bool = False  # the CMD accepted our registration (S-MAAR role)
+    expires: float = 0.0
+    serving_maar: Optional[str] = None  # P-MAAR role: where to tunnel our prefix (also kept while
+    # a registration of ours is in flight: the CMD's latest word on where the MN is, applied if refused)
+    anchors: dict[str, Prefix] = field(default_factory=dict)  # S-MAAR role: P-MAAR -> its prefix
+    dlif: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # P-MAAR -> (mac, link-local)
+    detached_at: float = 0.0
+    last_cmd_ts: int = 0
+    pbu: Optional[Outstanding] = None  # our registration or de-registration in flight
+
+
+class MaarCore:
+    def __init__(self, domain: Domain, name: str) -> None:
+        self.domain = domain
+        self.info: MaarInfo = domain.maar(name)
+        self.address = self.info.address
+        self.cmd = domain.cmd_address
+        self.timers = domain.timers
+        self.peers = domain.by_address()
+        self.pool = PrefixPool(self.info.pool, self.info.prefix_length)
+        self.bindings: dict[str, Binding] = {}
+        self.retx = Retransmitter(domain.timers)
+
+    # ---- views -------------------------------------------------------------------------------
+    def dataplane(self, mn_id: str) -> MnDataPlane:
+        b = self.bindings.get(mn_id)
+        if b is None:
+            return EMPTY
+        if not b.serving or not b.confirmed and b.serving_maar:  # (the latter: an MN back, not yet confirmed)
+            return MnDataPlane(to_serving=(TunnelToServing(b.prefix, b.serving_maar),) if b.serving_maar else ())
+        local = (LocalRoute(b.prefix, b.mac, b.port),) if b.confirmed else ()
+        remote = tuple(TunnelToAnchor(p, a, b.mac, b.port) for a, p in sorted(b.anchors.items()))
+        return MnDataPlane(local=local, to_anchor=remote)
+
+    def _changed(self, mn_id: str) -> DataPlaneChanged:
+        return DataPlaneChanged(mn_id, self.dataplane(mn_id))
+
+    def _advertise(self, b: Binding, now: float) -> Advertise:
+        valid = max(0, int(b.expires - now))
+        ras = [RaPrefix(b.prefix, valid, valid)]
+        for anchor, prefix in sorted(b.anchors.items()):
+            ras.append(RaPrefix(prefix, 0, valid, anchor))
+        return Advertise(b.mn_id, b.mac, b.port, tuple(ras))
+
+    # ---- dispatch ----------------------------------------------------------------------------
+    def handle(self, event, now: float) -> list[Effect]:
+        kind = type(event)
+        if kind is Received:
+            if type(event.msg) is BindingUpdate:
+                return self._on_pbu(event.src, event.msg, now)
+            return self._on_pba(event.src, event.msg, now)
+        if kind is TimerFired:
+            return self._on_timer(event.key, now)
+        if kind is Attach:
+            return self._on_attach(event, now)
+        if kind is Detach:
+            return self._on_detach(event.mn_id, now)
+        return []
+
+    # ---- the MN on our access links ----------------------------------------------------------
+    def _on_attach(self, ev: Attach, now: float) -> list[Effect]:
+        b = self.bindings.get(ev.mn_id)
+        handoff = ev.handoff
+        if b is not None and b.serving and b.attached:  # a repeated trigger for the same attachment
+            moved = (b.mac, b.port) != (ev.mac, ev.port)
+            b.mac, b.port = ev.mac, ev.port
+            if not b.confirmed:
+                return []  # registration already in flight
+            return ([self._changed(b.mn_id)] if moved else []) + [self._advertise(b, now)]
+        if b is None:
+            prefix = self.pool.allocate(now)
+            if prefix is None:
+                return [Report("failed", ev.mn_id, f"prefix pool {self.info.pool} exhausted")]
+            b = self.bindings[ev.mn_id] = Binding(ev.mn_id, prefix, True, True)
+        else:
+            # Back after a detachment, or back at a MAAR that still anchors a prefix for the MN: the MN
+            # may have been elsewhere meanwhile, so this is a new registration with a newer timestamp.
+            if not b.serving:  # serving_maar is kept in case this registration is refused
+                b.serving, b.confirmed, b.fresh = True, False, False
+            handoff = M.HI_BETWEEN_MAARS
+        b.mac, b.port, b.att, b.attached = ev.mac, ev.port, ev.att, True
+        return self._register(b, handoff, now)
+
+    def _on_detach(self, mn_id: str, now: float) -> list[Effect]:
+        b = self.bindings.get(mn_id)
+        if b is None or not b.serving:
+            return []
+        b.attached, b.detached_at = False, now  # the session lives until its lifetime runs out
+        return [CancelTimer(("rereg", mn_id))]
+
+    def _register(self, b: Binding, handoff: int, now: float, lifetime: Optional[int] = None) -> list[Effect]:
+        effects: list[Effect] = self.retx.cancel(b.pbu) if b.pbu is not None else []
+        life = self.timers.lifetime if lifetime is None else lifetime
+
+        def build(seq: int, t: float) -> BindingUpdate:
+            # After a detachment, a (re)transmission must not claim knowledge newer than it: the
+            # MN may have attached elsewhere since, with that newer timestamp.
+            stamp = t if b.attached or life == 0 else min(t, b.detached_at)
+            return M.pbu(seq, stamp, b.mn_id, b.prefix, life, handoff, b.att, b.mac or None)
+        sent, b.pbu = self.retx.send(self.cmd, b.mn_id, build, now, context=(handoff, b.att, life == 0))
+        return effects + sent
+
+    def _rereg_at(self, b: Binding, now: float) -> float:
+        return now + max(1.0, (b.expires - now) * self.timers.reregister_fraction)
+
+    # ---- PBAs --------------------------------------------------------------------------------
+    def _on_pba(self, src: str, pba: BindingAck, now: float) -> list[Effect]:
+        if src != self.cmd:
+            return self._on_direct_pba(src, pba, now)
+        out = self.retx.pending.get((src, pba.sequence))
+        if out is None or pba.mn_id != out.mn_id or (pba.handoff, pba.att) != out.context[:2]:
+            return []  # not an answer to a PBU in flight, or its echo does not match: ignored
+        self.retx.acknowledge(src, pba.sequence)
+        effects: list[Effect] = [CancelTimer(out.key)]
+        b = self.bindings.get(out.mn_id)
+        if b is None or b.pbu is not out:
+            return effects
+        b.pbu = None
+        if out.context[2]:  # it answers our de-registration
+            if pba.accepted and pba.lifetime > 0:  # variant B: the CMD renewed our BCE
+                b.expires = now + pba.lifetime
+                return effects + [SetTimer(("expire", b.mn_id), b.expires)]
+            return effects + self._remove(b, now, "deregistered", "lifetime expired")
+        if not pba.accepted or pba.lifetime == 0:
+            return effects + self._refused(b, now, pba.status, out.tries)
+        b.confirmed, b.fresh, b.serving_maar = True, False, None
+        b.expires = now + pba.lifetime
+        b.anchors = {p.maar: p.prefix for p in pba.previous_maars if p.maar != self.address}
+        b.dlif = {a: d for a in b.anchors if (d := M.dlif_of(pba, a)) is not None}
+        effects += [self._changed(b.mn_id), self._advertise(b, now), SetTimer(("expire", b.mn_id), b.expires)]
+        if b.attached:
+            effects.append(SetTimer(("rereg", b.mn_id), self._rereg_at(b, now)))
+        kind = "handover" if b.anchors else "registered"
+        return effects + [Report(kind, b.mn_id, f"at {self.info.name} with {len(b.anchors)} P-MAAR(s)")]
+
+    def _on_direct_pba(self, src: str, pba: BindingAck, now: float) -> list[Effect]:
+        """Locator mode (§3.3): a P-MAAR tells us directly which prefix it anchors for our MN."""
+        b = self.bindings.get(pba.mn_id or "")
+        hnps = pba.hnps
+        if (src not in self.peers or b is None or not b.serving or not pba.accepted or len(hnps) != 1
+                or pba.serving_maar != self.address):
+            return []
+        b.anchors[src] = hnps[0]
+        dlif = M.dlif_of(pba, None)
+        if dlif is not None:
+            b.dlif[src] = dlif
+        effects: list[Effect] = [self._changed(b.mn_id)]
+        return effects + ([self._advertise(b, now)] if b.confirmed else [])
+
+    def _refused(self, b: Binding, now: float, status: int, tries: int) -> list[Effect]:
+        detail = f"registration refused by the CMD ({status})"
+        if b.confirmed and b.serving_maar is None:  # an update refused: the accepted binding stands
+            return [Report("rejected", b.mn_id, detail + "; the earlier registration stays", status)]
+        if b.serving_maar is not None:  # the CMD places the MN elsewhere: be (or stay) its P-MAAR there
+            b.serving, b.attached, b.confirmed, b.fresh, b.anchors, b.dlif = False, False, False, False, {}, {}
+            return [CancelTimer(("rereg", b.mn_id)), self._changed(b.mn_id), Report("rejected", b.mn_id, detail, status)]
+        if tries > 1:  # an earlier transmission may have been accepted, its PBA lost
+            quarantine = self._unanswered()
+        elif b.fresh:  # refused at the first try: the prefix was never bound nor advertised
+            quarantine = 0.0
+        else:
+            quarantine = self.timers.min_delay_before_bce_delete
+        return self._remove(b, now, "rejected", detail, status, quarantine)
+
+    def _unanswered(self) -> float:
+        """Quarantine for a prefix whose PBU went unanswered: the CMD may hold a BCE for it until
+        its lifetime and grace run out."""
+        return self.timers.lifetime + 2 * self.timers.min_delay_before_bce_delete
+
+    def _remove(self, b: Binding, now: float, kind: str, detail: str, status: Optional[int] = None,
+                quarantine: Optional[float] = None) -> list[Effect]:
+        """Forget ``b``: its flows go, its prefix returns to the pool after ``quarantine`` seconds
+        (MinDelayBeforeBCEDelete unless told otherwise)."""
+        del self.bindings[b.mn_id]
+        effects: list[Effect] = self.retx.cancel(b.pbu) if b.pbu is not None else []
+        if quarantine is None:
+            quarantine = self.timers.min_delay_before_bce_delete
+        self.pool.release(b.prefix, now + quarantine)
+        return effects + [CancelTimer(("rereg", b.mn_id)), CancelTimer(("expire", b.mn_id)),
+                          DataPlaneChanged(b.mn_id, EMPTY), Report(kind, b.mn_id, detail, status)]
+
+    # ---- PBUs from the CMD -------------------------------------------------------------------
+    def _answer(self, pbu: BindingUpdate, status: int, lifetime: int, to: tuple[str, ...], extra=()) -> list[Effect]:
+        pba = M.pba_for(pbu, status, lifetime, extra)
+        return [Send(dst, pba) for dst in to]
+
+    def _on_pbu(self, src: str, pbu: BindingUpdate, now: float) -> list[Effect]:
+        if src != self.cmd:
+            return self._answer(pbu, Status.MAG_NOT_AUTHORIZED_FOR_PROXY_REG, 0, (src,))
+        missing = missing_mandatory(pbu)
+        if missing is not None:
+            return self._answer(pbu, missing, 0, (src,))
+        b = self.bindings.get(pbu.mn_id)
+        ts = pbu.timestamp
+        if ts is not None:
+            if abs(ts / 65536 - now) > self.timers.timestamp_window:
+                return self._answer(pbu, Status.TIMESTAMP_MISMATCH, 0, (src,))
+            if b is not None and ts < b.last_cmd_ts:
+                return self._answer(pbu, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, 0, (src,))
+        if b is None or pbu.hnps[0] != b.prefix:
+            if pbu.lifetime == 0:
+                return self._answer(pbu, Status.ACCEPTED, 0, (src,))  # already gone
+            if b is None and pbu.serving_maar and self.pool.adopt(pbu.hnps[0]):
+                # We dropped this binding (say, our registration seemed unanswered) but the CMD holds it:
+                # the CMD is the source of truth, so anchor the prefix again.
+                b = self.bindings[pbu.mn_id] = Binding(pbu.mn_id, pbu.hnps[0], False, False, att=pbu.att or 3)
+            else:
+                return self._answer(pbu, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, 0, (src,))
+        b.last_cmd_ts = ts or b.last_cmd_ts
+        if pbu.lifetime == 0:  # the session ended: remove everything for this MN
+            return self._answer(pbu, Status.ACCEPTED, 0, (src,)) + self._remove(b, now, "deregistered", "by the CMD")
+        smaar = pbu.serving_maar
+        if smaar is None or smaar == self.address:
+            return self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
+        if b.serving and b.attached and b.pbu is not None:
+            # The MN is attached here and our registration is in flight: the CMD wrote this before it
+            # saw that registration, which will move the session here. Remember it in case it is refused.
+            b.serving_maar = smaar
+            effects = [self._changed(b.mn_id)] if not b.confirmed else []
+            return effects + self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
+        return self._become_previous(b, pbu, smaar, now)
+
+    def _become_previous(self, b: Binding, pbu: BindingUpdate, smaar: str, now: float) -> list[Effect]:
+        """§3.2-3.4: the MN is at ``smaar`` now: tunnel our prefix there, answer the CMD (and, in
+        locator mode, the S-MAAR)."""
+        effects: list[Effect] = self.retx.cancel(b.pbu) if b.pbu is not None else []
+        superseded = b.pbu is not None and b.serving
+        b.pbu = None
+        b.serving, b.attached, b.confirmed, b.fresh = False, False, False, False
+        b.serving_maar, b.anchors, b.dlif = smaar, {}, {}
+        effects += [CancelTimer(("rereg", b.mn_id)), self._changed(b.mn_id)]
+        if self.domain.dereg is Dereg.SERVING_ONLY:
+            effects.append(CancelTimer(("expire", b.mn_id)))  # only the S-MAAR de-registers
+        else:
+            b.expires = now + pbu.lifetime
+            effects.append(SetTimer(("expire", b.mn_id), b.expires))
+        to = (self.cmd, smaar) if self.domain.mode is Mode.LOCATOR else (self.cmd,)
+        effects += self._answer(pbu, Status.ACCEPTED, pbu.lifetime, to, M.dlif_options(self.info))
+        detail = f"now at {self.peers[smaar].name if smaar in self.peers else smaar}"
+        if superseded:
+            detail += "; our own registration was superseded"
+        return effects + [Report("moved", b.mn_id, detail)]
+
+    # ---- timers ------------------------------------------------------------------------------
+    def _on_timer(self, key: tuple, now: float) -> list[Effect]:
+        if key[0] == "retx":
+            effects, failed = self.retx.fire(key, now)
+            if failed is None:
+                return effects
+            b = self.bindings.get(failed.mn_id)
+            if b is None or b.pbu is not failed:
+                return effects
+            b.pbu = None
+            return effects + self._remove(b, now, "failed", f"no PBA from the CMD after {failed.tries} tries",
+                                          quarantine=self._unanswered())
+        b = self.bindings.get(key[1])
+        if b is None:
+            return []
+        if key[0] == "rereg" and b.serving and b.attached and b.confirmed and b.pbu is None:
+            return self._register(b, M.HI_REREGISTRATION, now)
+        if key[0] == "expire" and b.expires <= now and b.pbu is None:
+            if b.serving or self.domain.dereg is Dereg.RENEWAL:
+                return self._register(b, M.HI_UNKNOWN, now, lifetime=0)
+        return []

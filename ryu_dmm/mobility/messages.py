@@ -1,0 +1,69 @@
+"""Builders for the PBUs and PBAs the cores send; one place for which options each carries."""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from ..wire import (
+    AccessTechnologyTypeOption, BindingAck, BindingUpdate, DlifLinkLayerAddress, DlifLinkLocalAddress,
+    HandoffIndicatorOption, HomeNetworkPrefix, MNLinkLayerIdentifier, MobileNodeIdentifier, Prefix,
+    PreviousMaar, ServingMaar, Timestamp,
+)
+from ..wire.constants import HandoffIndicator
+from .config import MaarInfo
+
+
+def pbu(seq: int, now: float, mn_id: str, prefix: Prefix, lifetime: int, handoff: int, att: int,
+        mac: Optional[bytes] = None, serving: Optional[str] = None) -> BindingUpdate:
+    opts = [MobileNodeIdentifier.nai(mn_id), HomeNetworkPrefix(prefix), HandoffIndicatorOption(handoff),
+            AccessTechnologyTypeOption(att)]
+    if mac:
+        opts.append(MNLinkLayerIdentifier(mac))
+    opts.append(Timestamp.from_seconds(now))
+    if serving is not None:
+        opts.append(ServingMaar(serving))
+    return BindingUpdate(seq, lifetime, tuple(opts))
+
+
+def dlif_options(maar: MaarInfo) -> tuple:
+    return (DlifLinkLocalAddress(maar.link_local), DlifLinkLayerAddress(maar.mac))
+
+
+def pba_for(req: BindingUpdate, status: int, lifetime: int, extra: Iterable = ()) -> BindingAck:
+    """A PBA answering ``req``: echoes MN-ID, HNPs, HI, ATT, MN-LL-ID, timestamp and Serving MAAR."""
+    opts = [o for o in req.options if type(o) in _ECHOED]
+    opts.extend(extra)
+    return BindingAck(status, req.sequence, lifetime, tuple(opts))
+
+
+def previous_maar_options(pmaars: Iterable[tuple[str, Prefix]], infos: dict[str, MaarInfo]) -> list:
+    """One Previous MAAR option per P-MAAR, each followed by that MAAR's DLIF options (RFC 8885 §3.7)."""
+    opts: list = []
+    for addr, prefix in pmaars:
+        opts.append(PreviousMaar(addr, prefix))
+        info = infos.get(addr)
+        if info is not None:
+            opts.extend(dlif_options(info))
+    return opts
+
+
+def dlif_of(msg, anchor: str) -> Optional[tuple[bytes, str]]:
+    """The DLIF (mac, link-local) that follows ``anchor``'s Previous MAAR option, or the message's own."""
+    found, ll, mac = anchor is None, None, None
+    for o in msg.options:
+        kind = type(o)
+        if kind is PreviousMaar:
+            if found and (ll or mac):
+                break
+            found = o.maar == anchor
+        elif found and kind is DlifLinkLocalAddress:
+            ll = o.address
+        elif found and kind is DlifLinkLayerAddress:
+            mac = o.link_layer
+    return (mac, ll) if mac and ll else None
+
+
+_ECHOED = {MobileNodeIdentifier, HomeNetworkPrefix, HandoffIndicatorOption, AccessTechnologyTypeOption,
+           MNLinkLayerIdentifier, Timestamp, ServingMaar}
+HI_REREGISTRATION = int(HandoffIndicator.NO_HANDOFF)
+HI_BETWEEN_MAARS = int(HandoffIndicator.BETWEEN_MAGS)
+HI_UNKNOWN = int(HandoffIndicator.UNKNOWN)

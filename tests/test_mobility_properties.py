@@ -1,0 +1,89 @@
+"""Random movement of several MNs over several MAARs, in every mode, over a lossy, duplicating,
+reordering network. Once the network is quiet the domain must be consistent."""
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ryu_dmm.mobility.config import Dereg, Mode, Timers
+from tests.sim import Net, domain
+
+LIFETIME = 400  # long: the first check must come before any lifetime runs out
+RETRANSMISSIONS_DONE = 35.0  # 1+2+4+8+16 s of back-off, plus margin
+
+moves = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3), st.floats(0.001, 1.5), st.booleans()),
+                 min_size=1, max_size=14)
+
+
+def settle(n: Net, limit: int = 2000) -> None:
+    """Run until no message is in flight and no PBU awaits an answer."""
+    for _ in range(limit):
+        busy = any(kind == "msg" for _, _, kind, _ in n._queue) or n.cmd.retx.pending or any(
+            m.retx.pending for m in n.maars.values())
+        if not busy:
+            return
+        n.run(0.01)
+    raise AssertionError("the network never went quiet")
+
+
+def check_invariants(n: Net, attached: dict[str, str], after_lifetimes: bool) -> None:
+    """``attached``: MN -> the MAAR it is attached to now. Stale claims of MNs that left (say an
+    unconfirmed registration whose PBA was lost) are cleaned by lifetimes, as in PMIPv6, so they are
+    only required to be gone ``after_lifetimes``; they must never carry a route or a tunnel."""
+    cmd = n.cmd
+    maars = {m.address: m for m in n.maars.values()}
+    failed = {r.mn_id for _, _, r in n.reports if r.kind in ("failed", "rejected")}
+    assert all(b.handover is None for b in cmd.cache.values())
+    # each prefix anchored at exactly one MAAR, always from that MAAR's own pool
+    seen = {}
+    for m in maars.values():
+        for b in m.bindings.values():
+            assert b.prefix not in seen, (b.prefix, m.info.name, seen.get(b.prefix))
+            assert m.pool.contains(b.prefix)
+            seen[b.prefix] = m.info.name
+    for mn, maar in attached.items():
+        bce = cmd.cache.get(mn)
+        if mn in failed and (bce is None or bce.serving != n.maars[maar].address):
+            continue  # its registration was reported as failed
+        assert bce is not None and bce.serving == n.maars[maar].address, (mn, maar, bce)
+        s = maars[bce.serving].bindings.get(mn)
+        assert s is not None and s.serving and s.confirmed and s.prefix == bce.prefix, (mn, bce, s)
+        assert s.anchors == dict(bce.pmaars), (mn, s.anchors, bce.pmaars)  # uplink to every P-MAAR
+        for addr, prefix in bce.pmaars:  # every P-MAAR tunnels its prefix to the serving MAAR
+            p = maars[addr].bindings.get(mn)
+            assert p is not None and not p.serving and p.prefix == prefix and p.serving_maar == bce.serving, (mn, addr, p)
+    for m in maars.values():
+        for mn, b in m.bindings.items():
+            bce = cmd.cache.get(mn)
+            listed = bce is not None and (m.address == bce.serving or (m.address, b.prefix) in bce.pmaars)
+            if after_lifetimes:
+                assert listed, (m.info.name, mn, b)
+            elif not listed:  # no route or tunnel for a session the CMD does not hold us part of
+                assert m.dataplane(mn).empty, (m.info.name, mn, b)
+    if after_lifetimes:
+        assert set(cmd.cache) <= set(attached), (set(cmd.cache), attached)
+    # what each MAAR last told its data plane is what its state says
+    for (name, mn), state in n.dataplane.items():
+        assert state == n.maars[name].dataplane(mn), (name, mn)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mode=st.sampled_from(list(Mode)), dereg=st.sampled_from(list(Dereg)), steps=moves,
+       loss=st.sampled_from([0.0, 0.05, 0.15]), dup=st.sampled_from([0.0, 0.1]),
+       jitter=st.sampled_from([0.0, 0.02, 0.1]), seed=st.integers(0, 2**16))
+def test_domain_converges(mode, dereg, steps, loss, dup, jitter, seed):
+    n = Net(domain(4, mode=mode, dereg=dereg, timers=Timers(lifetime=LIFETIME, aggregate_timeout=1.0)),
+            loss=loss, dup=dup, jitter=jitter, seed=seed)
+    where = {}
+    for mn_i, maar_i, gap, leave in steps:
+        mn, maar = f"mn{mn_i + 1}", f"maar{maar_i + 1}"
+        if mn in where:
+            n.detach(where.pop(mn), mn)
+        if not leave:
+            n.attach(maar, mn, port=mn_i + 1)
+            where[mn] = maar
+        n.run(gap)
+    n.loss = n.dup = n.jitter = 0.0  # the network goes quiet
+    n.run(RETRANSMISSIONS_DONE)
+    settle(n)
+    check_invariants(n, where, after_lifetimes=False)  # before any expiry could have tidied up
+    n.run(3 * LIFETIME)
+    settle(n)
+    check_invariants(n, where, after_lifetimes=True)
