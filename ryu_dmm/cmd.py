@@ -1,14 +1,33 @@
-"""The CMD as a Ryu application: ``ryu-manager ryu_dmm.cmd``."""
+"""The CMD as a Ryu application: ``ryu-manager [--config-file FILE] ryu_dmm.cmd``.
+
+A thin shell around ``mobility.cmd.CmdCore``: PMIPv6 over UDP 5436 (IPv6 and IPv4 on one
+dual-stack socket), the core's timers on the eventlet hub, OpenFlow 1.3 towards the MAARs' switches,
+and the REST API of ``ryu_dmm.rest``. See docs/architecture.md.
+"""
+import logging
 import os
 import signal
+import socket
+import sys
+import time
 
 import greenlet
 from eventlet.hubs import trampoline
+from ryu import cfg
+from ryu.app.wsgi import WSGIApplication
 from ryu.base import app_manager
 from ryu.controller import ofp_event
-from ryu.controller.handler import CONFIG_DISPATCHER, set_ev_cls
+from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
+
+from . import domainconf, rest
+from .mobility.cmd import CmdCore
+from .mobility.events import CancelTimer, Received, Report, Send, SetTimer, TimerFired
+from .stats import Stats
+from .wire import DecodeError, canonical6, decode, encode
+
+LOG = logging.getLogger("ryu_dmm.cmd")
 
 
 def install_clean_exit(logger) -> None:
@@ -40,15 +59,131 @@ def install_clean_exit(logger) -> None:
     signal.signal(signal.SIGTERM, on_signal)
 
 
+def peer_address(host: str) -> str:
+    """Canonical text of a datagram's source (scope dropped; IPv4 shows as ::ffff:a.b.c.d)."""
+    return canonical6(host.split("%", 1)[0])
+
+
+def _config_path():
+    files = list(getattr(cfg.CONF, "config_file", None) or [])
+    return files[-1] if files else None
+
+
 class CmdApp(app_manager.RyuApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    _CONTEXTS = {"wsgi": WSGIApplication}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        path = _config_path()
+        try:
+            self.domain, self.settings = domainconf.load(path)
+        except domainconf.ConfigError as exc:
+            # Before anything is bound or started: nothing is half-applied.
+            print(f"ryu_dmm.cmd: bad configuration: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        self.config_path = path or "<embedded default>"
+        self.core = CmdCore(self.domain)
+        self.stats = Stats(self.domain.mode.value)
+        self.timers = None
+        self.sock = None
+        self._server = None
+        self._ports = {}  # configured MAAR -> the UDP port it last signalled from
+        self.datapaths = {}
+        self._reply_to = None
+        self._by_name = {m.name: m for m in self.domain.maars}
+        self._by_dpid = {m.datapath_id: m for m in self.domain.maars if m.datapath_id is not None}
+        kwargs["wsgi"].register(rest.DmmRestController, {rest.APP_KEY: self})
+
+    # ---- life cycle ------------------------------------------------------------------------------
     def start(self):
         thread = super().start()
+        from .hubtimers import HubTimers
+        self.timers = HubTimers(self._on_timer)
+        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((self.settings.listen, self.settings.port))
+        self._server = hub.spawn(self._serve)  # not in self.threads: RyuApp.stop() joins those
         install_clean_exit(self.logger)
-        self.logger.info("ryu-dmm CMD started")
+        self.logger.info("ryu-dmm CMD started: %s mode, %d MAAR(s), PMIPv6 on [%s]:%d, config %s",
+                         self.domain.mode.value, len(self.domain.maars), self.settings.listen,
+                         self.sock.getsockname()[1], self.config_path)
         return thread
 
+    def stop(self):
+        if self._server is not None:
+            hub.kill(self._server)
+        if self.sock is not None:
+            self.sock.close()
+        super().stop()
+
+    # ---- signalling ------------------------------------------------------------------------------
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except OSError:
+                return  # socket closed at shutdown
+            self.on_datagram(data, addr)
+
+    def on_datagram(self, data: bytes, addr) -> None:
+        try:
+            msg = decode(data)
+        except DecodeError as exc:
+            self.stats.count(f"decode_error.{exc.reason}")
+            self.logger.warning("dropped datagram from [%s]:%d: %s", addr[0], addr[1], exc)
+            return
+        src = peer_address(addr[0])
+        if src in self.core.maars:
+            self._ports[src] = addr[1]
+        self.stats.received(msg)
+        self._reply_to = (src, addr[1])
+        try:
+            self._apply(self.core.handle(Received(src, msg), time.time()))
+        finally:
+            self._reply_to = None
+
+    def _on_timer(self, key) -> None:
+        self._apply(self.core.handle(TimerFired(key), time.time()))
+
+    def _apply(self, effects) -> None:
+        reports = []
+        for e in effects:
+            kind = type(e)
+            if kind is Send:
+                if self._reply_to and self._reply_to[0] == e.dst:
+                    port = self._reply_to[1]  # answers go where the message came from
+                else:
+                    port = self._ports.get(e.dst, self.settings.port)
+                try:
+                    self.sock.sendto(encode(e.msg), (e.dst, port))
+                    self.stats.sent(e.msg)
+                except OSError as exc:
+                    self.stats.count("send_error")
+                    self.logger.warning("cannot send to [%s]:%d: %s", e.dst, port, exc)
+            elif kind is SetTimer:
+                self.timers.set(e.key, e.at)
+            elif kind is CancelTimer:
+                self.timers.cancel(e.key)
+            elif kind is Report:
+                reports.append(e)
+                level = logging.WARNING if e.kind in ("failed", "rejected") else logging.INFO
+                self.logger.log(level, "%s %s %s%s", e.kind, e.mn_id, e.detail,
+                                f" (status {e.status})" if e.status is not None else "")
+        self.stats.reported(reports)
+
+    # ---- OpenFlow --------------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def _switch_features(self, ev):
-        self.logger.info("switch %016x connected", ev.msg.datapath.id)
+        dpid = ev.msg.datapath.id
+        maar = self._by_dpid.get(dpid)
+        self.logger.info("switch %016x connected%s", dpid, f" ({maar.name})" if maar else " (not a configured MAAR)")
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def _state_change(self, ev):
+        dp = ev.datapath
+        if ev.state == MAIN_DISPATCHER:
+            self.datapaths[dp.id] = dp
+        elif self.datapaths.get(dp.id) is dp:
+            del self.datapaths[dp.id]

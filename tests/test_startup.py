@@ -1,7 +1,9 @@
 """Plain `ryu-manager ryu_dmm.cmd` starts on Python >= 3.10 with the pinned eventlet, and stops cleanly."""
+import json
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -39,15 +41,20 @@ def test_existing_already_handled_is_left_alone():
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ryu_manager_runs_the_cmd_and_exits_cleanly(tmp_path, sig):
-    port = free_port()
+    port, rest = free_port(), free_port()
     log = tmp_path / "ryu.log"
+    # No --config-file: the embedded default (no MAARs, proxy mode, PMIPv6 on [::]:5436).
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN / "ryu-manager"), "--ofp-tcp-listen-port", str(port), "ryu_dmm.cmd"],
+        proc = subprocess.Popen([str(BIN / "ryu-manager"), "--ofp-tcp-listen-port", str(port),
+                                 "--wsapi-port", str(rest), "--wsapi-host", "127.0.0.1", "ryu_dmm.cmd"],
                                 cwd=tmp_path, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
     try:
         assert wait_for(lambda: tcp_open(port) or proc.poll() is not None, 30), "OpenFlow port never opened"
         assert proc.poll() is None, log.read_text()
         assert wait_for(lambda: "ryu-dmm CMD started" in log.read_text(), 10), log.read_text()
+        assert wait_for(lambda: tcp_open(rest), 10), log.read_text()
+        with urllib.request.urlopen(f"http://127.0.0.1:{rest}/dmm/v1/stats", timeout=5) as r:
+            assert json.loads(r.read())["mode"] == "proxy"
     finally:
         code = stop(proc, sig)
     text = log.read_text()

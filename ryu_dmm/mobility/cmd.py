@@ -189,7 +189,8 @@ class CmdCore:
             effects.append(Report("handover", bce.mn_id, f"partial: no answer yet from "
                                   f"{sorted(self.maars[a].name for a in ho.waiting)}"))
         else:
-            effects.append(Report("handover", bce.mn_id, f"to {self.maars[ho.smaar].name} in {now - ho.started:.6f} s"))
+            effects.append(Report("handover", bce.mn_id, f"to {self.maars[ho.smaar].name}",
+                                  duration=now - ho.started))
         return effects
 
     # ---- PBA from a P-MAAR -------------------------------------------------------------------

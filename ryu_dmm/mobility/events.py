@@ -93,10 +93,11 @@ class Advertise:
 class Report:
     """Something an operator must see: a completed handover, or a failure that was not swallowed."""
 
-    kind: str  # "registered", "handover", "deregistered", "failed", "rejected"
+    kind: str  # "registered", "handover", "moved", "renewed", "deregistered", "failed", "rejected"
     mn_id: str
     detail: str = ""
     status: Optional[int] = None
+    duration: Optional[float] = None  # a completed handover: its PBU's arrival to its last PBA
 
 
 Effect = Union[Send, SetTimer, CancelTimer, DataPlaneChanged, Advertise, Report]

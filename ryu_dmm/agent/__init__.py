@@ -1,0 +1,1 @@
+"""The MAAR agent: a lightweight process running one ``MaarCore`` (``ryu-dmm-maar``)."""

@@ -1,0 +1,195 @@
+"""The domain configuration file: one INI file, also given to ``ryu-manager --config-file``.
+
+Ryu's own options live in ``[DEFAULT]`` (e.g. ``wsapi_port``); ours in ``[dmm]``, ``[timers]`` and
+one ``[maar:NAME]`` per MAAR. The whole file is validated before anything is applied: a wrong file
+raises ``ConfigError`` naming the section and key, and nothing starts half-configured.
+"""
+from __future__ import annotations
+
+import configparser
+from dataclasses import dataclass, fields
+from typing import Optional
+
+from .mobility.config import Dereg, Domain, MaarInfo, Mode, Timers
+from .wire import Prefix, canonical6
+
+TUNNEL_TYPES = ("gre", "vxlan")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the bad section and key."""
+
+
+@dataclass(frozen=True)
+class CmdSettings:
+    """What the CMD process needs besides the domain itself."""
+
+    listen: str = "::"
+    port: int = 5436
+    raw_mh: bool = False
+    tunnel: str = "gre"
+
+
+_DMM_KEYS = {"cmd_address", "mode", "dereg", "listen", "port", "raw_mh", "tunnel"}
+_MAAR_KEYS = {"address", "pool", "prefix_length", "mac", "datapath_id"}
+_TIMER_KEYS = {f.name: f.type for f in fields(Timers)}
+
+DEFAULT_TEXT = """\
+# Embedded default: a CMD with no MAARs yet, proxy mode. Copy and extend (docs/configuration.md).
+[dmm]
+cmd_address = ::1
+mode = proxy
+"""
+
+
+def _parse_mac(section: str, text: str) -> bytes:
+    parts = text.split(":")
+    try:
+        mac = bytes(int(p, 16) for p in parts)
+    except ValueError:
+        mac = b""
+    if len(parts) != 6 or len(mac) != 6:
+        raise ConfigError(f"[{section}] mac: {text!r} is not a MAC address like 02:00:00:00:00:01")
+    return mac
+
+
+def _int(section: str, key: str, text: str, low: int, high: int) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise ConfigError(f"[{section}] {key}: {text!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"[{section}] {key}: {value} is outside {low}..{high}")
+    return value
+
+
+def _bool(section: str, key: str, text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "yes", "true", "on"):
+        return True
+    if low in ("0", "no", "false", "off"):
+        return False
+    raise ConfigError(f"[{section}] {key}: {text!r} is not a boolean")
+
+
+def _address(section: str, key: str, text: str) -> str:
+    try:
+        return canonical6(text.strip())
+    except ValueError:
+        raise ConfigError(f"[{section}] {key}: {text!r} is not an IPv6 address") from None
+
+
+def _check_keys(section: str, items: dict, allowed: set) -> None:
+    for key in items:
+        if key not in allowed:
+            raise ConfigError(f"[{section}] {key}: unknown key (known: {', '.join(sorted(allowed))})")
+
+
+def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
+    parser = configparser.ConfigParser(default_section="\0none", interpolation=None)
+    try:
+        parser.read_string(text, source)
+    except configparser.Error as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    known = {"DEFAULT", "dmm", "timers"}
+    for section in parser.sections():
+        if section not in known and not section.startswith("maar:"):
+            raise ConfigError(f"[{section}]: unknown section (known: [dmm], [timers], [maar:NAME], [DEFAULT] for Ryu)")
+    if not parser.has_section("dmm"):
+        raise ConfigError("[dmm]: section missing")
+    dmm = dict(parser.items("dmm"))
+    _check_keys("dmm", dmm, _DMM_KEYS)
+    if "cmd_address" not in dmm:
+        raise ConfigError("[dmm] cmd_address: missing")
+    cmd_address = _address("dmm", "cmd_address", dmm["cmd_address"])
+    try:
+        mode = Mode(dmm.get("mode", "proxy"))
+    except ValueError:
+        raise ConfigError(f"[dmm] mode: {dmm['mode']!r} is not one of relay, locator, proxy") from None
+    try:
+        dereg = Dereg(dmm.get("dereg", "serving-only"))
+    except ValueError:
+        raise ConfigError(f"[dmm] dereg: {dmm['dereg']!r} is not one of serving-only, renewal") from None
+    tunnel = dmm.get("tunnel", "gre")
+    if tunnel not in TUNNEL_TYPES:
+        raise ConfigError(f"[dmm] tunnel: {tunnel!r} is not one of {', '.join(TUNNEL_TYPES)}")
+    settings = CmdSettings(
+        listen=_address("dmm", "listen", dmm.get("listen", "::")),
+        port=_int("dmm", "port", dmm.get("port", "5436"), 1, 65535),
+        raw_mh=_bool("dmm", "raw_mh", dmm.get("raw_mh", "false")),
+        tunnel=tunnel,
+    )
+    timers_kw: dict = {}
+    if parser.has_section("timers"):
+        items = dict(parser.items("timers"))
+        _check_keys("timers", items, set(_TIMER_KEYS))
+        for key, text in items.items():
+            try:
+                timers_kw[key] = float(text) if _TIMER_KEYS[key] in (float, "float") else int(text, 0)
+            except ValueError:
+                raise ConfigError(f"[timers] {key}: {text!r} is not a number") from None
+    try:
+        timers = Timers(**timers_kw)
+    except ValueError as exc:
+        raise ConfigError(f"[{exc}".replace("[timers.", "[timers] ", 1)) from None
+    maars = []
+    for section in parser.sections():
+        if not section.startswith("maar:"):
+            continue
+        name = section[5:]
+        if not name:
+            raise ConfigError(f"[{section}]: a MAAR needs a name, as in [maar:maar1]")
+        items = dict(parser.items(section))
+        _check_keys(section, items, _MAAR_KEYS)
+        for key in ("address", "pool"):
+            if key not in items:
+                raise ConfigError(f"[{section}] {key}: missing")
+        try:
+            pool = Prefix.parse(items["pool"].strip())
+        except ValueError as exc:
+            raise ConfigError(f"[{section}] pool: {exc}") from None
+        dpid: Optional[int] = None
+        if "datapath_id" in items:
+            dpid = _int(section, "datapath_id", items["datapath_id"], 0, 2**64 - 1)
+        try:
+            maars.append(MaarInfo(
+                name, _address(section, "address", items["address"]), pool,
+                _int(section, "prefix_length", items.get("prefix_length", "64"), 1, 128),
+                _parse_mac(section, items["mac"]) if "mac" in items else b"", dpid))
+        except ValueError as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"[{section}] {exc}") from None
+    try:
+        domain = Domain(cmd_address, tuple(maars), mode, dereg, timers)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return domain, settings
+
+
+def load(path: Optional[str]) -> tuple[Domain, CmdSettings]:
+    if path is None:
+        return parse(DEFAULT_TEXT, "<embedded default>")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    return parse(text, path)
+
+
+def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[dict] = None) -> str:
+    """A configuration file for ``domain`` (the lab writes its own with this)."""
+    lines = []
+    if ryu:
+        lines += ["[DEFAULT]"] + [f"{k} = {v}" for k, v in ryu.items()] + [""]
+    lines += ["[dmm]", f"cmd_address = {domain.cmd_address}", f"mode = {domain.mode.value}",
+              f"dereg = {domain.dereg.value}", f"listen = {settings.listen}", f"port = {settings.port}",
+              f"raw_mh = {str(settings.raw_mh).lower()}", f"tunnel = {settings.tunnel}", "", "[timers]"]
+    lines += [f"{f.name} = {getattr(domain.timers, f.name)}" for f in fields(Timers)]
+    for m in domain.maars:
+        lines += ["", f"[maar:{m.name}]", f"address = {m.address}", f"pool = {m.pool}",
+                  f"prefix_length = {m.prefix_length}", "mac = " + ":".join(f"{b:02x}" for b in m.mac)]
+        if m.datapath_id is not None:
+            lines.append(f"datapath_id = {m.datapath_id:#x}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,73 @@
+"""The domain configuration file: every mistake is named by section and key; render/parse round trip."""
+import pytest
+
+from ryu_dmm.domainconf import ConfigError, load, parse, render
+from ryu_dmm.mobility.config import Dereg, Mode
+
+GOOD = """
+[DEFAULT]
+wsapi_port = 8080
+
+[dmm]
+cmd_address = 2001:db8:ff::100
+mode = relay
+dereg = renewal
+port = 5436
+
+[timers]
+lifetime = 120
+aggregate_timeout = 1.5
+
+[maar:maar1]
+address = 2001:db8:ff::1
+pool = 2001:db8:1::/48
+datapath_id = 0x1
+mac = 02:00:00:00:00:01
+
+[maar:maar2]
+address = 2001:db8:ff::2
+pool = 2001:db8:2::/48
+"""
+
+
+def test_good_file_and_round_trip():
+    domain, settings = parse(GOOD)
+    assert domain.mode is Mode.RELAY and domain.dereg is Dereg.RENEWAL
+    assert domain.timers.lifetime == 120 and domain.timers.aggregate_timeout == 1.5
+    assert [m.name for m in domain.maars] == ["maar1", "maar2"]
+    assert domain.maars[0].datapath_id == 1 and domain.maars[0].mac == bytes.fromhex("020000000001")
+    assert parse(render(domain, settings)) == (domain, settings)
+
+
+def test_embedded_default_runs_with_no_maars():
+    domain, settings = load(None)
+    assert domain.maars == () and domain.mode is Mode.PROXY and settings.port == 5436
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("mode = relay", "mode = relais"), "[dmm] mode"),
+    (("port = 5436", "port = 99999"), "[dmm] port"),
+    (("port = 5436", "prot = 5436"), "[dmm] prot: unknown key"),
+    (("lifetime = 120", "lifetime = 121"), "[timers] lifetime"),
+    (("lifetime = 120", "lifetime = soon"), "[timers] lifetime"),
+    (("aggregate_timeout = 1.5", "agregate_timeout = 1.5"), "[timers] agregate_timeout: unknown key"),
+    (("mac = 02:00:00:00:00:01", "mac = 02:00"), "[maar:maar1] mac"),
+    (("datapath_id = 0x1", "datapath_id = one"), "[maar:maar1] datapath_id"),
+    (("pool = 2001:db8:1::/48", "pool = 2001:db8:1::1/48"), "[maar:maar1] pool"),
+    (("pool = 2001:db8:2::/48", "pool = 2001:db8::/32"), "overlap"),
+    (("address = 2001:db8:ff::2", "address = 2001:db8:ff::1"), "used twice"),
+    (("address = 2001:db8:ff::2", "address = not-an-address"), "[maar:maar2] address"),
+    (("cmd_address = 2001:db8:ff::100", ""), "[dmm] cmd_address: missing"),
+    (("[timers]", "[timer]"), "[timer]: unknown section"),
+    (("[maar:maar2]", "[maar:]"), "needs a name"),
+    (("[dmm]", "[dmm"), "<config>"),
+])
+def test_bad_files_name_the_key(edit, message):
+    with pytest.raises(ConfigError) as err:
+        parse(GOOD.replace(*edit))
+    assert message in str(err.value)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="No such file"):
+        load("/nonexistent/domain.ini")
