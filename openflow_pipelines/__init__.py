@@ -1,0 +1,1 @@
+"""Declarative OpenFlow pipelines (TOML data), shipped as package data for ``ryu_dmm.pipeline``."""

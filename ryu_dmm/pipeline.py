@@ -1,0 +1,149 @@
+"""Pipeline as data: load ``openflow_pipelines/dmm_edge.toml`` and render flows from a MAAR's state.
+
+Rendering is pure and idempotent: the same data-plane state always gives the same set of flows,
+each tagged with the cookie of the MN it serves (cookie 0: the base flows), so a binding's flows can
+be replaced or removed as a group. ``flowtable.FlowTable`` executes these flows in memory for tests.
+"""
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Iterable, Optional
+
+from .mobility.dataplane import MnDataPlane
+
+PIPELINE = ("openflow_pipelines", "dmm_edge.toml")
+ETH_IPV6 = 0x86DD
+ICMPV6 = 58
+ND_TYPES = (133, 135, 136)  # RS, NS, NA: to the agent
+
+
+@dataclass(frozen=True)
+class Table:
+    id: int
+    name: str
+    purpose: str
+    match: tuple[str, ...]
+    actions: tuple[str, ...]
+    next: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    tables: tuple[Table, ...]
+
+    def table(self, name: str) -> Table:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise KeyError(f"pipeline {self.name} has no table {name!r}")
+
+
+def load(package: str = PIPELINE[0], name: str = PIPELINE[1]) -> Pipeline:
+    path = f"{package}/{name}"
+    data = tomllib.loads(resources.files(package).joinpath(name).read_text(encoding="utf-8"))
+    tables = tuple(Table(t["id"], t["name"], t["purpose"], tuple(t["match"]), tuple(t["actions"]), tuple(t["next"]))
+                   for t in data["table"])
+    names = {t.name for t in tables}
+    for t in tables:
+        for nxt in t.next:
+            if nxt not in names:
+                raise ValueError(f"{path}: table {t.name} names unknown next table {nxt}")
+    return Pipeline(data["name"], tables)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One flow: match fields as (name, value) pairs; actions as (kind, argument) pairs, where kind
+    is ``output`` or ``set_field:FIELD``; ``goto`` a table name or None."""
+
+    table: str
+    priority: int
+    match: tuple[tuple[str, object], ...]
+    actions: tuple[tuple[str, object], ...] = ()
+    goto: Optional[str] = None
+    cookie: int = 0
+
+
+@dataclass(frozen=True)
+class SwitchPorts:
+    core: int
+    tunnel: int
+    agent: int
+    access: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class MaarView:
+    """What the renderer needs to know about the MAAR and its peers."""
+
+    mac: bytes  # this MAAR's MAC: source of routed frames towards MNs
+    core_gateway_mac: bytes  # next hop on the core side
+    tunnel_key: int
+    dlif_mac: dict  # anchor MAAR address -> its DLIF MAC (source of frames for its prefixes)
+
+
+def cookie_of(mn_id: str) -> int:
+    """A stable, non-zero 64-bit cookie per MN (so its flows can be removed as a group)."""
+    return int.from_bytes(hashlib.blake2b(mn_id.encode(), digest_size=8).digest(), "big") | 1
+
+
+def base_flows(ports: SwitchPorts) -> list[Flow]:
+    flows = [Flow("classify", 300, (("in_port", p), ("eth_type", ETH_IPV6), ("ip_proto", ICMPV6), ("icmpv6_type", t)),
+                  (("output", ports.agent), ("output", "CONTROLLER")))
+             for p in ports.access for t in ND_TYPES]
+    flows.append(Flow("classify", 100, (("in_port", ports.tunnel),), goto="from_tunnel"))
+    flows.append(Flow("classify", 100, (("in_port", ports.core),), goto="downlink"))
+    flows += [Flow("classify", 50, (("in_port", p), ("eth_type", ETH_IPV6)), goto="uplink") for p in ports.access]
+    return flows
+
+
+def mn_flows(mn_id: str, state: MnDataPlane, ports: SwitchPorts, view: MaarView) -> list[Flow]:
+    """The flows for one MN's data-plane state at this MAAR: 2 per entry, whatever else is installed."""
+    c = cookie_of(mn_id)
+    ip6 = ("eth_type", ETH_IPV6)
+    tun = lambda remote: (("set_field:tun_ipv6_dst", remote), ("set_field:tunnel_id", view.tunnel_key),  # noqa: E731
+                          ("output", ports.tunnel))
+    to_core = (("set_field:eth_src", view.mac), ("set_field:eth_dst", view.core_gateway_mac), ("output", ports.core))
+    flows: list[Flow] = []
+    for r in state.local:
+        flows.append(Flow("uplink", 100, (("in_port", r.port), ip6, ("ipv6_src", str(r.prefix))), to_core, cookie=c))
+        flows.append(Flow("downlink", 100, (ip6, ("ipv6_dst", str(r.prefix))),
+                          (("set_field:eth_src", view.mac), ("set_field:eth_dst", r.mac), ("output", r.port)), cookie=c))
+    for t in state.to_serving:
+        flows.append(Flow("downlink", 100, (ip6, ("ipv6_dst", str(t.prefix))), tun(t.serving_maar), cookie=c))
+        flows.append(Flow("from_tunnel", 100, (ip6, ("ipv6_src", str(t.prefix))), to_core, cookie=c))
+    for t in state.to_anchor:
+        flows.append(Flow("uplink", 100, (("in_port", t.port), ip6, ("ipv6_src", str(t.prefix))), tun(t.anchor_maar),
+                          cookie=c))
+        src = view.dlif_mac.get(t.anchor_maar, view.mac)
+        flows.append(Flow("from_tunnel", 100, (ip6, ("ipv6_dst", str(t.prefix))),
+                          (("set_field:eth_src", src), ("set_field:eth_dst", t.mac), ("output", t.port)), cookie=c))
+    return flows
+
+
+def check(pipeline: Pipeline, flows: Iterable[Flow]) -> None:
+    """Refuse a flow that uses anything the pipeline does not declare."""
+    for f in flows:
+        table = pipeline.table(f.table)
+        for name, _ in f.match:
+            if name not in table.match:
+                raise ValueError(f"table {table.name} does not match on {name}")
+        for kind, _ in f.actions:
+            if kind not in table.actions:
+                raise ValueError(f"table {table.name} has no action {kind}")
+        if f.goto is not None and f.goto not in table.next:
+            raise ValueError(f"table {table.name} cannot go to {f.goto}")
+
+
+def render(states: dict[str, MnDataPlane], ports: SwitchPorts, view: MaarView,
+           pipeline: Optional[Pipeline] = None) -> list[Flow]:
+    """All flows a MAAR's switch should hold for these per-MN states, in a stable order."""
+    flows = base_flows(ports)
+    for mn_id in sorted(states):
+        flows += mn_flows(mn_id, states[mn_id], ports, view)
+    check(pipeline or load(), flows)
+    return flows

@@ -1,0 +1,89 @@
+"""Flows rendered from the mobility state, executed in the in-memory flow table: forwarding decisions."""
+import pytest
+
+from ryu_dmm.flowtable import FlowTable
+from ryu_dmm.mobility.config import Mode
+from ryu_dmm.pipeline import ETH_IPV6, Flow, MaarView, SwitchPorts, check, cookie_of, load, render
+from tests.sim import Net, domain
+
+PORTS = SwitchPorts(core=1, tunnel=2, agent=3, access=(10, 11))
+A1, A2, A3 = "2001:db8:ff::1", "2001:db8:ff::2", "2001:db8:ff::3"
+MN_MAC = bytes.fromhex("020000000001")
+GW = bytes.fromhex("02000000ffff")
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return load()
+
+
+def view(n: Net, name: str) -> MaarView:
+    return MaarView(n.maars[name].info.mac, GW, 0x444D4D, {m.address: m.mac for m in n.domain.maars})
+
+
+def tables_after_three_visits():
+    n = Net(domain(3, mode=Mode.PROXY))
+    for i, maar in enumerate(("maar1", "maar2", "maar3")):
+        n.attach(maar, "mn1", port=10)
+        n.run(0.1)
+    states = {name: {mn: st for (m, mn), st in n.dataplane.items() if m == name} for name in n.maars}
+    return n, states
+
+
+def test_pipeline_declaration(pipeline):
+    assert [t.name for t in pipeline.tables] == ["classify", "uplink", "downlink", "from_tunnel"]
+    assert [t.id for t in pipeline.tables] == [0, 1, 2, 3]
+
+
+def test_forwarding_at_serving_and_previous_maars(pipeline):
+    n, states = tables_after_three_visits()
+    s = FlowTable(pipeline, render(states["maar3"], PORTS, view(n, "maar3"), pipeline))
+    up = {"in_port": 10, "eth_type": ETH_IPV6, "ipv6_dst": "2001:db8:99::1"}
+    # new flows use the local prefix: routed natively, no tunnel
+    assert s.process(dict(up, ipv6_src="2001:db8:3::a")) == [
+        ("set_field:eth_src", n.maars["maar3"].info.mac), ("set_field:eth_dst", GW), ("output", 1)]
+    # old flows keep their address: uplink into the tunnel to the anchoring MAAR
+    assert s.process(dict(up, ipv6_src="2001:db8:1::a")) == [
+        ("set_field:tun_ipv6_dst", A1), ("set_field:tunnel_id", 0x444D4D), ("output", 2)]
+    assert s.process(dict(up, ipv6_src="2001:db8:2::a"))[0] == ("set_field:tun_ipv6_dst", A2)
+    # downlink for an old prefix arriving from the tunnel goes to the MN with the anchor's DLIF MAC
+    assert s.process({"in_port": 2, "eth_type": ETH_IPV6, "ipv6_src": "2001:db8:99::1", "ipv6_dst": "2001:db8:1::a"}) == [
+        ("set_field:eth_src", n.maars["maar1"].info.mac), ("set_field:eth_dst", MN_MAC), ("output", 10)]
+    # downlink for the local prefix from the core
+    assert s.process({"in_port": 1, "eth_type": ETH_IPV6, "ipv6_dst": "2001:db8:3::a"})[-1] == ("output", 10)
+    # RS from the MN goes to the agent and the controller
+    assert s.process({"in_port": 10, "eth_type": ETH_IPV6, "ip_proto": 58, "icmpv6_type": 133}) == [
+        ("output", 3), ("output", "CONTROLLER")]
+    # unknown prefixes are dropped
+    assert s.process(dict(up, ipv6_src="2001:db8:77::1")) == []
+
+    p = FlowTable(pipeline, render(states["maar1"], PORTS, view(n, "maar1"), pipeline))
+    # at the anchor, downlink for its prefix goes into the tunnel to the serving MAAR
+    assert p.process({"in_port": 1, "eth_type": ETH_IPV6, "ipv6_dst": "2001:db8:1::a"}) == [
+        ("set_field:tun_ipv6_dst", A3), ("set_field:tunnel_id", 0x444D4D), ("output", 2)]
+    # uplink tunnelled back by the serving MAAR is routed natively there
+    assert p.process({"in_port": 2, "eth_type": ETH_IPV6, "ipv6_src": "2001:db8:1::a", "ipv6_dst": "2001:db8:99::1"})[-1] == ("output", 1)
+
+
+def test_rendering_is_idempotent_per_mn_constant_and_removable(pipeline):
+    n, states = tables_after_three_visits()
+    v = view(n, "maar3")
+    once, twice = render(states["maar3"], PORTS, v, pipeline), render(states["maar3"], PORTS, v, pipeline)
+    assert once == twice
+    base = render({}, PORTS, v, pipeline)
+    per_mn = len(once) - len(base)
+    assert per_mn == 2 * (1 + 2)  # local route + one tunnel per P-MAAR, two flows each
+    many = {f"mn{i}": st for i in range(50) for st in states["maar3"].values()}
+    assert len(render(many, PORTS, v, pipeline)) - len(base) == 50 * per_mn
+    table = FlowTable(pipeline, once)
+    table.delete_cookie(cookie_of("mn1"))
+    assert table.flows == set(base)
+
+
+def test_undeclared_use_is_refused(pipeline):
+    with pytest.raises(ValueError, match="does not match on"):
+        check(pipeline, [Flow("downlink", 1, (("in_port", 1),))])
+    with pytest.raises(ValueError, match="has no action"):
+        check(pipeline, [Flow("classify", 1, (), (("set_field:eth_dst", 1),))])
+    with pytest.raises(ValueError, match="cannot go to"):
+        check(pipeline, [Flow("uplink", 1, (), goto="classify")])
