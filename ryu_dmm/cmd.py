@@ -21,9 +21,12 @@ from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISP
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from . import domainconf, rest
+from ryu.lib.packet import ethernet, icmpv6, packet
+
+from . import domainconf, ofsync, pipeline, rest
 from .mobility.cmd import CmdCore
 from .mobility.events import CancelTimer, Received, Report, Send, SetTimer, TimerFired
+from .mobility.views import dataplanes
 from .stats import Stats
 from .wire import DecodeError, canonical6, decode, encode
 
@@ -93,6 +96,16 @@ class CmdApp(app_manager.RyuApp):
         self._reply_to = None
         self._by_name = {m.name: m for m in self.domain.maars}
         self._by_dpid = {m.datapath_id: m for m in self.domain.maars if m.datapath_id is not None}
+        self.pipeline = pipeline.load()
+        dlif = {m.address: m.mac for m in self.domain.maars}
+        self._switches = {}  # MAAR address -> (SwitchPorts, MaarView)
+        for sw in self.settings.switches:
+            m = self._by_name[sw.maar]
+            ports = pipeline.SwitchPorts(sw.core_port, sw.tunnel_port, sw.agent_port, sw.access_ports)
+            self._switches[m.address] = (ports, pipeline.MaarView(m.mac, sw.core_gateway_mac, self.settings.tunnel_key, dlif))
+        self._mn_ports = {}  # (MAAR address, MN MAC) -> access port, learnt from the MN's RS
+        self._installed = {}  # MN -> {MAAR address: tuple of flows pushed}
+        self._stats_wait = {}  # dpid -> (hub.Event, list of stats) for a flow-stats request in flight
         kwargs["wsgi"].register(rest.DmmRestController, {rest.APP_KEY: self})
 
     # ---- life cycle ------------------------------------------------------------------------------
@@ -143,9 +156,13 @@ class CmdApp(app_manager.RyuApp):
             self._apply(self.core.handle(Received(src, msg), time.time()))
         finally:
             self._reply_to = None
+        if msg.mn_id:
+            self.resync(msg.mn_id)
 
     def _on_timer(self, key) -> None:
         self._apply(self.core.handle(TimerFired(key), time.time()))
+        if key[0] in ("life", "agg"):
+            self.resync(key[1])
 
     def _apply(self, effects) -> None:
         reports = []
@@ -173,12 +190,111 @@ class CmdApp(app_manager.RyuApp):
                                 f" (status {e.status})" if e.status is not None else "")
         self.stats.reported(reports)
 
+    # ---- flows -----------------------------------------------------------------------------------
+    def _mn_flows(self, bce) -> dict:
+        """MAAR address -> the flows that MAAR's switch needs for ``bce``'s MN."""
+        port = self._mn_ports.get((bce.serving, bce.mac))
+        out = {}
+        for addr, state in dataplanes(bce, port).items():
+            sw = self._switches.get(addr)
+            if sw is not None:
+                out[addr] = tuple(pipeline.mn_flows(bce.mn_id, state, sw[0], sw[1]))
+        return out
+
+    def wanted_flows(self, address: str) -> list:
+        """Every flow the MAAR at ``address`` should hold now (base flows and one group per MN)."""
+        ports, _ = self._switches[address]
+        flows = pipeline.base_flows(ports)
+        for bce in self.core.cache.values():
+            flows += self._mn_flows(bce).get(address, ())
+        return flows
+
+    def _datapath_of(self, address: str):
+        m = self.core.maars.get(address)
+        return self.datapaths.get(m.datapath_id) if m is not None else None
+
+    def resync(self, mn_id: str) -> None:
+        """Bring every switch involved with this MN (before or after) to what its BCE wants."""
+        bce = self.core.cache.get(mn_id)
+        want = self._mn_flows(bce) if bce is not None else {}
+        old = self._installed.get(mn_id, {})
+        cookie = pipeline.cookie_of(mn_id)
+        for addr in set(old) | set(want):
+            flows = want.get(addr, ())
+            if old.get(addr, ()) == flows:
+                continue
+            dp = self._datapath_of(addr)
+            if dp is not None:  # else the reconciliation at (re)connection brings it
+                ofsync.replace(dp, self.pipeline, cookie, flows)
+                self.stats.count("flow_groups_pushed")
+        if want:
+            self._installed[mn_id] = want
+        else:
+            self._installed.pop(mn_id, None)
+
     # ---- OpenFlow --------------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def _switch_features(self, ev):
-        dpid = ev.msg.datapath.id
-        maar = self._by_dpid.get(dpid)
-        self.logger.info("switch %016x connected%s", dpid, f" ({maar.name})" if maar else " (not a configured MAAR)")
+        dp = ev.msg.datapath
+        maar = self._by_dpid.get(dp.id)
+        self.logger.info("switch %016x connected%s", dp.id, f" ({maar.name})" if maar else " (not a configured MAAR)")
+        if maar is not None and maar.address in self._switches:
+            hub.spawn(self._reconcile, dp, maar)
+
+    def _reconcile(self, dp, maar) -> None:
+        """At (re)connection: remove the flows no binding wants, add the missing ones."""
+        installed = self.flow_stats(dp)
+        if installed is None:
+            self.logger.warning("%s: no flow statistics from the switch; not reconciled", maar.name)
+            return
+        deleted, added = ofsync.reconcile(dp, self.pipeline, self.wanted_flows(maar.address), installed)
+        self.stats.count("reconciliations")
+        self.logger.info("%s: reconciled flows: %d removed, %d added", maar.name, deleted, added)
+
+    def flow_stats(self, dp, timeout: float = 3.0):
+        """The switch's flows (all tables), or None if it does not answer in time."""
+        event, got = hub.Event(), []
+        self._stats_wait[dp.id] = (event, got)
+        parser, ofp = dp.ofproto_parser, dp.ofproto
+        dp.send_msg(parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0,
+                                               parser.OFPMatch()))
+        ok = event.wait(timeout)
+        self._stats_wait.pop(dp.id, None)
+        return got if ok else None
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats_reply(self, ev):
+        waiting = self._stats_wait.get(ev.msg.datapath.id)
+        if waiting is None:
+            return
+        waiting[1].extend(ev.msg.body)
+        if not ev.msg.flags & ev.msg.datapath.ofproto.OFPMPF_REPLY_MORE:
+            waiting[0].set()
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev):
+        """An MN's Router Solicitation tells us its access port (the switch reports it to its controller)."""
+        msg = ev.msg
+        maar = self._by_dpid.get(msg.datapath.id)
+        if maar is None:
+            return
+        try:
+            pkt = packet.Packet(msg.data)
+        except Exception:  # noqa: BLE001 - a frame Ryu cannot parse is just not an RS
+            self.stats.count("packet_in.unparsed")
+            return
+        rs = pkt.get_protocol(icmpv6.icmpv6)
+        eth = pkt.get_protocols(ethernet.ethernet)
+        if rs is None or rs.type_ != icmpv6.ND_ROUTER_SOLICIT or not eth:
+            return
+        mac = bytes(int(b, 16) for b in eth[0].src.split(":"))
+        port = msg.match["in_port"]
+        if self._mn_ports.get((maar.address, mac)) != port:
+            self._mn_ports[(maar.address, mac)] = port
+            self.stats.count("mn_ports_learnt")
+            for bce in list(self.core.cache.values()):
+                if bce.serving == maar.address and bce.mac == mac:
+                    self.resync(bce.mn_id)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state_change(self, ev):

@@ -28,10 +28,25 @@ class CmdSettings:
     port: int = 5436
     raw_mh: bool = False
     tunnel: str = "gre"
+    tunnel_key: int = 0x444D4D
+    switches: tuple = ()  # SwitchSettings of the MAARs that have a datapath
 
 
-_DMM_KEYS = {"cmd_address", "mode", "dereg", "listen", "port", "raw_mh", "tunnel"}
-_MAAR_KEYS = {"address", "pool", "prefix_length", "mac", "datapath_id"}
+@dataclass(frozen=True)
+class SwitchSettings:
+    """A MAAR's edge switch: which OpenFlow port plays which role (see openflow_pipelines/)."""
+
+    maar: str
+    core_port: int
+    tunnel_port: int
+    agent_port: int
+    access_ports: tuple[int, ...]
+    core_gateway_mac: bytes
+
+
+_DMM_KEYS = {"cmd_address", "mode", "dereg", "listen", "port", "raw_mh", "tunnel", "tunnel_key"}
+_SWITCH_KEYS = {"core_port", "tunnel_port", "agent_port", "access_ports", "core_gateway_mac"}
+_MAAR_KEYS = {"address", "pool", "prefix_length", "mac", "datapath_id"} | _SWITCH_KEYS
 _TIMER_KEYS = {f.name: f.type for f in fields(Timers)}
 
 DEFAULT_TEXT = """\
@@ -79,6 +94,35 @@ def _address(section: str, key: str, text: str) -> str:
         raise ConfigError(f"[{section}] {key}: {text!r} is not an IPv6 address") from None
 
 
+def _ports(section: str, text: str) -> tuple[int, ...]:
+    """``10,11`` or ``10-19`` or a mix."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        low, _, high = part.partition("-")
+        first = _int(section, "access_ports", low, 1, 0xFFFFFEFF)
+        last = _int(section, "access_ports", high, first, 0xFFFFFEFF) if high else first
+        out.extend(range(first, last + 1))
+    return tuple(out)
+
+
+def _switch(section: str, name: str, items: dict) -> Optional[SwitchSettings]:
+    present = _SWITCH_KEYS & set(items)
+    if not present:
+        return None
+    for key in sorted(_SWITCH_KEYS - {"core_gateway_mac"}):
+        if key not in items:
+            raise ConfigError(f"[{section}] {key}: missing (a MAAR with switch ports needs all of "
+                              f"{', '.join(sorted(_SWITCH_KEYS))})")
+    if "datapath_id" not in items:
+        raise ConfigError(f"[{section}] datapath_id: missing (needed with switch ports)")
+    return SwitchSettings(
+        name, _int(section, "core_port", items["core_port"], 1, 0xFFFFFEFF),
+        _int(section, "tunnel_port", items["tunnel_port"], 1, 0xFFFFFEFF),
+        _int(section, "agent_port", items["agent_port"], 1, 0xFFFFFEFF), _ports(section, items["access_ports"]),
+        _parse_mac(section, items.get("core_gateway_mac", "02:00:00:00:ff:ff")))
+
+
 def _check_keys(section: str, items: dict, allowed: set) -> None:
     for key in items:
         if key not in allowed:
@@ -113,12 +157,10 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     tunnel = dmm.get("tunnel", "gre")
     if tunnel not in TUNNEL_TYPES:
         raise ConfigError(f"[dmm] tunnel: {tunnel!r} is not one of {', '.join(TUNNEL_TYPES)}")
-    settings = CmdSettings(
-        listen=_address("dmm", "listen", dmm.get("listen", "::")),
-        port=_int("dmm", "port", dmm.get("port", "5436"), 1, 65535),
-        raw_mh=_bool("dmm", "raw_mh", dmm.get("raw_mh", "false")),
-        tunnel=tunnel,
-    )
+    listen = _address("dmm", "listen", dmm.get("listen", "::"))
+    port = _int("dmm", "port", dmm.get("port", "5436"), 1, 65535)
+    raw_mh = _bool("dmm", "raw_mh", dmm.get("raw_mh", "false"))
+    tunnel_key = _int("dmm", "tunnel_key", dmm.get("tunnel_key", str(0x444D4D)), 0, 2**32 - 1)
     timers_kw: dict = {}
     if parser.has_section("timers"):
         items = dict(parser.items("timers"))
@@ -132,7 +174,7 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
         timers = Timers(**timers_kw)
     except ValueError as exc:
         raise ConfigError(f"[{exc}".replace("[timers.", "[timers] ", 1)) from None
-    maars = []
+    maars, switches = [], []
     for section in parser.sections():
         if not section.startswith("maar:"):
             continue
@@ -148,6 +190,9 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
             pool = Prefix.parse(items["pool"].strip())
         except ValueError as exc:
             raise ConfigError(f"[{section}] pool: {exc}") from None
+        switch = _switch(section, name, items)
+        if switch is not None:
+            switches.append(switch)
         dpid: Optional[int] = None
         if "datapath_id" in items:
             dpid = _int(section, "datapath_id", items["datapath_id"], 0, 2**64 - 1)
@@ -164,7 +209,10 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
         domain = Domain(cmd_address, tuple(maars), mode, dereg, timers)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return domain, settings
+    dpids = [m.datapath_id for m in maars if m.datapath_id is not None]
+    if len(dpids) != len(set(dpids)):
+        raise ConfigError("two MAARs have the same datapath_id")
+    return domain, CmdSettings(listen, port, raw_mh, tunnel, tunnel_key, tuple(switches))
 
 
 def load(path: Optional[str]) -> tuple[Domain, CmdSettings]:
@@ -185,11 +233,18 @@ def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[
         lines += ["[DEFAULT]"] + [f"{k} = {v}" for k, v in ryu.items()] + [""]
     lines += ["[dmm]", f"cmd_address = {domain.cmd_address}", f"mode = {domain.mode.value}",
               f"dereg = {domain.dereg.value}", f"listen = {settings.listen}", f"port = {settings.port}",
-              f"raw_mh = {str(settings.raw_mh).lower()}", f"tunnel = {settings.tunnel}", "", "[timers]"]
+              f"raw_mh = {str(settings.raw_mh).lower()}", f"tunnel = {settings.tunnel}",
+              f"tunnel_key = {settings.tunnel_key:#x}", "", "[timers]"]
+    switches = {s.maar: s for s in settings.switches}
     lines += [f"{f.name} = {getattr(domain.timers, f.name)}" for f in fields(Timers)]
     for m in domain.maars:
         lines += ["", f"[maar:{m.name}]", f"address = {m.address}", f"pool = {m.pool}",
                   f"prefix_length = {m.prefix_length}", "mac = " + ":".join(f"{b:02x}" for b in m.mac)]
         if m.datapath_id is not None:
             lines.append(f"datapath_id = {m.datapath_id:#x}")
+        sw = switches.get(m.name)
+        if sw is not None:
+            lines += [f"core_port = {sw.core_port}", f"tunnel_port = {sw.tunnel_port}", f"agent_port = {sw.agent_port}",
+                      "access_ports = " + ",".join(map(str, sw.access_ports)),
+                      "core_gateway_mac = " + ":".join(f"{b:02x}" for b in sw.core_gateway_mac)]
     return "\n".join(lines) + "\n"

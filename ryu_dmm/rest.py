@@ -20,6 +20,14 @@ def _json(body, status: int = 200) -> Response:
                     body=json.dumps(body, indent=1, sort_keys=True).encode())
 
 
+def _show(value):
+    if isinstance(value, bytes):
+        return ":".join(f"{b:02x}" for b in value)
+    if isinstance(value, tuple):
+        return "/".join(str(v) for v in value)
+    return value
+
+
 def _error(status: int, message: str) -> Response:
     return _json({"error": message, "status": status}, status)
 
@@ -99,6 +107,28 @@ class DmmRestController(ControllerBase):
         return _json({"name": m.name, "address": m.address, "pool": str(m.pool),
                       "connected": m.datapath_id in self.app.datapaths,
                       "sessions_serving": serving, "sessions_anchoring_for_others": anchoring})
+
+    @route("dmm", PREFIX + "/maars/{name}/flows", methods=["GET"])
+    def flows(self, req, name, **_):
+        m = self.app._by_name.get(name)
+        if m is None:
+            return _error(404, f"no MAAR named {name!r}")
+        if m.address not in self.app._switches:
+            return _error(404, f"MAAR {name!r} has no switch configured (datapath_id and ports)")
+        tables = {t.name: t.id for t in self.app.pipeline.tables}
+        wanted = [{"table": f.table, "table_id": tables[f.table], "priority": f.priority, "cookie": f"{f.cookie:#018x}",
+                   "match": {k: _show(v) for k, v in f.match}, "actions": [[k, _show(v)] for k, v in f.actions],
+                   "goto": f.goto} for f in self.app.wanted_flows(m.address)]
+        dp = self.app.datapaths.get(m.datapath_id)
+        installed = None
+        if dp is not None:
+            stats = self.app.flow_stats(dp)
+            if stats is not None:
+                installed = [{"table_id": st.table_id, "priority": st.priority, "cookie": f"{st.cookie:#018x}",
+                              "match": {k: _show(v) for k, v in st.match.items()}, "packets": st.packet_count}
+                             for st in stats]
+        return _json({"maar": name, "connected": dp is not None, "wanted": wanted, "installed": installed,
+                      "wanted_count": len(wanted), "installed_count": None if installed is None else len(installed)})
 
     @route("dmm", PREFIX + "/stats", methods=["GET"])
     def stats(self, req, **_):

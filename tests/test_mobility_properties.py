@@ -3,6 +3,7 @@ reordering network. Once the network is quiet the domain must be consistent."""
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ryu_dmm.mobility.config import Dereg, Mode, Timers
+from ryu_dmm.mobility.views import dataplanes
 from tests.sim import Net, domain
 
 LIFETIME = 400  # long: the first check must come before any lifetime runs out
@@ -49,6 +50,9 @@ def check_invariants(n: Net, attached: dict[str, str], after_lifetimes: bool) ->
         for addr, prefix in bce.pmaars:  # every P-MAAR tunnels its prefix to the serving MAAR
             p = maars[addr].bindings.get(mn)
             assert p is not None and not p.serving and p.prefix == prefix and p.serving_maar == bce.serving, (mn, addr, p)
+        # what the CMD mirrors into the flow tables equals what each MAAR holds
+        for addr, state in dataplanes(bce, s.port).items():
+            assert state == maars[addr].dataplane(mn), (mn, addr)
     for m in maars.values():
         for mn, b in m.bindings.items():
             bce = cmd.cache.get(mn)

@@ -38,6 +38,7 @@ class Bce:
     prefix: Prefix
     expires: float
     att: int
+    mac: bytes = b""  # the MN's link-layer identifier (MN-LL-ID), for the serving MAAR's flows
     last_ts: int = 0  # last accepted timestamp (RFC 5213 format), 0 if none
     last_seq: int = -1  # last accepted sequence number from ``serving``
     pmaars: tuple[tuple[str, Prefix], ...] = ()  # (P-MAAR address, prefix it anchors)
@@ -118,7 +119,7 @@ class CmdCore:
         lifetime = min(pbu.lifetime, self.timers.lifetime)
         expires = now + lifetime
         if bce is None:
-            self.cache[mn_id] = Bce(mn_id, src, prefix, expires, pbu.att, ts or 0, pbu.sequence)
+            self.cache[mn_id] = Bce(mn_id, src, prefix, expires, pbu.att, pbu.mn_ll_id or b"", ts or 0, pbu.sequence)
             return [Send(src, M.pba_for(pbu, Status.ACCEPTED, lifetime)), self._life_timer(mn_id, expires),
                     Report("registered", mn_id, self.maars[src].name)]
         bce.expires = expires
@@ -146,6 +147,7 @@ class CmdCore:
         if bce.serving != src:
             pmaars[bce.serving] = bce.prefix
         bce.serving, bce.prefix, bce.last_seq = src, prefix, pbu.sequence
+        bce.mac = pbu.mn_ll_id or bce.mac
         bce.pmaars = tuple(pmaars.items())
         ho = Handover(src, pbu.sequence, pbu, now)
         bce.handover = ho

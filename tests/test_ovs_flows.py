@@ -1,0 +1,121 @@
+"""The CMD mirrors mobility state into real Open vSwitch flow tables and reconciles on reconnection."""
+import json
+import re
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from scapy.layers.inet6 import ICMPv6ND_RS, IPv6
+from scapy.layers.l2 import Ether
+
+from ryu_dmm.mobility import messages as M
+from ryu_dmm.pipeline import SwitchPorts, base_flows
+from ryu_dmm.wire import Prefix, decode, encode
+from tests.conftest import need
+from tests.ovs import Ovs, available
+from tests.procs import BIN, clean_env, free_port, stop, tcp_open, wait_for
+
+pytestmark = pytest.mark.root
+MAARS = {"maar1": ("127.0.0.2", 1), "maar2": ("127.0.0.3", 2)}
+MN_MAC = "02:00:00:00:0a:01"
+BASE = len(base_flows(SwitchPorts(1, 2, 3, (10,))))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    need(available(), "needs root and Open vSwitch")
+    tmp = tmp_path_factory.mktemp("ovs")
+    ovs = Ovs(tmp / "ovs")
+    (tmp / "ovs").mkdir()
+    udp, rest, of = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port(), free_port()
+    maar_sections = "".join(f"""
+[maar:{name}]
+address = ::ffff:{ip}
+pool = 2001:db8:{dpid}::/48
+datapath_id = {dpid}
+core_port = 1
+tunnel_port = 2
+agent_port = 3
+access_ports = 10
+""" for name, (ip, dpid) in MAARS.items())
+    (tmp / "d.ini").write_text(f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {rest}\n[dmm]\ncmd_address = ::1\n"
+                               f"port = {udp}\n" + maar_sections)
+    log = tmp / "cmd.log"
+    proc = None
+    try:
+        ovs.start()
+        with open(log, "w") as out:
+            proc = subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(tmp / "d.ini"),
+                                     "--ofp-tcp-listen-port", str(of), "ryu_dmm.cmd"],
+                                    cwd=tmp, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+        assert wait_for(lambda: tcp_open(of) or proc.poll() is not None, 30), log.read_text()
+        for name, (_, dpid) in MAARS.items():
+            ovs.bridge(f"br{name}", dpid, of, {f"{name}core": 1, f"{name}tun": 2, f"{name}agt": 3, f"{name}acc": 10})
+        yield {"ovs": ovs, "udp": udp, "rest": rest, "log": log, "proc": proc}
+    finally:
+        if proc is not None:
+            assert stop(proc, timeout=15) == 0, log.read_text()
+        ovs.stop()
+
+
+def flows(lab, name):
+    return lab["ovs"].flows(f"br{name}")
+
+
+def rest(lab, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{lab['rest']}{path}", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def signal(lab, name, msg):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((MAARS[name][0], 0))
+    s.settimeout(3)
+    s.sendto(encode(msg), ("127.0.0.1", lab["udp"]))
+    return decode(s.recv(4096))
+
+
+def router_solicitation(lab, name):
+    rs = Ether(src=MN_MAC, dst="33:33:00:00:00:02") / IPv6(src="fe80::a01", dst="ff02::2") / ICMPv6ND_RS()
+    lab["ovs"].ofctl("packet-out", f"unix:{lab['ovs'].dir}/br{name}.mgmt",
+                     f"in_port=10 packet={bytes(rs).hex()} actions=table")
+
+
+def test_base_flows_then_mobility_flows_then_reconciliation(lab):
+    for name in MAARS:
+        assert wait_for(lambda n=name: len(flows(lab, n)) == BASE, 15), (flows(lab, name), lab["log"].read_text())
+    assert all(m["connected"] for m in rest(lab, "/dmm/v1/maars")["maars"])
+    mac = bytes.fromhex(MN_MAC.replace(":", ""))
+    p1, p2 = Prefix.parse("2001:db8:1::/64"), Prefix.parse("2001:db8:2::/64")
+    assert signal(lab, "maar1", M.pbu(1, time.time(), "mn1", p1, 3600, 1, 3, mac)).status == 0
+    router_solicitation(lab, "maar1")  # the switch reports the MN's port to the controller
+    assert wait_for(lambda: len(flows(lab, "maar1")) == BASE + 2, 10), flows(lab, "maar1")
+    local = [f for f in flows(lab, "maar1") if "2001:db8:1::/64" in f]
+    assert any("output:10" in f and MN_MAC in f for f in local)  # downlink to the MN's port
+    assert any("in_port=10" in f and "output:1" in f for f in local)  # uplink routed natively
+    # handover to maar2: maar1 tunnels Pref1 to maar2; maar2 routes Pref2 and tunnels Pref1 back
+    assert signal(lab, "maar2", M.pbu(1, time.time(), "mn1", p2, 3600, 3, 3, mac)).status == 0
+    router_solicitation(lab, "maar2")
+    assert wait_for(lambda: len(flows(lab, "maar2")) == BASE + 4, 10), flows(lab, "maar2")
+    assert wait_for(lambda: any("tun_ipv6_dst" in f for f in flows(lab, "maar1")), 10), flows(lab, "maar1")
+    m1 = flows(lab, "maar1")
+    assert len(m1) == BASE + 2 and not any("output:10" in f for f in m1 if "2001:db8:1::/64" in f)
+    assert any(re.search(r"set_field:::ffff:127\.0\.0\.3->tun_ipv6_dst", f) for f in m1)
+    m2 = flows(lab, "maar2")
+    assert any("ipv6_src=2001:db8:1::/64" in f and "::ffff:127.0.0.2->tun_ipv6_dst" in f for f in m2)
+    # a stale flow appears, a wanted one disappears, the controller connection drops: reconciliation
+    ovs, mgmt = lab["ovs"], f"unix:{lab['ovs'].dir}/brmaar1.mgmt"
+    before = flows(lab, "maar1")
+    ovs.ofctl("add-flow", mgmt, "table=2,priority=5,cookie=0x99,ipv6,ipv6_dst=2001:db8:77::/64,actions=drop")
+    ovs.ofctl("--strict", "del-flows", mgmt, "table=1,priority=50,in_port=10,ipv6")
+    assert flows(lab, "maar1") != before
+    controller = ovs.vsctl("get-controller", "brmaar1").strip()
+    ovs.vsctl("del-controller", "brmaar1")
+    ovs.vsctl("set-controller", "brmaar1", controller)
+    assert wait_for(lambda: flows(lab, "maar1") == before, 15), (flows(lab, "maar1"), before)
+    view = rest(lab, "/dmm/v1/maars/maar1/flows")
+    assert view["connected"] and view["wanted_count"] == view["installed_count"] == BASE + 2
+    stats = rest(lab, "/dmm/v1/stats")["messages"]
+    assert stats["reconciliations"] >= 3 and stats["mn_ports_learnt"] == 2
