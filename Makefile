@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODE ?= proxy
 
-.PHONY: venv test lab bench clean
+.PHONY: venv test lab demo bench clean
 venv:
 	@tools/setup.sh
 
@@ -11,11 +11,15 @@ test: venv
 	$(PY) -m pytest
 
 lab: venv
-	$(PY) -m ryu_dmm.lab --mode $(MODE)
+	$(PY) -m ryu_dmm.testbed --mode $(MODE) $(if $(TOPOLOGY),--topology $(TOPOLOGY))
+
+demo: venv
+	$(PY) -m ryu_dmm.sigdemo --mode $(MODE)
 
 bench: venv
 	$(PY) benchmarks/codec.py
 	$(PY) benchmarks/cmd_core.py
+	$(PY) benchmarks/cmd_udp.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info lab-out

@@ -95,6 +95,7 @@ def base_flows(ports: SwitchPorts) -> list[Flow]:
     flows = [Flow("classify", 300, (("in_port", p), ("eth_type", ETH_IPV6), ("ip_proto", ICMPV6), ("icmpv6_type", t)),
                   (("output", ports.agent), ("output", "CONTROLLER")))
              for p in ports.access for t in ND_TYPES]
+    flows.append(Flow("classify", 200, (("in_port", ports.agent),), tuple(("output", p) for p in ports.access)))
     flows.append(Flow("classify", 100, (("in_port", ports.tunnel),), goto="from_tunnel"))
     flows.append(Flow("classify", 100, (("in_port", ports.core),), goto="downlink"))
     flows += [Flow("classify", 50, (("in_port", p), ("eth_type", ETH_IPV6)), goto="uplink") for p in ports.access]

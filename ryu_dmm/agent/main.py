@@ -22,6 +22,7 @@ from ..mobility.events import (
 )
 from ..mobility.maar import MaarCore
 from ..wire import DecodeError, canonical6, decode, encode
+from . import nd
 from .loop import Loop
 
 MAX_EVENTS = 10_000
@@ -53,8 +54,14 @@ def describe(effect) -> Optional[dict]:
     return None
 
 
+def mn_id_of(mac: bytes, realm: str = "dmm") -> str:
+    """The NAI the agent gives an MN it detects from its Router Solicitation."""
+    return f"mn-{mac.hex()}@{realm}"
+
+
 class Agent:
-    def __init__(self, config: str, name: str, port: int, control: str, cmd_port: int) -> None:
+    def __init__(self, config: str, name: str, port: int, control: str, cmd_port: int,
+                 access_iface: Optional[str] = None, access_port: int = 0) -> None:
         self.domain, _ = domainconf.load(config)
         self.core = MaarCore(self.domain, name)
         self.port, self.cmd_port = port, cmd_port
@@ -70,6 +77,14 @@ class Agent:
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.control.bind(control)
         self.loop.add_reader(self.control, self._on_control)
+        # The access links: ND from the MNs reaches us on the switch's agent port (see the pipeline).
+        self.access = None
+        self.access_port = access_port
+        self._mn_ll: dict[str, tuple[bytes, str]] = {}  # MN -> (MAC, link-local) from its RS
+        if access_iface:
+            self.access = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(nd.ETH_IPV6))
+            self.access.bind((access_iface, 0))
+            self.loop.add_reader(self.access, self._on_access)
 
     def _handle(self, event) -> None:
         now = time.time()
@@ -86,6 +101,8 @@ class Agent:
             elif kind is CancelTimer:
                 self.loop.cancel_timer(e.key)
             else:
+                if kind is Advertise and self.access is not None:
+                    self._send_ra(e)
                 view = describe(e)
                 if view is not None:
                     self._record(view, now)
@@ -96,6 +113,28 @@ class Agent:
         self.events.append(view)
         del self.events[:-MAX_EVENTS]
         print(json.dumps(view), flush=True)
+
+    def _on_access(self) -> None:
+        frame = self.access.recv(65535)
+        sol = nd.parse(frame)
+        if sol is None or sol.src_mac == self.core.info.mac:
+            return
+        if sol.kind == nd.RS:
+            mn = mn_id_of(sol.src_mac)
+            if sol.src_ip != "::":
+                self._mn_ll[mn] = (sol.src_mac, sol.src_ip)
+            self._record({"event": "rs", "mn": mn, "mac": sol.src_mac.hex(":")}, time.time())
+            self._handle(Attach(mn, sol.src_mac, self.access_port))
+        elif sol.kind == nd.NS and sol.target == self.core.info.link_local and sol.src_ip != "::":
+            self.access.send(nd.neighbor_advertisement(self.core.info.mac, sol.target, sol.src_mac, sol.src_ip))
+
+    def _send_ra(self, adv: Advertise) -> None:
+        mac, ll = self._mn_ll.get(adv.mn_id, (adv.mac, nd.ALL_NODES))
+        frame = nd.router_advertisement(self.core.info.mac, self.core.info.link_local, mac, ll, adv.prefixes)
+        try:
+            self.access.send(frame)
+        except OSError as exc:
+            self._record({"event": "send-error", "dst": adv.mn_id, "error": str(exc)}, time.time())
 
     def _on_signalling(self) -> None:
         data, addr = self.sock.recvfrom(65535)
@@ -138,6 +177,8 @@ class Agent:
     def close(self) -> None:
         self.sock.close()
         self.control.close()
+        if self.access is not None:
+            self.access.close()
         if os.path.exists(self.control_path):
             os.unlink(self.control_path)
 
@@ -163,6 +204,9 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, default=5436, help="PMIPv6 UDP port to listen on (default 5436)")
     ap.add_argument("--cmd-port", type=int, default=None, help="the CMD's port (default: [dmm] port)")
     ap.add_argument("--control", default=None, help="control socket path (default /tmp/ryu-dmm-NAME.sock)")
+    ap.add_argument("--access-iface", default=None,
+                    help="interface of the switch's agent port: RS/NS from MNs arrive there, RA/NA leave there")
+    ap.add_argument("--access-port", type=int, default=0, help="OpenFlow port number of the MNs' access link")
     args = ap.parse_args(argv)
     try:
         domain, settings = domainconf.load(args.config)
@@ -175,7 +219,7 @@ def main(argv=None) -> int:
         return 2
     try:
         agent = Agent(args.config, args.name, args.port, args.control or f"/tmp/ryu-dmm-{args.name}.sock",
-                      args.cmd_port or settings.port)
+                      args.cmd_port or settings.port, args.access_iface, args.access_port)
     except OSError as exc:
         print(f"ryu-dmm-maar: cannot open sockets: {exc}", file=sys.stderr)
         return 1

@@ -1,11 +1,11 @@
-"""``make lab`` / ``python -m ryu_dmm.lab``: the signalling demo on real processes.
+"""``make demo`` / ``python -m ryu_dmm.sigdemo``: the signalling-only demo on real processes.
 
 A private network namespace holds the CMD (``ryu-manager ryu_dmm.cmd``) and one MAAR agent process
 per MAAR, each on its own IPv6 address; an MN moves across the MAARs (explicit attach triggers, as a
 lower layer would give) and the demo reports, per handover, the signalling time measured by the
 agents and the session the CMD shows over REST. Everything it starts is stopped by pid and the
-namespace is deleted by name, also on Ctrl-C. The OVS data plane and real MN hosts are not part of
-this demo yet (docs/lab.md).
+namespace is deleted by name, also on Ctrl-C. No switch and no real host: that is ``make lab``
+(``ryu_dmm.testbed``); this demo needs only root and iproute2.
 """
 from __future__ import annotations
 
@@ -44,10 +44,10 @@ def sh(*args: str) -> None:
 # ---- outside the namespace ------------------------------------------------------------------------
 def outer(args) -> int:
     if os.geteuid() != 0:
-        print("make lab: must run as root (it creates a network namespace)", file=sys.stderr)
+        print("make demo: must run as root (it creates a network namespace)", file=sys.stderr)
         return 2
     if shutil.which("ip") is None:
-        print("make lab: the 'ip' command (iproute2) is missing", file=sys.stderr)
+        print("make demo: the 'ip' command (iproute2) is missing", file=sys.stderr)
         return 2
     ns = f"dmmlab{os.getpid()}"
     domain = make_domain(args.maars, Mode(args.mode))
@@ -63,7 +63,7 @@ def outer(args) -> int:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         for addr in [CMD_ADDRESS] + [m.address for m in domain.maars]:
             sh("ip", "-n", ns, "addr", "add", f"{addr}/128", "dev", "lo", "nodad")
-        inner_proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "ryu_dmm.lab", "--inside",
+        inner_proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "ryu_dmm.sigdemo", "--inside",
                                        "--mode", args.mode, "--maars", str(args.maars), "--out", str(out)])
         return inner_proc.wait()
     except KeyboardInterrupt:
@@ -200,7 +200,7 @@ def scenario(domain: Domain, controls: dict) -> dict:
         previous.append(name)
     stats = rest("/dmm/v1/stats")
     return {"ok": all(s["rest_consistent"] for s in steps), "steps": steps, "cmd_stats": stats,
-            "note": "signalling only: the OVS data plane, tunnels and real MN hosts are not in this demo yet"}
+            "note": "signalling only (no switches, no hosts): `make lab` runs the full lab"}
 
 
 def print_report(report: dict) -> None:
@@ -219,7 +219,7 @@ def print_report(report: dict) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ryu_dmm.lab", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m ryu_dmm.sigdemo", description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=[m.value for m in Mode], default="proxy")
     ap.add_argument("--maars", type=int, default=3, help="number of MAARs (2..200)")
     ap.add_argument("--out", default="lab-out", help="folder for the JSON report and the logs")

@@ -1,0 +1,70 @@
+"""Neighbour Discovery frames the agent handles (RFC 4861), in plain ``struct``: it reads Router and
+Neighbor Solicitations and writes Router and Neighbor Advertisements as whole Ethernet frames."""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Optional
+
+from ..mobility.events import RaPrefix
+from ..wire.addr import pack6, unpack6
+from ..wire.checksum import internet_checksum
+
+ETH_IPV6 = 0x86DD
+ICMPV6 = 58
+RS, RA, NS, NA = 133, 134, 135, 136
+ALL_NODES = "ff02::1"
+# Advertised link MTU: leaves room for the tunnel headers (outer IPv6 40 + GRE with key 8, or
+# VXLAN 8 + UDP 8 + Ethernet 14) on a 1500-byte underlay, so an MN's flows fit through a tunnel
+# after a handover (OVS's userspace tunnels neither fragment nor send Packet Too Big).
+TUNNEL_SAFE_MTU = 1400
+
+
+@dataclass(frozen=True)
+class Solicitation:
+    kind: int  # RS or NS
+    src_mac: bytes
+    src_ip: str
+    target: Optional[str] = None  # NS only
+
+
+def parse(frame: bytes) -> Optional[Solicitation]:
+    """An RS or NS in an Ethernet frame, else None (anything malformed is just not one)."""
+    if len(frame) < 14 + 40 + 8 or struct.unpack_from("!H", frame, 12)[0] != ETH_IPV6:
+        return None
+    if frame[14 + 6] != ICMPV6 or frame[14 + 7] != 255:  # next header, hop limit 255 (RFC 4861 §6.1)
+        return None
+    icmp = 14 + 40
+    kind = frame[icmp]
+    src_ip = unpack6(frame[14 + 8:14 + 24])
+    if kind == RS:
+        return Solicitation(RS, frame[6:12], src_ip)
+    if kind == NS and len(frame) >= icmp + 24:
+        return Solicitation(NS, frame[6:12], src_ip, unpack6(frame[icmp + 8:icmp + 24]))
+    return None
+
+
+def _frame(src_mac: bytes, dst_mac: bytes, src_ip: str, dst_ip: str, icmp: bytes) -> bytes:
+    pseudo = pack6(src_ip) + pack6(dst_ip) + struct.pack("!I3xB", len(icmp), ICMPV6)
+    csum = internet_checksum(pseudo + icmp)
+    icmp = icmp[:2] + struct.pack("!H", csum) + icmp[4:]
+    ip = struct.pack("!IHBB", 6 << 28, len(icmp), ICMPV6, 255) + pack6(src_ip) + pack6(dst_ip)
+    return dst_mac + src_mac + struct.pack("!H", ETH_IPV6) + ip + icmp
+
+
+def router_advertisement(src_mac: bytes, src_ll: str, dst_mac: bytes, dst_ip: str, prefixes: tuple[RaPrefix, ...],
+                         router_lifetime: int = 1800, mtu: int = TUNNEL_SAFE_MTU) -> bytes:
+    """An RA with one Prefix Information option per prefix (on-link, autonomous), the router's
+    source link-layer address and the link MTU."""
+    body = struct.pack("!BBHBBHII", RA, 0, 0, 64, 0, router_lifetime, 0, 0)
+    body += struct.pack("!BBHI", 5, 1, 0, mtu)
+    for p in prefixes:
+        body += struct.pack("!BBBBIII", 3, 4, p.prefix.length, 0xC0, p.valid, p.preferred, 0) + p.prefix.packed
+    body += struct.pack("!BB", 1, 1) + src_mac
+    return _frame(src_mac, dst_mac, src_ll, dst_ip, body)
+
+
+def neighbor_advertisement(src_mac: bytes, target: str, dst_mac: bytes, dst_ip: str) -> bytes:
+    """A solicited NA for ``target`` from a router (flags R, S, O) with its target link-layer address."""
+    body = struct.pack("!BBHI", NA, 0, 0, 0xE0000000) + pack6(target) + struct.pack("!BB", 2, 1) + src_mac
+    return _frame(src_mac, dst_mac, target, dst_ip, body)

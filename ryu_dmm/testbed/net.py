@@ -1,0 +1,282 @@
+"""Builds and tears down the lab: namespaces, veths, private Open vSwitch instances, the CMD and
+the MAAR agents. Everything it starts is recorded and stopped by pid, control socket or name."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import domainconf
+from ..mobility.config import Domain, MaarInfo, Mode, Timers
+from ..wire import Prefix
+from .topology import Topology
+
+BIN = Path(sys.executable).parent
+SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+CMD_ADDR = "2001:db8:ff::100"
+CN_ADDR = "2001:db8:cc::1"
+CN_MAC = "02:00:00:00:cc:01"
+REST_PORT = 8080
+CORE, TUNNEL, AGENT = 1, 2, 3  # OpenFlow port numbers on every MAAR's access bridge
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def run(*args: str, check: bool = True, env: dict | None = None) -> str:
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
+    if check and out.returncode != 0:
+        raise LabError(f"{' '.join(args)}: {out.stderr.strip() or out.stdout.strip()}")
+    return out.stdout
+
+
+def preflight() -> None:
+    """Refuse clearly when the lab cannot run here."""
+    if os.geteuid() != 0:
+        raise LabError("the lab must run as root (network namespaces, Open vSwitch)")
+    for tool in ("ip", "ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ethtool"):
+        if shutil.which(tool) is None:
+            raise LabError(f"'{tool}' is missing: install openvswitch-switch, iproute2 and ethtool "
+                           "(tools/setup.sh does, as root)")
+    if not Path(SCHEMA).exists():
+        raise LabError(f"{SCHEMA} is missing: install openvswitch-switch")
+
+
+@dataclass
+class MaarNode:
+    index: int
+    info: MaarInfo
+    ns: str
+    dir: Path
+
+    def env(self) -> dict:
+        return dict(os.environ, OVS_RUNDIR=str(self.dir), OVS_LOGDIR=str(self.dir), OVS_DBDIR=str(self.dir))
+
+    def sh(self, *args: str, check: bool = True) -> str:
+        return run("ip", "netns", "exec", self.ns, *args, check=check, env=self.env())
+
+    def vsctl(self, *args: str) -> str:
+        return self.sh("ovs-vsctl", f"--db=unix:{self.dir}/db.sock", "--timeout=10", *args)
+
+    @property
+    def bridge(self) -> str:
+        return f"br{self.index}"
+
+    def flows(self) -> list[str]:
+        out = self.sh("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", self.bridge)
+        return [line.strip() for line in out.splitlines() if "cookie=" in line]
+
+
+class Lab:
+    def __init__(self, topo: Topology, mode: Mode, work: Path) -> None:
+        self.topo, self.mode, self.work = topo, mode, work
+        tag = f"dmm{os.getpid() % 100000}"
+        self.core_ns, self.cn_ns = f"{tag}c", f"{tag}cn"
+        maars = tuple(MaarInfo(name, f"2001:db8:ff::{i + 1:x}", Prefix.parse(f"2001:db8:{i + 1:x}::/48"),
+                               datapath_id=i + 1) for i, name in enumerate(topo.maars))
+        self.domain = Domain(CMD_ADDR, maars, mode=mode, timers=Timers(lifetime=600))
+        self.maars = {m.name: MaarNode(i + 1, m, f"{tag}m{i + 1}", work / f"ovs-{m.name}") for i, m in enumerate(maars)}
+        self.mns = {mn: (j + 1, f"{tag}n{j + 1}") for j, (mn, _) in enumerate(topo.mns)}
+        self.namespaces: list[str] = []
+        self.procs: list[subprocess.Popen] = []
+        self.ovs_started: list[MaarNode] = []
+        self.where: dict[str, str] = {}  # MN -> MAAR it is attached to
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def ns_add(self, ns: str) -> None:
+        run("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+
+    def start(self, ns: str, args: list[str], log: str) -> subprocess.Popen:
+        p = subprocess.Popen(["ip", "netns", "exec", ns, *args], stdout=open(self.work / log, "w"),
+                             stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        return p
+
+    def veth(self, a: str, a_ns: str, b: str, b_ns: str, a_mac: str | None = None) -> None:
+        run("ip", "link", "add", a, "netns", a_ns, *(["address", a_mac] if a_mac else []), "type", "veth",
+            "peer", "name", b, "netns", b_ns)
+        for name, ns in ((a, a_ns), (b, b_ns)):
+            run("ip", "-n", ns, "link", "set", name, "up")
+            # TCP through the userspace datapath over veth needs transmit checksum offload off
+            run("ip", "netns", "exec", ns, "ethtool", "-K", name, "tx", "off")
+
+    def rest(self, path: str):
+        code = (f"import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
+                f"'http://127.0.0.1:{REST_PORT}{path}',timeout=5).read().decode())")
+        return json.loads(run("ip", "netns", "exec", self.core_ns, sys.executable, "-c", code))
+
+    def control(self, maar: str) -> str:
+        return str(self.work / f"{maar}.sock")
+
+    # ---- build -----------------------------------------------------------------------------------
+    def build(self) -> None:
+        preflight()
+        self.ns_add(self.core_ns)
+        self.ns_add(self.cn_ns)
+        run("ip", "-n", self.core_ns, "link", "add", "br0", "type", "bridge")
+        run("ip", "-n", self.core_ns, "link", "set", "br0", "up")
+        run("ip", "-n", self.core_ns, "addr", "add", f"{CMD_ADDR}/64", "dev", "br0", "nodad")
+        run("ip", "-n", self.cn_ns, "link", "add", "brwan", "address", CN_MAC, "type", "bridge")
+        run("ip", "-n", self.cn_ns, "link", "set", "brwan", "up")
+        run("ip", "-n", self.cn_ns, "addr", "add", f"{CN_ADDR}/64", "dev", "brwan", "nodad")
+        for m in self.maars.values():
+            self._build_maar(m)
+        for mn, (j, ns) in self.mns.items():
+            self.ns_add(ns)
+        self._start_cmd()
+        for m in self.maars.values():
+            m.vsctl("set-controller", m.bridge, f"tcp:[{CMD_ADDR}]:6653")
+        self._wait(lambda: all(x["connected"] for x in self.rest("/dmm/v1/maars")["maars"]), 20, "switches connected")
+        for m in self.maars.values():
+            self._wait(lambda m=m: len(m.flows()) >= 6, 10, f"base flows on {m.info.name}")
+            self.start(m.ns, [str(BIN / "ryu-dmm-maar"), "--config", str(self.work / "domain.ini"), "--name", m.info.name,
+                              "--control", self.control(m.info.name), "--access-iface", f"g{m.index}",
+                              "--access-port", "10"], f"agent-{m.info.name}.log")
+        from ..agent.main import request
+        for m in self.maars.values():
+            self._wait(lambda m=m: request(self.control(m.info.name), {"op": "state"}, 0.3)["ok"], 10, "agents")
+        for m in self.maars.values():  # the CN reaches each pool through its MAAR
+            run("ip", "-n", self.cn_ns, "route", "add", str(m.info.pool), "via", m.info.link_local, "dev", "brwan")
+            run("ip", "-n", self.cn_ns, "neigh", "add", m.info.link_local, "lladdr", m.info.mac.hex(":"), "dev", "brwan")
+        self._prime_tunnels()
+        for mn, (j, ns) in self.mns.items():
+            self._build_mn(mn, j, ns)
+
+    def _build_maar(self, m: MaarNode) -> None:
+        self.ns_add(m.ns)
+        m.dir.mkdir(parents=True)
+        i = m.index
+        self.veth(f"u{i}", m.ns, f"k{i}", self.core_ns)
+        run("ip", "-n", self.core_ns, "link", "set", f"k{i}", "master", "br0")
+        self.veth(f"c{i}", m.ns, f"w{i}", self.cn_ns)
+        run("ip", "-n", self.cn_ns, "link", "set", f"w{i}", "master", "brwan")
+        d = str(m.dir)
+        m.sh("ovsdb-tool", "create", f"{d}/conf.db", SCHEMA)
+        m.sh("ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock", f"--pidfile={d}/ovsdb-server.pid",
+             f"--unixctl={d}/ovsdb-server.ctl", f"--log-file={d}/ovsdb-server.log", "--detach")
+        self.ovs_started.append(m)
+        m.vsctl("--no-wait", "init")
+        m.sh("ovs-vswitchd", f"unix:{d}/db.sock", f"--pidfile={d}/ovs-vswitchd.pid",
+             f"--unixctl={d}/ovs-vswitchd.ctl", f"--log-file={d}/ovs-vswitchd.log", "--detach")
+        # Underlay bridge: carries the MAAR's address, so OVS's userspace tunnels can use it.
+        m.vsctl("add-br", f"ul{i}", "--", "set", "bridge", f"ul{i}", "datapath_type=netdev")
+        m.vsctl("add-port", f"ul{i}", f"u{i}")
+        m.sh("ip", "link", "set", f"ul{i}", "up")
+        m.sh("ethtool", "-K", f"ul{i}", "tx", "off", check=False)
+        m.sh("ip", "addr", "add", f"{m.info.address}/64", "dev", f"ul{i}", "nodad")
+        # Access bridge, driven by the CMD: the pipeline of openflow_pipelines/dmm_edge.toml.
+        m.vsctl("add-br", m.bridge, "--", "set", "bridge", m.bridge, "datapath_type=netdev", "protocols=OpenFlow13",
+                "fail_mode=secure", f"other-config:datapath-id={m.info.datapath_id:016x}")
+        m.vsctl("add-port", m.bridge, f"c{i}", "--", "set", "interface", f"c{i}", f"ofport_request={CORE}")
+        m.vsctl("add-port", m.bridge, f"t{i}", "--", "set", "interface", f"t{i}", "type=ip6gre",
+                "options:remote_ip=flow", "options:key=flow", f"ofport_request={TUNNEL}")
+        m.vsctl("add-port", m.bridge, f"g{i}", "--", "set", "interface", f"g{i}", "type=internal",
+                f"ofport_request={AGENT}")
+        m.sh("ip", "link", "set", f"g{i}", "up")
+
+    def _start_cmd(self) -> None:
+        switches = tuple(domainconf.SwitchSettings(m.info.name, CORE, TUNNEL, AGENT,
+                                                   tuple(10 + j for j, _ in self.mns.values()),
+                                                   bytes.fromhex(CN_MAC.replace(":", "")))
+                         for m in self.maars.values())
+        settings = domainconf.CmdSettings(listen=CMD_ADDR, switches=switches)
+        (self.work / "domain.ini").write_text(domainconf.render(
+            self.domain, settings, ryu={"wsapi_host": "127.0.0.1", "wsapi_port": REST_PORT}))
+        self.start(self.core_ns, [str(BIN / "ryu-manager"), "--config-file", str(self.work / "domain.ini"),
+                                  "--ofp-listen-host", "::", "--ofp-tcp-listen-port", "6653", "ryu_dmm.cmd"], "cmd.log")
+        self._wait(lambda: self.rest("/dmm/v1/stats"), 30, "the CMD's REST API")
+
+    def _prime_tunnels(self) -> None:
+        """OVS drops the first packet towards an unresolved tunnel endpoint: give it the neighbours."""
+        macs = {m.index: m.sh("cat", f"/sys/class/net/ul{m.index}/address").strip() for m in self.maars.values()}
+        for a in self.maars.values():
+            for b in self.maars.values():
+                if a is not b:
+                    a.sh("ovs-appctl", "-t", f"{a.dir}/ovs-vswitchd.ctl", "tnl/neigh/set", f"ul{a.index}",
+                         b.info.address, macs[b.index])
+
+    def _build_mn(self, mn: str, j: int, ns: str) -> None:
+        first = dict(self.topo.mns)[mn][0]
+        m = self.maars[first]
+        self.veth(f"e{j}", ns, f"a{j}", m.ns, a_mac=f"02:00:00:00:0a:{j:02x}")
+        run("ip", "-n", ns, "link", "set", f"e{j}", "down")
+        run("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.e{j}.accept_dad=0",
+            f"net.ipv6.conf.e{j}.accept_ra=1", f"net.ipv6.conf.e{j}.autoconf=1",
+            f"net.ipv6.conf.e{j}.keep_addr_on_down=1")
+        m.vsctl("add-port", m.bridge, f"a{j}", "--", "set", "interface", f"a{j}", f"ofport_request={10 + j}")
+        self.where[mn] = first
+
+    def attach_first(self, mn: str) -> None:
+        j, ns = self.mns[mn]
+        run("ip", "-n", ns, "link", "set", f"e{j}", "up")  # the host's kernel sends its RS
+
+    def move(self, mn: str, to: str) -> None:
+        """A real link move: the MN's link leaves the old MAAR's switch and joins the new one; the
+        MN re-associates (its interface goes down and up, keeping its addresses) and sends an RS."""
+        j, ns = self.mns[mn]
+        old, new = self.maars[self.where[mn]], self.maars[to]
+        old.vsctl("del-port", old.bridge, f"a{j}")
+        run("ip", "-n", old.ns, "link", "set", f"a{j}", "netns", new.ns)
+        new.sh("ip", "link", "set", f"a{j}", "up")
+        new.sh("ethtool", "-K", f"a{j}", "tx", "off")
+        new.vsctl("add-port", new.bridge, f"a{j}", "--", "set", "interface", f"a{j}", f"ofport_request={10 + j}")
+        run("ip", "-n", ns, "link", "set", f"e{j}", "down")
+        run("ip", "-n", ns, "link", "set", f"e{j}", "up")
+        self.where[mn] = to
+
+    def addresses(self, mn: str) -> dict[str, str]:
+        """Global addresses of the MN's interface -> 'preferred' or 'deprecated'."""
+        j, ns = self.mns[mn]
+        out = json.loads(run("ip", "-n", ns, "-6", "-j", "addr", "show", "dev", f"e{j}"))
+        got = {}
+        for a in out[0].get("addr_info", []):
+            if a.get("scope") == "global":
+                got[a["local"]] = "deprecated" if a.get("preferred_life_time") == 0 else "preferred"
+        return got
+
+    @staticmethod
+    def _wait(predicate, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                got = predicate()
+                if got:
+                    return got
+            except (OSError, ValueError, LabError):
+                pass
+            time.sleep(0.05)
+        raise LabError(f"timed out waiting for {what}")
+
+    # ---- teardown --------------------------------------------------------------------------------
+    def teardown(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        for m in self.ovs_started:
+            for daemon in ("ovs-vswitchd", "ovsdb-server"):
+                m.sh("ovs-appctl", "-t", f"{m.dir}/{daemon}.ctl", "exit", check=False)
+        for ns in self.namespaces:  # anything still inside our namespaces is ours
+            for pid in run("ip", "netns", "pids", ns, check=False).split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+        for ns in reversed(self.namespaces):
+            run("ip", "netns", "del", ns, check=False)
+        self.namespaces.clear()
