@@ -28,7 +28,7 @@ from .mobility.cmd import CmdCore
 from .mobility.events import CancelTimer, Received, Report, Send, SetTimer, TimerFired
 from .mobility.views import dataplanes
 from .stats import Stats
-from .wire import DecodeError, canonical6, decode, encode
+from .wire import BindingAck, DecodeError, canonical6, decode, encode
 
 LOG = logging.getLogger("ryu_dmm.cmd")
 
@@ -93,6 +93,10 @@ class CmdApp(app_manager.RyuApp):
         self._server = None
         self._ports = {}  # configured MAAR -> the UDP port it last signalled from
         self._resolved = {}
+        self._hold = {}  # while applying one message's effects: MAAR address -> barrier to wait for
+        self._held = {}  # (datapath id, barrier xid) -> PBAs waiting for it
+        self._confirming = {}  # MN -> (when its flows were pushed, {MAAR address: barrier not yet answered})
+        self.flows_confirmed = {}  # MN -> (pushed at, all barriers answered at)
         self.datapaths = {}
         self._reply_to = None
         self._by_name = {m.name: m for m in self.domain.maars}
@@ -156,11 +160,28 @@ class CmdApp(app_manager.RyuApp):
         self.stats.received(msg)
         self._reply_to = (src, addr)
         try:
-            self._apply(self.core.handle(Received(src, msg), time.time()))
+            effects = self.core.handle(Received(src, msg), time.time())
+            # Flows first: a PBA to a MAAR whose switch just got new flows waits for that switch's
+            # barrier reply, so the MAAR's RA never offers a prefix its switch cannot forward yet.
+            if msg.mn_id:
+                self.resync(msg.mn_id)
+                self._hold = dict(self._confirming.get(msg.mn_id, (0.0, {}))[1])
+            self._apply(effects)
         finally:
             self._reply_to = None
-        if msg.mn_id:
-            self.resync(msg.mn_id)
+            self._hold = {}
+
+    def _send(self, data: bytes, sockaddr, msg) -> None:
+        try:
+            self.sock.sendto(data, sockaddr)
+            self.stats.sent(msg)
+        except OSError as exc:
+            self.stats.count("send_error")
+            self.logger.warning("cannot send to %s: %s", sockaddr, exc)
+
+    def _release(self, barrier) -> None:
+        for data, sockaddr, msg in self._held.pop(barrier, ()):
+            self._send(data, sockaddr, msg)
 
     def _sockaddr(self, host: str, port: int):
         """A resolved socket address, cached: with a text host, eventlet's sendto resolves it on
@@ -185,12 +206,12 @@ class CmdApp(app_manager.RyuApp):
                     sockaddr = self._reply_to[1]  # answers go exactly where the message came from
                 else:
                     sockaddr = self._sockaddr(e.dst, self._ports.get(e.dst, self.settings.port))
-                try:
-                    self.sock.sendto(encode(e.msg), sockaddr)
-                    self.stats.sent(e.msg)
-                except OSError as exc:
-                    self.stats.count("send_error")
-                    self.logger.warning("cannot send to %s: %s", sockaddr, exc)
+                held = self._hold.get(e.dst) if type(e.msg) is BindingAck else None
+                if held is not None:
+                    self._held.setdefault(held, []).append((encode(e.msg), sockaddr, e.msg))
+                    hub.spawn_after(1.0, self._release, held)  # if the switch never answers
+                else:
+                    self._send(encode(e.msg), sockaddr, e.msg)
             elif kind is SetTimer:
                 self.timers.set(e.key, e.at)
             elif kind is CancelTimer:
@@ -227,24 +248,31 @@ class CmdApp(app_manager.RyuApp):
         m = self.core.maars.get(address)
         return self.datapaths.get(m.datapath_id) if m is not None else None
 
-    def resync(self, mn_id: str) -> None:
-        """Bring every switch involved with this MN (before or after) to what its BCE wants."""
+    def resync(self, mn_id: str) -> dict:
+        """Bring every switch involved with this MN (before or after) to what its BCE wants.
+        Returns MAAR address -> (datapath id, barrier xid) of the switches it changed; they stay in
+        ``_confirming`` until their barrier replies arrive."""
         bce = self.core.cache.get(mn_id)
         want = self._mn_flows(bce) if bce is not None else {}
         old = self._installed.get(mn_id, {})
         cookie = pipeline.cookie_of(mn_id)
+        barriers = {}
         for addr in set(old) | set(want):
             flows = want.get(addr, ())
             if old.get(addr, ()) == flows:
                 continue
             dp = self._datapath_of(addr)
             if dp is not None:  # else the reconciliation at (re)connection brings it
-                ofsync.replace(dp, self.pipeline, cookie, flows)
+                barriers[addr] = (dp.id, ofsync.replace(dp, self.pipeline, cookie, flows))
                 self.stats.count("flow_groups_pushed")
         if want:
             self._installed[mn_id] = want
         else:
             self._installed.pop(mn_id, None)
+        if barriers:
+            pushed, waiting = self._confirming.get(mn_id, (time.time(), {}))
+            self._confirming[mn_id] = (pushed, {**waiting, **barriers})
+        return barriers
 
     # ---- OpenFlow --------------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -284,6 +312,21 @@ class CmdApp(app_manager.RyuApp):
         waiting[1].extend(ev.msg.body)
         if not ev.msg.flags & ev.msg.datapath.ofproto.OFPMPF_REPLY_MORE:
             waiting[0].set()
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _barrier_reply(self, ev):
+        barrier = (ev.msg.datapath.id, ev.msg.xid)
+        self._release(barrier)
+        now = time.time()
+        for mn_id, (pushed, waiting) in list(self._confirming.items()):
+            done = [addr for addr, b in waiting.items() if b == barrier]
+            if done:
+                for addr in done:
+                    del waiting[addr]
+                if not waiting:
+                    del self._confirming[mn_id]
+                    self.flows_confirmed[mn_id] = (pushed, now)
+                    self.stats.flow_latency(now - pushed)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev):

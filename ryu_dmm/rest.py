@@ -42,7 +42,9 @@ class DmmRestController(ControllerBase):
         return info.name if info else address
 
     def _session(self, bce, now: float) -> dict:
+        confirmed = self.app.flows_confirmed.get(bce.mn_id)
         return {
+            "flows_confirmed": {"pushed_at": confirmed[0], "confirmed_at": confirmed[1]} if confirmed else None,
             "mn_id": bce.mn_id,
             "serving_maar": {"name": self._name(bce.serving), "address": bce.serving},
             "prefix": str(bce.prefix),

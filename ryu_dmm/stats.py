@@ -21,6 +21,7 @@ class Stats:
         self.counters: Counter = Counter()
         self.reports: Counter = Counter()
         self.latencies: deque = deque(maxlen=window)  # the last handovers' durations, seconds
+        self.flow_latencies: deque = deque(maxlen=window)  # flows pushed -> every barrier answered
 
     def received(self, msg: Message) -> None:
         if type(msg) is BindingUpdate:
@@ -37,6 +38,9 @@ class Stats:
     def count(self, key: str) -> None:
         self.counters[key] += 1
 
+    def flow_latency(self, seconds: float) -> None:
+        self.flow_latencies.append(seconds)
+
     def reported(self, reports: Iterable[Report]) -> None:
         for r in reports:
             self.reports[r.kind] += 1
@@ -44,14 +48,19 @@ class Stats:
                 self.latencies.append(r.duration)
 
     def as_dict(self) -> dict:
-        lat = sorted(self.latencies)
-
-        def pct(p: float):
-            return round(lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000, 3) if lat else None
         return {
             "messages": dict(sorted(self.counters.items())),
             "events": dict(sorted(self.reports.items())),
             "handovers": {self.mode: self.reports.get("handover", 0)},
-            "handover_latency_ms": {"count": len(lat), "p50": pct(50), "p90": pct(90), "p99": pct(99),
-                                    "max": round(lat[-1] * 1000, 3) if lat else None},
+            "handover_latency_ms": _percentiles(self.latencies),
+            "flows_confirmed_ms": _percentiles(self.flow_latencies),
         }
+
+
+def _percentiles(values: Iterable[float]) -> dict:
+    lat = sorted(values)
+
+    def pct(p: float):
+        return round(lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000, 3) if lat else None
+    return {"count": len(lat), "p50": pct(50), "p90": pct(90), "p99": pct(99),
+            "max": round(lat[-1] * 1000, 3) if lat else None}

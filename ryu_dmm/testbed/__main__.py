@@ -75,22 +75,29 @@ def run_scenario(lab: Lab, out: Path) -> dict:
     capture.send_signal(signal.SIGTERM)
     capture.wait(10)
     tunnelled = gre_inner(lab.work / "underlay.pcap")
+    ends = {}  # each handover's window lasts until that MN's next move (or the end)
+    for h in reversed(handovers):
+        h["t_end"] = ends.get(h["mn"], time.time())
+        ends[h["mn"]] = h["t_move"]
     for h in handovers:
         old = ipaddress.IPv6Network(h["old_prefix"])
         new = ipaddress.IPv6Network(h["new_prefix"])
+        window = [(src, dst) for t, src, dst in tunnelled if h["t_move"] + 0.5 <= t <= h["t_end"]]
         pings = ping_replies(lab.work / f"ping-old-{h['mn']}.log")
         after = [t for t, _ in pings if t > h["t_move"]]
         h.update(old_flow_gap(pings, h["t_move"], topo.dwell))
         h["old_flow_survived"] = bool(after)
-        h["old_flow_tunnelled_packets"] = sum(1 for src, dst in tunnelled if src in old or dst in old)
-        h["new_flow_tunnelled_packets"] = sum(1 for src, dst in tunnelled if src in new or dst in new)
+        h["old_flow_local"] = old == new  # back at the MAAR anchoring the old prefix: no tunnel
+        h["old_flow_tunnelled_packets"] = sum(1 for src, dst in window if src in old or dst in old)
+        h["new_flow_tunnelled_packets"] = sum(1 for src, dst in window if src in new or dst in new)
     report = {"mode": lab.mode.value, "maars": list(topo.maars), "mns": {mn: list(p) for mn, p in topo.mns},
               "old_addresses": old_addr, "handovers": handovers, "tunnel_packets_seen": len(tunnelled),
               "cmd_stats": lab.rest("/dmm/v1/stats")}
     report["tcp"] = {mn: tcp_series(lab.work / f"tcp-{mn}.json") for mn, _ in topo.mns}
     for h in handovers:  # the old TCP stream still delivers after this handover
         h["old_tcp_kbytes_after"] = round(sum(v * 0.1 for t, v in report["tcp"][h["mn"]] if t > h["t_move"] + 0.5) / 1000, 1)
-    report["ok"] = all(h["old_flow_survived"] and h["old_tcp_kbytes_after"] > 0 and h["old_flow_tunnelled_packets"] > 0
+    report["ok"] = all(h["old_flow_survived"] and h["old_tcp_kbytes_after"] > 0
+                       and (h["old_flow_tunnelled_packets"] > 0) != h["old_flow_local"]
                        and h["new_flow_replies"] > 0 and h["new_flow_tunnelled_packets"] == 0 and h["rest_consistent"]
                        for h in handovers)
     return report
@@ -121,12 +128,18 @@ def handover(lab: Lab, mn: str, visited: tuple, to: str, marks: dict) -> dict:
     j, ns = lab.mns[mn]
     new_flow = run("ip", "netns", "exec", ns, "ping", "-6", "-n", "-c", "3", "-i", "0.1", "-W", "1", CN_ADDR, check=False)
     replies = len(re.findall(r"bytes from", new_flow))
-    session = lab.rest(f"/dmm/v1/sessions/mn-{lab_mac(j)}@dmm")
+    session = lab._wait(lambda: (lambda s: s if s["flows_confirmed"] and s["flows_confirmed"]["pushed_at"] > t_rs
+                                 else None)(lab.rest(f"/dmm/v1/sessions/mn-{lab_mac(j)}@dmm")), 5,
+                        f"{mn}'s flows confirmed by barrier")
+    t_flows = session["flows_confirmed"]["confirmed_at"]
     installed = {m: lab.rest(f"/dmm/v1/maars/{m}/flows")["installed_count"] for m in lab.topo.maars}
     return {
         "mn": mn, "from": visited[-1], "to": to, "t_move": t_move, "new_address": new_addr,
         "old_prefix": str(lab.maars[visited[0]].info.pool), "new_prefix": str(lab.maars[to].info.pool),
-        "signalling_ms": round((max([t_conf] + t_moved) - t_rs) * 1000, 3),
+        # attach trigger (the RS at the new MAAR) to the last of: S-MAAR registration confirmed,
+        # P-MAARs switched, every switch's flows confirmed by barrier
+        "signalling_ms": round((max([t_conf, t_flows] + t_moved) - t_rs) * 1000, 3),
+        "flows_confirmed_ms": round((t_flows - t_rs) * 1000, 3),
         "s_maar_confirmed_ms": round((t_conf - t_rs) * 1000, 3),
         "rs_after_move_ms": round((t_rs - t_move) * 1000, 1),
         "new_flow_replies": replies, "flows_installed": installed,
@@ -159,14 +172,14 @@ def old_flow_gap(pings: list, t_move: float, dwell: float) -> dict:
 def gre_inner(pcap: Path) -> list:
     if not pcap.exists():
         return []
-    out = run("tcpdump", "-n", "-r", str(pcap), check=False)
-    pairs = []
-    for m in re.finditer(r"GREv0.*?IP6 ([0-9a-f:]+)(?:\.\d+)? > ([0-9a-f:]+)(?:\.\d+)?:", out):
+    out = run("tcpdump", "-n", "-tt", "-r", str(pcap), check=False)
+    found = []
+    for m in re.finditer(r"^(\d+\.\d+) .*?GREv0.*?IP6 ([0-9a-f:]+)(?:\.\d+)? > ([0-9a-f:]+)(?:\.\d+)?:", out, re.M):
         try:
-            pairs.append((ipaddress.IPv6Address(m.group(1)), ipaddress.IPv6Address(m.group(2))))
+            found.append((float(m.group(1)), ipaddress.IPv6Address(m.group(2)), ipaddress.IPv6Address(m.group(3))))
         except ValueError:
             continue
-    return pairs
+    return found
 
 
 def tcp_series(path: Path, bucket: float = 0.1) -> list:
@@ -206,12 +219,14 @@ def plot(report: dict, path: Path) -> None:
 
 def print_report(report: dict) -> None:
     print(f"\nryu-dmm lab, {report['mode']} mode; old addresses: {report['old_addresses']}")
-    print(f"{'handover':22} {'signalling':>10} {'S-MAAR':>7} {'old flow':>9} {'lost':>5} {'old via':>8} "
+    print("signalling: from the MN's RS at the new MAAR until its registration is confirmed, the P-MAARs")
+    print("have switched and every switch has confirmed its flows by barrier (flows: that last part alone)")
+    print(f"{'handover':22} {'signalling':>10} {'flows':>7} {'old flow':>9} {'lost':>5} {'old via':>8} "
           f"{'new flow':>9} {'new via':>8}  REST")
     print(f"{'':22} {'ms':>10} {'ms':>7} {'gap ms':>9} {'pings':>5} {'tunnel':>8} {'replies':>9} {'tunnel':>8}")
     for h in report["handovers"]:
         print(f"{h['mn'] + ': ' + h['from'] + '->' + h['to']:22} {h['signalling_ms']:10.3f} "
-              f"{h['s_maar_confirmed_ms']:7.3f} {h['old_flow_interruption_ms']!s:>9} {h['old_flow_lost_pings']!s:>5} "
+              f"{h['flows_confirmed_ms']:7.3f} {h['old_flow_interruption_ms']!s:>9} {h['old_flow_lost_pings']!s:>5} "
               f"{h['old_flow_tunnelled_packets']:8d} {h['new_flow_replies']:9d} {h['new_flow_tunnelled_packets']:8d}  "
               f"{'ok' if h['rest_consistent'] else 'MISMATCH'}  old TCP after: {h['old_tcp_kbytes_after']} kB")
     print(f"tunnelled packets captured on the underlay: {report['tunnel_packets_seen']}; "
