@@ -17,11 +17,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 from . import domainconf
+from .labtools import remove_namespace, wait_until
 from .agent.main import request
 from .mobility.config import Domain, MaarInfo, Mode, Timers
 from .wire import Prefix
@@ -64,7 +64,8 @@ def outer(args) -> int:
         for addr in [CMD_ADDRESS] + [m.address for m in domain.maars]:
             sh("ip", "-n", ns, "addr", "add", f"{addr}/128", "dev", "lo", "nodad")
         inner_proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "ryu_dmm.sigdemo", "--inside",
-                                       "--mode", args.mode, "--maars", str(args.maars), "--out", str(out)])
+                                       "--mode", args.mode, "--maars", str(args.maars), "--out", str(out),
+                                       "--namespace", ns])
         return inner_proc.wait()
     except KeyboardInterrupt:
         print("\nlab: interrupted, cleaning up", file=sys.stderr)
@@ -76,33 +77,13 @@ def outer(args) -> int:
                 inner_proc.wait(10)
             except subprocess.TimeoutExpired:
                 inner_proc.kill()
-        # Anything still running in our namespace is ours: stop it by pid, then delete the namespace.
-        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
-        for pid in pids:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        remove_namespace(ns)
 
 
 # ---- inside the namespace -------------------------------------------------------------------------
 def rest(path: str):
     with urllib.request.urlopen(f"http://127.0.0.1:{REST_PORT}{path}", timeout=2) as r:
         return json.loads(r.read())
-
-
-def wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            got = predicate()
-            if got:
-                return got
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.01)
-    raise RuntimeError(f"lab: timed out waiting for {what}")
 
 
 def inner(args) -> int:
@@ -122,7 +103,7 @@ def inner(args) -> int:
         log = open(out / "cmd.log", "w")
         procs.append(subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(cfg), "ryu_dmm.cmd"],
                                       stdout=log, stderr=subprocess.STDOUT, cwd=work))
-        wait(lambda: rest("/dmm/v1/stats"), 30, "the CMD's REST API")
+        wait_until(lambda: rest("/dmm/v1/stats"), 30, "the CMD's REST API")
         controls = {}
         for m in domain.maars:
             controls[m.name] = str(work / f"{m.name}.sock")
@@ -130,9 +111,10 @@ def inner(args) -> int:
             procs.append(subprocess.Popen([str(BIN / "ryu-dmm-maar"), "--config", str(cfg), "--name", m.name,
                                            "--control", controls[m.name]], stdout=alog, stderr=subprocess.STDOUT))
         for name, path in controls.items():
-            wait(lambda p=path: request(p, {"op": "state"})["ok"], 10, f"agent {name} (see {out}/{name}.log)")
+            wait_until(lambda p=path: request(p, {"op": "state"})["ok"], 10, f"agent {name} (see {out}/{name}.log)")
         report = scenario(domain, controls)
         report["mode"] = args.mode
+        report["namespace"] = args.namespace
         (out / "report.json").write_text(json.dumps(report, indent=1))
         print_report(report)
         print(f"\nreport: {out / 'report.json'}; logs: {out}/*.log")
@@ -179,7 +161,7 @@ def scenario(domain: Domain, controls: dict) -> dict:
             served = [e for e in seen[name] if e["event"] == "report" and e["kind"] in ("registered", "handover")]
             moved = all(any(e["event"] == "report" and e["kind"] == "moved" for e in seen[p]) for p in previous)
             return served and moved
-        wait(done, 10, f"the move to {name}")
+        wait_until(done, 10, f"the move to {name}")
         s_maar = next(e for e in seen[name] if e["event"] == "report" and e["kind"] in ("registered", "handover"))
         p_times = [next(e["t"] for e in seen[p] if e["event"] == "report" and e["kind"] == "moved") for p in previous]
         session = rest(f"/dmm/v1/sessions/{mn}")
@@ -224,6 +206,7 @@ def main(argv=None) -> int:
     ap.add_argument("--maars", type=int, default=3, help="number of MAARs (2..200)")
     ap.add_argument("--out", default="lab-out", help="folder for the JSON report and the logs")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--namespace", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not 2 <= args.maars <= 200:
         ap.error("--maars must be between 2 and 200")

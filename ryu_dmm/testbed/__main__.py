@@ -22,7 +22,8 @@ from pathlib import Path
 from ..agent.main import request
 from ..mobility.config import Mode
 from . import topology as topo_mod
-from .net import CN_ADDR, Lab, LabError, preflight, run
+from ..labtools import LabError, wait_until
+from .net import CN_ADDR, Lab, preflight, run
 
 PING_INTERVAL = 0.02
 TCP_RATE = 200_000  # bytes/s of the old TCP flow
@@ -47,7 +48,7 @@ def run_scenario(lab: Lab, out: Path) -> dict:
         j, ns = lab.mns[mn]
         lab.attach_first(mn)
         pool = lab.maars[path[0]].info.pool.network
-        old_addr[mn] = lab._wait(lambda: next((a for a, s in lab.addresses(mn).items()
+        old_addr[mn] = wait_until(lambda: next((a for a, s in lab.addresses(mn).items()
                                               if ipaddress.IPv6Address(a) in pool and s == "preferred"), None),
                                  15, f"{mn}'s address by SLAAC")
         port = 5000 + j
@@ -90,7 +91,7 @@ def run_scenario(lab: Lab, out: Path) -> dict:
         h["old_flow_local"] = old == new  # back at the MAAR anchoring the old prefix: no tunnel
         h["old_flow_tunnelled_packets"] = sum(1 for src, dst in window if src in old or dst in old)
         h["new_flow_tunnelled_packets"] = sum(1 for src, dst in window if src in new or dst in new)
-    report = {"mode": lab.mode.value, "maars": list(topo.maars), "mns": {mn: list(p) for mn, p in topo.mns},
+    report = {"mode": lab.mode.value, "maars": list(topo.maars), "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
               "old_addresses": old_addr, "handovers": handovers, "tunnel_packets_seen": len(tunnelled),
               "cmd_stats": lab.rest("/dmm/v1/stats")}
     report["tcp"] = {mn: tcp_series(lab.work / f"tcp-{mn}.json") for mn, _ in topo.mns}
@@ -104,11 +105,10 @@ def run_scenario(lab: Lab, out: Path) -> dict:
 
 
 def handover(lab: Lab, mn: str, visited: tuple, to: str, marks: dict) -> dict:
-    before = {m: marks[m] for m in lab.topo.maars}
     t_move = time.time()
     lab.move(mn, to)
     pool = lab.maars[to].info.pool.network
-    new_addr = lab._wait(lambda: next((a for a, s in lab.addresses(mn).items()
+    new_addr = wait_until(lambda: next((a for a, s in lab.addresses(mn).items()
                                        if ipaddress.IPv6Address(a) in pool and s == "preferred"), None),
                          15, f"{mn}'s new address at {to}")
     previous = [m for m in dict.fromkeys(visited) if m != to]
@@ -121,14 +121,14 @@ def handover(lab: Lab, mn: str, visited: tuple, to: str, marks: dict) -> dict:
         served = any(e["event"] == "report" and e["kind"] in ("handover", "registered") for e in seen[to])
         moved = all(any(e["event"] == "report" and e["kind"] == "moved" for e in seen[p]) for p in previous)
         return served and moved
-    lab._wait(settled, 10, f"{mn}'s handover to {to}")
+    wait_until(settled, 10, f"{mn}'s handover to {to}")
     t_rs = next(e["t"] for e in seen[to] if e["event"] == "rs")
     t_conf = next(e["t"] for e in seen[to] if e["event"] == "report" and e["kind"] in ("handover", "registered"))
     t_moved = [next(e["t"] for e in seen[p] if e["event"] == "report" and e["kind"] == "moved") for p in previous]
     j, ns = lab.mns[mn]
     new_flow = run("ip", "netns", "exec", ns, "ping", "-6", "-n", "-c", "3", "-i", "0.1", "-W", "1", CN_ADDR, check=False)
     replies = len(re.findall(r"bytes from", new_flow))
-    session = lab._wait(lambda: (lambda s: s if s["flows_confirmed"] and s["flows_confirmed"]["pushed_at"] > t_rs
+    session = wait_until(lambda: (lambda s: s if s["flows_confirmed"] and s["flows_confirmed"]["pushed_at"] > t_rs
                                  else None)(lab.rest(f"/dmm/v1/sessions/mn-{lab_mac(j)}@dmm")), 5,
                         f"{mn}'s flows confirmed by barrier")
     t_flows = session["flows_confirmed"]["confirmed_at"]

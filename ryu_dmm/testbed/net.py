@@ -8,12 +8,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import domainconf
+from ..labtools import LabError, remove_namespace, wait_until
 from ..mobility.config import Domain, MaarInfo, Mode, Timers
 from ..wire import Prefix
 from .topology import Topology
@@ -25,10 +24,6 @@ CN_ADDR = "2001:db8:cc::1"
 CN_MAC = "02:00:00:00:cc:01"
 REST_PORT = 8080
 CORE, TUNNEL, AGENT = 1, 2, 3  # OpenFlow port numbers on every MAAR's access bridge
-
-
-class LabError(RuntimeError):
-    pass
 
 
 def run(*args: str, check: bool = True, env: dict | None = None) -> str:
@@ -136,15 +131,15 @@ class Lab:
         self._start_cmd()
         for m in self.maars.values():
             m.vsctl("set-controller", m.bridge, f"tcp:[{CMD_ADDR}]:6653")
-        self._wait(lambda: all(x["connected"] for x in self.rest("/dmm/v1/maars")["maars"]), 20, "switches connected")
+        wait_until(lambda: all(x["connected"] for x in self.rest("/dmm/v1/maars")["maars"]), 20, "switches connected")
         for m in self.maars.values():
-            self._wait(lambda m=m: len(m.flows()) >= 6, 10, f"base flows on {m.info.name}")
+            wait_until(lambda m=m: len(m.flows()) >= 6, 10, f"base flows on {m.info.name}")
             self.start(m.ns, [str(BIN / "ryu-dmm-maar"), "--config", str(self.work / "domain.ini"), "--name", m.info.name,
                               "--control", self.control(m.info.name), "--access-iface", f"g{m.index}",
                               "--access-port", "10"], f"agent-{m.info.name}.log")
         from ..agent.main import request
         for m in self.maars.values():
-            self._wait(lambda m=m: request(self.control(m.info.name), {"op": "state"}, 0.3)["ok"], 10, "agents")
+            wait_until(lambda m=m: request(self.control(m.info.name), {"op": "state"}, 0.3)["ok"], 10, "agents")
         for m in self.maars.values():  # the CN reaches each pool through its MAAR
             run("ip", "-n", self.cn_ns, "route", "add", str(m.info.pool), "via", m.info.link_local, "dev", "brwan")
             run("ip", "-n", self.cn_ns, "neigh", "add", m.info.link_local, "lladdr", m.info.mac.hex(":"), "dev", "brwan")
@@ -194,7 +189,7 @@ class Lab:
             self.domain, settings, ryu={"wsapi_host": "127.0.0.1", "wsapi_port": REST_PORT}))
         self.start(self.core_ns, [str(BIN / "ryu-manager"), "--config-file", str(self.work / "domain.ini"),
                                   "--ofp-listen-host", "::", "--ofp-tcp-listen-port", "6653", "ryu_dmm.cmd"], "cmd.log")
-        self._wait(lambda: self.rest("/dmm/v1/stats"), 30, "the CMD's REST API")
+        wait_until(lambda: self.rest("/dmm/v1/stats"), 30, "the CMD's REST API")
 
     def _prime_tunnels(self) -> None:
         """OVS drops the first packet towards an unresolved tunnel endpoint: give it the neighbours."""
@@ -244,19 +239,6 @@ class Lab:
                 got[a["local"]] = "deprecated" if a.get("preferred_life_time") == 0 else "preferred"
         return got
 
-    @staticmethod
-    def _wait(predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                got = predicate()
-                if got:
-                    return got
-            except (OSError, ValueError, LabError):
-                pass
-            time.sleep(0.05)
-        raise LabError(f"timed out waiting for {what}")
-
     # ---- teardown --------------------------------------------------------------------------------
     def teardown(self) -> None:
         for p in reversed(self.procs):
@@ -271,12 +253,6 @@ class Lab:
         for m in self.ovs_started:
             for daemon in ("ovs-vswitchd", "ovsdb-server"):
                 m.sh("ovs-appctl", "-t", f"{m.dir}/{daemon}.ctl", "exit", check=False)
-        for ns in self.namespaces:  # anything still inside our namespaces is ours
-            for pid in run("ip", "netns", "pids", ns, check=False).split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
         for ns in reversed(self.namespaces):
-            run("ip", "netns", "del", ns, check=False)
+            remove_namespace(ns)
         self.namespaces.clear()
