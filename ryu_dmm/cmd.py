@@ -67,6 +67,20 @@ def peer_address(host: str) -> str:
     return canonical6(host.split("%", 1)[0])
 
 
+def raw_mh_socket(listen: str) -> socket.socket:
+    """Raw IPv6 socket for Mobility Header messages (next header 135; needs CAP_NET_RAW). The kernel
+    fills in the MH checksum over the pseudo-header (IPV6_CHECKSUM at offset 4, Linux's default for
+    this protocol, set explicitly) and reports each datagram's destination (IPV6_PKTINFO), against
+    which the decoder verifies the checksum again (seen here: with the option set, the kernel itself
+    drops MH datagrams whose checksum is wrong)."""
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 135)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 4)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    if listen != "::":
+        s.bind((listen, 0))
+    return s
+
+
 def _config_path():
     files = list(getattr(cfg.CONF, "config_file", None) or [])
     return files[-1] if files else None
@@ -90,7 +104,8 @@ class CmdApp(app_manager.RyuApp):
         self.stats = Stats(self.domain.mode.value)
         self.timers = None
         self.sock = None
-        self._server = None
+        self.raw = None
+        self._servers = []
         self._ports = {}  # configured MAAR -> the UDP port it last signalled from
         self._resolved = {}
         self._hold = {}  # while applying one message's effects: MAAR address -> barrier to wait for
@@ -122,7 +137,10 @@ class CmdApp(app_manager.RyuApp):
         self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((self.settings.listen, self.settings.port))
-        self._server = hub.spawn(self._serve)  # not in self.threads: RyuApp.stop() joins those
+        self._servers = [hub.spawn(self._serve)]  # not in self.threads: RyuApp.stop() joins those
+        if self.settings.raw_mh:
+            self.raw = raw_mh_socket(self.settings.listen)
+            self._servers.append(hub.spawn(self._serve_raw))
         install_clean_exit(self.logger)
         self.logger.info("ryu-dmm CMD started: %s mode, %d MAAR(s), PMIPv6 on [%s]:%d, config %s",
                          self.domain.mode.value, len(self.domain.maars), self.settings.listen,
@@ -130,8 +148,10 @@ class CmdApp(app_manager.RyuApp):
         return thread
 
     def stop(self):
-        if self._server is not None:
-            hub.kill(self._server)
+        for thread in self._servers:
+            hub.kill(thread)
+        if self.raw is not None:
+            self.raw.close()
         if self.timers is not None:
             self.timers.stop()
         if self.sock is not None:
@@ -147,16 +167,38 @@ class CmdApp(app_manager.RyuApp):
                 return  # socket closed at shutdown
             self.on_datagram(data, addr)
 
-    def on_datagram(self, data: bytes, addr) -> None:
+    def _serve_raw(self) -> None:
+        while True:
+            try:
+                # eventlet does not green recvmsg: wait for the socket on the hub, then read
+                trampoline(self.raw.fileno(), read=True)
+                data, ancdata, _flags, addr = self.raw.recvmsg(65535, 256)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            dst = None
+            for level, kind, value in ancdata:
+                if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
+                    dst = socket.inet_ntop(socket.AF_INET6, value[:16])
+            if dst is None or peer_address(addr[0]) == self.domain.cmd_address:
+                continue  # no destination to verify against, or our own message seen on the way out
+            self.on_datagram(data, addr, raw_dst=dst)
+
+    def on_datagram(self, data: bytes, addr, raw_dst=None) -> None:
+        """One PMIPv6 message from UDP (``raw_dst`` None) or raw IPv6 (checksum verified against
+        the source and ``raw_dst``)."""
         try:
-            msg = decode(data)
+            msg = decode(data, peer_address(addr[0]), raw_dst) if raw_dst else decode(data)
         except DecodeError as exc:
             self.stats.count(f"decode_error.{exc.reason}")
             self.logger.warning("dropped datagram from [%s]:%d: %s", addr[0], addr[1], exc)
             return
         src = peer_address(addr[0])
+        if raw_dst is not None:
+            addr = (addr[0], 0)
         if src in self.core.maars:
-            self._ports[src] = addr[1]
+            self._ports[src] = addr[1]  # 0: this MAAR speaks raw MH
         self.stats.received(msg)
         self._reply_to = (src, addr)
         try:
@@ -172,8 +214,9 @@ class CmdApp(app_manager.RyuApp):
             self._hold = {}
 
     def _send(self, data: bytes, sockaddr, msg) -> None:
+        sock = self.raw if sockaddr[1] == 0 and self.raw is not None else self.sock  # port 0: raw MH
         try:
-            self.sock.sendto(data, sockaddr)
+            sock.sendto(data, sockaddr)
             self.stats.sent(msg)
         except OSError as exc:
             self.stats.count("send_error")
