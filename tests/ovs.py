@@ -45,6 +45,15 @@ class Ovs:
                   f"--unixctl={d}/ovs-vswitchd.ctl", f"--log-file={d}/ovs-vswitchd.log", "--detach")
         return self
 
+    def restart_vswitchd(self) -> None:
+        """Stop ovs-vswitchd (every flow is lost) and start it again on the same database."""
+        d = self.dir
+        pid = int((d / "ovs-vswitchd.pid").read_text())
+        self._run("ovs-appctl", "-t", str(d / "ovs-vswitchd.ctl"), "exit", check=False)
+        _wait_gone(pid)
+        self._run("ovs-vswitchd", f"unix:{self.db}", f"--pidfile={d}/ovs-vswitchd.pid",
+                  f"--unixctl={d}/ovs-vswitchd.ctl", f"--log-file={d}/ovs-vswitchd.log", "--detach")
+
     def bridge(self, name: str, dpid: int, controller_port: int, ports: dict[str, int]) -> str:
         """A userspace bridge with OpenFlow 1.3 towards our controller; ``ports``: internal port
         name -> OpenFlow port number, plus a flow-based ip6gre tunnel port as 'tunnel' if named."""
