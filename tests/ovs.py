@@ -80,7 +80,10 @@ class Ovs:
             ctl = self.dir / f"{daemon}.ctl"
             pidfile = self.dir / f"{daemon}.pid"
             pid = int(pidfile.read_text()) if pidfile.exists() else None
-            self._run("ovs-appctl", "-t", str(ctl), "exit", check=False)
+            # --cleanup: vswitchd removes its datapath and ports (userspace internal ports are tap
+            # devices in this network namespace and would otherwise stay behind)
+            self._run("ovs-appctl", "-t", str(ctl), "exit", *(["--cleanup"] if daemon == "ovs-vswitchd" else []),
+                      check=False)
             if pid is not None:
                 _wait_gone(pid)
         self.started = False

@@ -58,6 +58,8 @@ access_ports = 10
         if proc is not None:
             assert stop(proc, timeout=15) == 0, log.read_text()
         ovs.stop()
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        assert "brmaar1" not in links and "maar1agt" not in links  # no tap device left behind
 
 
 def flows(lab, name):

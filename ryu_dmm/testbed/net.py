@@ -251,8 +251,8 @@ class Lab:
                 p.kill()
                 p.wait(5)
         for m in self.ovs_started:
-            for daemon in ("ovs-vswitchd", "ovsdb-server"):
-                m.sh("ovs-appctl", "-t", f"{m.dir}/{daemon}.ctl", "exit", check=False)
+            m.sh("ovs-appctl", "-t", f"{m.dir}/ovs-vswitchd.ctl", "exit", "--cleanup", check=False)
+            m.sh("ovs-appctl", "-t", f"{m.dir}/ovsdb-server.ctl", "exit", check=False)
         for ns in reversed(self.namespaces):
             remove_namespace(ns)
         self.namespaces.clear()
