@@ -5,9 +5,13 @@
 set -eu
 repo=$1 bin=$2
 mount --make-rprivate /
+mount --bind "$repo" /mnt  # keep the checkout (and its venv) reachable at its own path below
 for d in /var/run/openvswitch /etc/openvswitch /var/log/openvswitch /tmp; do
     mkdir -p "$d"; mount -t tmpfs tmpfs "$d"
 done
+if [ ! -d "$bin" ]; then  # the checkout lived under /tmp: put it back where its venv expects it
+    mkdir -p "$repo"; mount --bind /mnt "$repo"
+fi
 ip link set lo up
 ovsdb-tool create /etc/openvswitch/conf.db /usr/share/openvswitch/vswitch.ovsschema
 ovsdb-server --remote=punix:/var/run/openvswitch/db.sock --pidfile --detach --log-file 2>/dev/null
