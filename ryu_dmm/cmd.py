@@ -108,8 +108,8 @@ class CmdApp(app_manager.RyuApp):
         self._servers = []
         self._ports = {}  # configured MAAR -> the UDP port it last signalled from
         self._resolved = {}
-        self._hold = {}  # while applying one message's effects: MAAR address -> barrier to wait for
-        self._held = {}  # (datapath id, barrier xid) -> PBAs waiting for it
+        self._hold = {}  # while applying one message's effects: MAAR address -> what its PBA waits for
+        self._held = {}  # (datapath id, barrier xid) or ("port", MN) -> PBAs waiting for it
         self._confirming = {}  # MN -> (when its flows were pushed, {MAAR address: barrier not yet answered})
         self.flows_confirmed = {}  # MN -> (pushed at, all barriers answered at)
         self.datapaths = {}
@@ -208,6 +208,12 @@ class CmdApp(app_manager.RyuApp):
             if msg.mn_id:
                 self.resync(msg.mn_id)
                 self._hold = dict(self._confirming.get(msg.mn_id, (0.0, {}))[1])
+                bce = self.core.cache.get(msg.mn_id)
+                if (bce is not None and bce.mac and bce.serving in self._switches
+                        and (bce.serving, bce.mac) not in self._mn_ports):
+                    # The RS's packet-in (the MN's port) has not arrived yet, so the serving MAAR has no
+                    # flows towards the MN: its PBA waits for the packet-in and then for the barrier.
+                    self._hold[bce.serving] = ("port", msg.mn_id)
             self._apply(effects)
         finally:
             self._reply_to = None
@@ -394,7 +400,13 @@ class CmdApp(app_manager.RyuApp):
             self.stats.count("mn_ports_learnt")
             for bce in list(self.core.cache.values()):
                 if bce.serving == maar.address and bce.mac == mac:
-                    self.resync(bce.mn_id)
+                    barrier = self.resync(bce.mn_id).get(maar.address)
+                    waiting = self._held.pop(("port", bce.mn_id), None)
+                    if waiting and barrier is not None:
+                        self._held.setdefault(barrier, []).extend(waiting)
+                    elif waiting:
+                        for data, sockaddr, held_msg in waiting:
+                            self._send(data, sockaddr, held_msg)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state_change(self, ev):

@@ -11,14 +11,14 @@ from tests.ovs import available
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("mode", ["proxy", "relay", "locator"])
-def test_lab_scenario(tmp_path, mode):
+@pytest.mark.parametrize("mode,tunnel", [("proxy", "gre"), ("relay", "gre"), ("locator", "gre"), ("proxy", "vxlan")])
+def test_lab_scenario(tmp_path, mode, tunnel):
     need(available(), "the lab needs root and Open vSwitch")
-    out = subprocess.run([sys.executable, "-m", "ryu_dmm.testbed", "--mode", mode, "--dwell", "1.5",
-                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-m", "ryu_dmm.testbed", "--mode", mode, "--tunnel", tunnel,
+                          "--dwell", "1.5", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["ok"] and report["mode"] == mode
+    assert report["ok"] and report["mode"] == mode and report["tunnel"] == tunnel
     hos = report["handovers"]
     assert [(h["from"], h["to"]) for h in hos] == [("maar1", "maar2"), ("maar2", "maar3")]
     for h in hos:
@@ -29,7 +29,7 @@ def test_lab_scenario(tmp_path, mode):
         assert h["new_address"].startswith(h["new_prefix"].split("::")[0])  # SLAAC from our RA
     assert hos[1]["flows_installed"]["maar1"] > hos[0]["flows_installed"]["maar3"]  # P-MAAR tunnel flows
     assert (tmp_path / "old-flow.png").stat().st_size > 10_000
-    assert (tmp_path / "logs" / "cmd.log").exists()
+    assert (tmp_path / "logs" / "cmd.log").exists() and (tmp_path / "logs" / "underlay.pcap").stat().st_size > 0
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     assert report["namespaces"] and not set(report["namespaces"]) & set(left)  # ours are all gone
 

@@ -26,6 +26,7 @@ from ..labtools import LabError, wait_until
 from .net import CN_ADDR, Lab, preflight, run
 
 PING_INTERVAL = 0.02
+TUNNEL_FILTER = {"gre": "ip6 proto 47", "vxlan": "ip6 and udp port 4789"}
 TCP_RATE = 200_000  # bytes/s of the old TCP flow
 
 
@@ -40,8 +41,8 @@ def run_scenario(lab: Lab, out: Path) -> dict:
     for m in topo.maars:
         marks[m] = _events(lab, m, 0)[1]
     capture = subprocess.Popen(["ip", "netns", "exec", lab.core_ns, "tcpdump", "-n", "-U", "-i", "br0", "-w",
-                                str(lab.work / "underlay.pcap"), "ip6 proto 47"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                                str(lab.work / "underlay.pcap"), TUNNEL_FILTER[lab.tunnel]],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lab.procs.append(capture)
     old_addr, flows = {}, []
     for mn, path in topo.mns:
@@ -91,7 +92,8 @@ def run_scenario(lab: Lab, out: Path) -> dict:
         h["old_flow_local"] = old == new  # back at the MAAR anchoring the old prefix: no tunnel
         h["old_flow_tunnelled_packets"] = sum(1 for src, dst in window if src in old or dst in old)
         h["new_flow_tunnelled_packets"] = sum(1 for src, dst in window if src in new or dst in new)
-    report = {"mode": lab.mode.value, "maars": list(topo.maars), "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
+    report = {"mode": lab.mode.value, "tunnel": lab.tunnel, "maars": list(topo.maars),
+              "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
               "old_addresses": old_addr, "handovers": handovers, "tunnel_packets_seen": len(tunnelled),
               "cmd_stats": lab.rest("/dmm/v1/stats")}
     report["tcp"] = {mn: tcp_series(lab.work / f"tcp-{mn}.json") for mn, _ in topo.mns}
@@ -128,6 +130,7 @@ def handover(lab: Lab, mn: str, visited: tuple, to: str, marks: dict) -> dict:
     j, ns = lab.mns[mn]
     new_flow = run("ip", "netns", "exec", ns, "ping", "-6", "-n", "-c", "3", "-i", "0.1", "-W", "1", CN_ADDR, check=False)
     replies = len(re.findall(r"bytes from", new_flow))
+    (lab.work / f"ping-new-{mn}-{to}.log").write_text(new_flow)
     session = wait_until(lambda: (lambda s: s if s["flows_confirmed"] and s["flows_confirmed"]["pushed_at"] > t_rs
                                  else None)(lab.rest(f"/dmm/v1/sessions/mn-{lab_mac(j)}@dmm")), 5,
                         f"{mn}'s flows confirmed by barrier")
@@ -173,8 +176,17 @@ def gre_inner(pcap: Path) -> list:
     if not pcap.exists():
         return []
     out = run("tcpdump", "-n", "-tt", "-r", str(pcap), check=False)
+    packets: list[str] = []  # one line per packet: tcpdump puts VXLAN's inner packet on its own line
+    for line in out.splitlines():
+        if re.match(r"\d+\.\d+ ", line) or not packets:
+            packets.append(line)
+        else:
+            packets[-1] += " " + line
     found = []
-    for m in re.finditer(r"^(\d+\.\d+) .*?GREv0.*?IP6 ([0-9a-f:]+)(?:\.\d+)? > ([0-9a-f:]+)(?:\.\d+)?:", out, re.M):
+    for line in packets:
+        m = re.match(r"(\d+\.\d+) .*?(?:GREv0|VXLAN).*?IP6 ([0-9a-f:]+)(?:\.\d+)? > ([0-9a-f:]+)(?:\.\d+)?:", line)
+        if m is None:
+            continue
         try:
             found.append((float(m.group(1)), ipaddress.IPv6Address(m.group(2)), ipaddress.IPv6Address(m.group(3))))
         except ValueError:
@@ -239,6 +251,7 @@ def main(argv=None) -> int:
     ap.add_argument("--topology", help="JSON topology file (default: 3 MAARs, one MN visiting them in turn)")
     ap.add_argument("--maars", type=int, default=3, help="MAARs in the default topology")
     ap.add_argument("--dwell", type=float, default=3.0, help="seconds at each MAAR (default topology)")
+    ap.add_argument("--tunnel", choices=["gre", "vxlan"], default="gre", help="tunnel ports (GRE or VXLAN over IPv6)")
     ap.add_argument("--out", default="lab-out", help="folder for report.json, the plot and the logs")
     args = ap.parse_args(argv)
     try:
@@ -250,7 +263,7 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ryu-dmm-lab-"))
-    lab = Lab(topo, Mode(args.mode), work)
+    lab = Lab(topo, Mode(args.mode), work, args.tunnel)
 
     def interrupted(_s, _f):
         raise KeyboardInterrupt
@@ -264,7 +277,7 @@ def main(argv=None) -> int:
         (out / "report.json").write_text(json.dumps(report, indent=1))
         plot(report, out / "old-flow.png")
         print_report(report)
-        print(f"report: {out / 'report.json'}; plot: {out / 'old-flow.png'}; logs: {out}/logs")
+        print(f"report: {out / 'report.json'}; plot: {out / 'old-flow.png'}; logs and the underlay capture: {out}/logs")
         code = 0 if report["ok"] else 1
     except KeyboardInterrupt:
         print("\nlab: interrupted, cleaning up", file=sys.stderr)
@@ -276,7 +289,7 @@ def main(argv=None) -> int:
         lab.teardown()
         logs = out / "logs"
         logs.mkdir(exist_ok=True)
-        for f in list(work.glob("*.log")) + list(work.glob("ovs-*/*.log")) + [work / "domain.ini"]:
+        for f in list(work.glob("*.log")) + list(work.glob("ovs-*/*.log")) + [work / "domain.ini", work / "underlay.pcap"]:
             if f.exists():
                 (logs / f.name if f.parent == work else logs / f"{f.parent.name}-{f.name}").write_bytes(f.read_bytes())
         subprocess.run(["rm", "-rf", str(work)])

@@ -71,8 +71,8 @@ class MaarNode:
 
 
 class Lab:
-    def __init__(self, topo: Topology, mode: Mode, work: Path) -> None:
-        self.topo, self.mode, self.work = topo, mode, work
+    def __init__(self, topo: Topology, mode: Mode, work: Path, tunnel: str = "gre") -> None:
+        self.topo, self.mode, self.work, self.tunnel = topo, mode, work, tunnel
         tag = f"dmm{os.getpid() % 100000}"
         self.core_ns, self.cn_ns = f"{tag}c", f"{tag}cn"
         maars = tuple(MaarInfo(name, f"2001:db8:ff::{i + 1:x}", Prefix.parse(f"2001:db8:{i + 1:x}::/48"),
@@ -173,7 +173,8 @@ class Lab:
         m.vsctl("add-br", m.bridge, "--", "set", "bridge", m.bridge, "datapath_type=netdev", "protocols=OpenFlow13",
                 "fail_mode=secure", f"other-config:datapath-id={m.info.datapath_id:016x}")
         m.vsctl("add-port", m.bridge, f"c{i}", "--", "set", "interface", f"c{i}", f"ofport_request={CORE}")
-        m.vsctl("add-port", m.bridge, f"t{i}", "--", "set", "interface", f"t{i}", "type=ip6gre",
+        m.vsctl("add-port", m.bridge, f"t{i}", "--", "set", "interface", f"t{i}",
+                "type=ip6gre" if self.tunnel == "gre" else "type=vxlan",
                 "options:remote_ip=flow", "options:key=flow", f"ofport_request={TUNNEL}")
         m.vsctl("add-port", m.bridge, f"g{i}", "--", "set", "interface", f"g{i}", "type=internal",
                 f"ofport_request={AGENT}")
@@ -184,7 +185,7 @@ class Lab:
                                                    tuple(10 + j for j, _ in self.mns.values()),
                                                    bytes.fromhex(CN_MAC.replace(":", "")))
                          for m in self.maars.values())
-        settings = domainconf.CmdSettings(listen=CMD_ADDR, switches=switches)
+        settings = domainconf.CmdSettings(listen=CMD_ADDR, tunnel=self.tunnel, switches=switches)
         (self.work / "domain.ini").write_text(domainconf.render(
             self.domain, settings, ryu={"wsapi_host": "127.0.0.1", "wsapi_port": REST_PORT}))
         self.start(self.core_ns, [str(BIN / "ryu-manager"), "--config-file", str(self.work / "domain.ini"),
