@@ -45,3 +45,16 @@ def test_parse_solicitations_and_ignore_the_rest():
     hop64[IPv6].hlim = 64
     assert nd.parse(bytes(hop64)) is None
     assert nd.parse(b"") is None and nd.parse(bytes(100)) is None and nd.parse(bytes(rs)[:60]) is None
+
+
+def test_one_ra_per_dlif():
+    from ryu_dmm.mobility.config import MaarInfo
+    own = MaarInfo("maar2", "2001:db8:ff::2", Prefix.parse("2001:db8:2::/48"))
+    anchor = MaarInfo("maar1", "2001:db8:ff::1", Prefix.parse("2001:db8:1::/48"))
+    prefixes = (RaPrefix(Prefix.parse("2001:db8:2::/64"), 3600, 3600),
+                RaPrefix(Prefix.parse("2001:db8:1::/64"), 0, 3600, anchor.address))
+    frames = [Ether(f) for f in nd.ra_frames(own, {anchor.address: anchor}, MN, "fe80::a01", prefixes)]
+    got = [(f.src, f[IPv6].src, f[ICMPv6ND_RA].routerlifetime, f[ICMPv6NDOptPrefixInfo].prefix,
+            f[ICMPv6NDOptPrefixInfo].preferredlifetime) for f in frames]
+    assert got == [(own.mac.hex(":"), own.link_local, 1800, "2001:db8:2::", 3600),
+                   (anchor.mac.hex(":"), anchor.link_local, 0, "2001:db8:1::", 0)]

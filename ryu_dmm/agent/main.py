@@ -125,14 +125,28 @@ class Agent:
                 self._mn_ll[mn] = (sol.src_mac, sol.src_ip)
             self._record({"event": "rs", "mn": mn, "mac": sol.src_mac.hex(":")}, time.time())
             self._handle(Attach(mn, sol.src_mac, self.access_port))
-        elif sol.kind == nd.NS and sol.target == self.core.info.link_local and sol.src_ip != "::":
-            self.access.send(nd.neighbor_advertisement(self.core.info.mac, sol.target, sol.src_mac, sol.src_ip))
+        elif sol.kind == nd.NS and sol.src_ip != "::":
+            mac = self._dlif_macs().get(sol.target)
+            if mac is not None:
+                self.access.send(nd.neighbor_advertisement(mac, sol.target, sol.src_mac, sol.src_ip))
+
+    def _dlif_macs(self) -> dict[str, bytes]:
+        """Link-local -> MAC of every logical interface we present: our own and, for each MAAR that
+        anchors a prefix of an MN served here, that MAAR's DLIF (RFC 8885 §3.7)."""
+        own = self.core.info
+        out = {own.link_local: own.mac}
+        for b in self.core.bindings.values():
+            for anchor in b.anchors:
+                info = self.core.peers.get(anchor)
+                if info is not None:
+                    out[info.link_local] = info.mac
+        return out
 
     def _send_ra(self, adv: Advertise) -> None:
         mac, ll = self._mn_ll.get(adv.mn_id, (adv.mac, nd.ALL_NODES))
-        frame = nd.router_advertisement(self.core.info.mac, self.core.info.link_local, mac, ll, adv.prefixes)
         try:
-            self.access.send(frame)
+            for frame in nd.ra_frames(self.core.info, self.core.peers, mac, ll, adv.prefixes):
+                self.access.send(frame)
         except OSError as exc:
             self._record({"event": "send-error", "dst": adv.mn_id, "error": str(exc)}, time.time())
 
