@@ -30,9 +30,6 @@ from .mobility.views import dataplanes
 from .stats import Stats
 from .wire import BindingAck, DecodeError, canonical6, decode, encode
 
-LOG = logging.getLogger("ryu_dmm.cmd")
-
-
 def install_clean_exit(logger) -> None:
     """Make SIGINT/SIGTERM end ``ryu-manager`` through its own ``finally: app_mgr.close()``.
 

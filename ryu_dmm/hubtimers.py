@@ -46,6 +46,3 @@ class HubTimers:
 
     def stop(self) -> None:
         hub.kill(self._thread)
-
-    def __len__(self) -> int:
-        return len(self._tokens)

@@ -4,7 +4,6 @@ from enum import IntEnum
 IPPROTO_MH = 135
 IPPROTO_NONE = 59
 PMIP6_CNTL_PORT = 5436
-PMIP6_DATA_PORT = 5437
 
 MH_BINDING_UPDATE = 5
 MH_BINDING_ACK = 6
@@ -18,14 +17,12 @@ BU_M = 0x0800
 BU_R = 0x0400
 BU_P = 0x0200
 BU_D = 0x0010  # RFC 8885 §4.1: PBU sent by a MAAR or the CMD
-BU_FLAGS = {"A": BU_A, "H": BU_H, "L": BU_L, "K": BU_K, "M": BU_M, "R": BU_R, "P": BU_P, "D": BU_D}
 
 # Binding Acknowledgement flags (8-bit field after the status).
 BA_K = 0x80
 BA_R = 0x40
 BA_P = 0x20
 BA_D = 0x02  # RFC 8885 §4.2
-BA_FLAGS = {"K": BA_K, "R": BA_R, "P": BA_P, "D": BA_D}
 
 LIFETIME_UNIT = 4  # seconds per lifetime unit on the wire
 MAX_LIFETIME = 0xFFFF * LIFETIME_UNIT
