@@ -6,6 +6,7 @@ The API is described in docs/openapi.yaml.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from ryu.app.wsgi import ControllerBase, route
@@ -139,3 +140,17 @@ class DmmRestController(ControllerBase):
         body["mode"] = self.app.domain.mode.value
         body["dereg"] = self.app.domain.dereg.value
         return _json(body)
+
+    # Registered last: anything else under the API prefix gets a JSON error, not Ryu's HTML page.
+    @route("dmm", PREFIX + "/{rest:.*}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+    def other(self, req, rest, **_):
+        if req.method != "GET" and _KNOWN.match(rest):
+            return _error(405, f"{req.method} is not allowed here: the API is read-only (GET)")
+        return _error(404, f"no such resource: {PREFIX}/{rest}")
+
+    @route("dmm", PREFIX, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+    def root(self, req, **_):
+        return _error(404, f"no such resource: {PREFIX} (see docs/openapi.yaml)")
+
+
+_KNOWN = re.compile(r"^(sessions(/[^/]+)?|maars(/[^/]+(/flows)?)?|stats)/?$")

@@ -107,6 +107,14 @@ def test_rest_errors_are_json(cmd):
     assert status == 400 and "colour" in body["error"]
     status, body = get(cmd, "/dmm/v1/maars/maar9")
     assert status == 404 and body["status"] == 404
+    status, body = get(cmd, "/dmm/v1/nothing/here")
+    assert status == 404 and "no such resource" in body["error"]
+    req = urllib.request.Request(f"http://127.0.0.1:{cmd['rest']}/dmm/v1/sessions", data=b"{}", method="POST")
+    try:
+        urllib.request.urlopen(req, timeout=3)
+        raise AssertionError("POST accepted")
+    except urllib.error.HTTPError as e:
+        assert e.code == 405 and json.loads(e.read())["status"] == 405
 
 
 def test_garbage_and_unknown_peer_while_serving(cmd):
