@@ -19,16 +19,17 @@ from ryu.base import app_manager
 from ryu.controller import ofp_event
 from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from ryu.lib import hub
+from ryu.lib.packet import ethernet, icmpv6, packet
 from ryu.ofproto import ofproto_v1_3
 
-from ryu.lib.packet import ethernet, icmpv6, packet
-
 from . import domainconf, ofsync, pipeline, rest
+from .hubtimers import HubTimers
 from .mobility.cmd import CmdCore
 from .mobility.events import CancelTimer, Received, Report, Send, SetTimer, TimerFired
 from .mobility.views import dataplanes
 from .stats import Stats
 from .wire import BindingAck, DecodeError, canonical6, decode, encode
+
 
 def install_clean_exit(logger) -> None:
     """Make SIGINT/SIGTERM end ``ryu-manager`` through its own ``finally: app_mgr.close()``.
@@ -128,15 +129,19 @@ class CmdApp(app_manager.RyuApp):
     # ---- life cycle ------------------------------------------------------------------------------
     def start(self):
         thread = super().start()
-        from .hubtimers import HubTimers
+        try:
+            self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            self.sock.bind((self.settings.listen, self.settings.port))
+            if self.settings.raw_mh:
+                self.raw = raw_mh_socket(self.settings.listen)
+        except OSError as exc:
+            print(f"ryu_dmm.cmd: cannot open the PMIPv6 endpoint on [{self.settings.listen}]:{self.settings.port}"
+                  f"{' (and raw MH)' if self.settings.raw_mh else ''}: {exc.strerror}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
         self.timers = HubTimers(self._on_timer)
-        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((self.settings.listen, self.settings.port))
         self._servers = [hub.spawn(self._serve)]  # not in self.threads: RyuApp.stop() joins those
-        if self.settings.raw_mh:
-            self.raw = raw_mh_socket(self.settings.listen)
+        if self.raw is not None:
             self._servers.append(hub.spawn(self._serve_raw))
         install_clean_exit(self.logger)
         self.logger.info("ryu-dmm CMD started: %s mode, %d MAAR(s), PMIPv6 on [%s]:%d, config %s",

@@ -141,3 +141,16 @@ def test_bad_config_stops_startup_naming_the_key(tmp_path):
                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "[dmm] foo: unknown key" in out.stderr + out.stdout
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    busy = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    busy.bind(("::1", 0))
+    port = busy.getsockname()[1]
+    (tmp_path / "d.ini").write_text(f"[dmm]\ncmd_address = ::1\nlisten = ::1\nport = {port}\n")
+    out = subprocess.run([str(BIN / "ryu-manager"), "--config-file", str(tmp_path / "d.ini"), "--wsapi-port",
+                          str(free_port()), "--ofp-tcp-listen-port", str(free_port()), "ryu_dmm.cmd"],
+                         cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60)
+    busy.close()
+    assert out.returncode != 0
+    assert f"cannot open the PMIPv6 endpoint on [::1]:{port}" in out.stderr + out.stdout
