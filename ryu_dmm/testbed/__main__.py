@@ -67,7 +67,7 @@ def run_scenario(lab: Lab, out: Path) -> dict:
         for mn, path in topo.mns:
             if s >= len(path):
                 continue
-            handovers.append(handover(lab, mn, path[:s], path[s], marks))
+            handovers.append(handover(lab, mn, path[:s], path[s], marks, old_addr[mn]))
         time.sleep(topo.dwell)
     for p in flows:
         p.send_signal(signal.SIGTERM)
@@ -106,7 +106,7 @@ def run_scenario(lab: Lab, out: Path) -> dict:
     return report
 
 
-def handover(lab: Lab, mn: str, visited: tuple, to: str, marks: dict) -> dict:
+def handover(lab: Lab, mn: str, visited: tuple, to: str, marks: dict, old_address: str) -> dict:
     t_move = time.time()
     lab.move(mn, to)
     pool = lab.maars[to].info.pool.network
@@ -138,7 +138,10 @@ def handover(lab: Lab, mn: str, visited: tuple, to: str, marks: dict) -> dict:
     installed = {m: lab.rest(f"/dmm/v1/maars/{m}/flows")["installed_count"] for m in lab.topo.maars}
     return {
         "mn": mn, "from": visited[-1], "to": to, "t_move": t_move, "new_address": new_addr,
-        "old_prefix": str(lab.maars[visited[0]].info.pool), "new_prefix": str(lab.maars[to].info.pool),
+        # the MN's own prefixes (its addresses' /64), not the MAARs' whole pools: with several MNs a
+        # pool holds other MNs' prefixes too
+        "old_prefix": str(ipaddress.IPv6Network(f"{old_address}/{lab.maars[visited[0]].info.prefix_length}", strict=False)),
+        "new_prefix": str(ipaddress.IPv6Network(f"{new_addr}/{lab.maars[to].info.prefix_length}", strict=False)),
         # attach trigger (the RS at the new MAAR) to the last of: S-MAAR registration confirmed,
         # P-MAARs switched, every switch's flows confirmed by barrier
         "signalling_ms": round((max([t_conf, t_flows] + t_moved) - t_rs) * 1000, 3),
