@@ -279,6 +279,8 @@ class CmdApp(app_manager.RyuApp):
     # ---- flows -----------------------------------------------------------------------------------
     def _mn_flows(self, bce) -> dict:
         """MAAR address -> the flows that MAAR's switch needs for ``bce``'s MN."""
+        if not self._switches:  # a signalling-only domain: nothing to render
+            return {}
         port = self._mn_ports.get((bce.serving, bce.mac))
         out = {}
         for addr, state in dataplanes(bce, port).items():
