@@ -15,10 +15,10 @@ from .. import domainconf
 from ..labtools import LabError, remove_namespace, wait_until
 from ..mobility.config import Domain, MaarInfo, Mode, Timers
 from ..wire import Prefix
+from .ovs import SCHEMA, PrivateOvs
 from .topology import Topology
 
 BIN = Path(sys.executable).parent
-SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 CMD_ADDR = "2001:db8:ff::100"
 CN_ADDR = "2001:db8:cc::1"
 CN_MAC = "02:00:00:00:cc:01"
@@ -26,8 +26,8 @@ REST_PORT = 8080
 CORE, TUNNEL, AGENT = 1, 2, 3  # OpenFlow port numbers on every MAAR's access bridge
 
 
-def run(*args: str, check: bool = True, env: dict | None = None) -> str:
-    out = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env)
+def run(*args: str, check: bool = True) -> str:
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60)
     if check and out.returncode != 0:
         raise LabError(f"{' '.join(args)}: {out.stderr.strip() or out.stdout.strip()}")
     return out.stdout
@@ -50,16 +50,13 @@ class MaarNode:
     index: int
     info: MaarInfo
     ns: str
-    dir: Path
-
-    def env(self) -> dict:
-        return dict(os.environ, OVS_RUNDIR=str(self.dir), OVS_LOGDIR=str(self.dir), OVS_DBDIR=str(self.dir))
+    ovs: PrivateOvs
 
     def sh(self, *args: str, check: bool = True) -> str:
-        return run("ip", "netns", "exec", self.ns, *args, check=check, env=self.env())
+        return self.ovs.run(*args, check=check)
 
     def vsctl(self, *args: str) -> str:
-        return self.sh("ovs-vsctl", f"--db=unix:{self.dir}/db.sock", "--timeout=10", *args)
+        return self.ovs.vsctl(*args)
 
     @property
     def bridge(self) -> str:
@@ -78,11 +75,12 @@ class Lab:
         maars = tuple(MaarInfo(name, f"2001:db8:ff::{i + 1:x}", Prefix.parse(f"2001:db8:{i + 1:x}::/48"),
                                datapath_id=i + 1) for i, name in enumerate(topo.maars))
         self.domain = Domain(CMD_ADDR, maars, mode=mode, timers=Timers(lifetime=600))
-        self.maars = {m.name: MaarNode(i + 1, m, f"{tag}m{i + 1}", work / f"ovs-{m.name}") for i, m in enumerate(maars)}
+        self.maars = {m.name: MaarNode(i + 1, m, f"{tag}m{i + 1}", PrivateOvs(work / f"ovs-{m.name}", f"{tag}m{i + 1}"))
+                      for i, m in enumerate(maars)}
         self.mns = {mn: (j + 1, f"{tag}n{j + 1}") for j, (mn, _) in enumerate(topo.mns)}
         self.namespaces: list[str] = []
         self.procs: list[subprocess.Popen] = []
-        self.ovs_started: list[MaarNode] = []
+        self.ovs_started: list[PrivateOvs] = []
         self.where: dict[str, str] = {}  # MN -> MAAR it is attached to
 
     # ---- helpers -------------------------------------------------------------------------------
@@ -149,20 +147,14 @@ class Lab:
 
     def _build_maar(self, m: MaarNode) -> None:
         self.ns_add(m.ns)
-        m.dir.mkdir(parents=True)
+        m.ovs.dir.mkdir(parents=True)
         i = m.index
         self.veth(f"u{i}", m.ns, f"k{i}", self.core_ns)
         run("ip", "-n", self.core_ns, "link", "set", f"k{i}", "master", "br0")
         self.veth(f"c{i}", m.ns, f"w{i}", self.cn_ns)
         run("ip", "-n", self.cn_ns, "link", "set", f"w{i}", "master", "brwan")
-        d = str(m.dir)
-        m.sh("ovsdb-tool", "create", f"{d}/conf.db", SCHEMA)
-        m.sh("ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock", f"--pidfile={d}/ovsdb-server.pid",
-             f"--unixctl={d}/ovsdb-server.ctl", f"--log-file={d}/ovsdb-server.log", "--detach")
-        self.ovs_started.append(m)
-        m.vsctl("--no-wait", "init")
-        m.sh("ovs-vswitchd", f"unix:{d}/db.sock", f"--pidfile={d}/ovs-vswitchd.pid",
-             f"--unixctl={d}/ovs-vswitchd.ctl", f"--log-file={d}/ovs-vswitchd.log", "--detach")
+        self.ovs_started.append(m.ovs)
+        m.ovs.start()
         # Underlay bridge: carries the MAAR's address, so OVS's userspace tunnels can use it.
         m.vsctl("add-br", f"ul{i}", "--", "set", "bridge", f"ul{i}", "datapath_type=netdev")
         m.vsctl("add-port", f"ul{i}", f"u{i}")
@@ -198,8 +190,7 @@ class Lab:
         for a in self.maars.values():
             for b in self.maars.values():
                 if a is not b:
-                    a.sh("ovs-appctl", "-t", f"{a.dir}/ovs-vswitchd.ctl", "tnl/neigh/set", f"ul{a.index}",
-                         b.info.address, macs[b.index])
+                    a.ovs.appctl("ovs-vswitchd", "tnl/neigh/set", f"ul{a.index}", b.info.address, macs[b.index])
 
     def _build_mn(self, mn: str, j: int, ns: str) -> None:
         first = dict(self.topo.mns)[mn][0]
@@ -251,9 +242,8 @@ class Lab:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
-        for m in self.ovs_started:
-            m.sh("ovs-appctl", "-t", f"{m.dir}/ovs-vswitchd.ctl", "exit", "--cleanup", check=False)
-            m.sh("ovs-appctl", "-t", f"{m.dir}/ovsdb-server.ctl", "exit", check=False)
+        for ovs in self.ovs_started:
+            ovs.stop()
         for ns in reversed(self.namespaces):
             remove_namespace(ns)
         self.namespaces.clear()
