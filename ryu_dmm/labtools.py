@@ -5,7 +5,10 @@ import os
 import signal
 import subprocess
 import time
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, TypeVar
+
+from .mobility.config import MaarInfo
+from .wire import Prefix
 
 T = TypeVar("T")
 
@@ -26,6 +29,12 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
             pass
         time.sleep(interval)
     raise LabError(f"timed out waiting for {what}")
+
+
+def lab_maars(names: Iterable[str]) -> tuple[MaarInfo, ...]:
+    """The labs' MAARs: the i-th is 2001:db8:ff::i with pool 2001:db8:i::/48 and datapath id i."""
+    return tuple(MaarInfo(name, f"2001:db8:ff::{i:x}", Prefix.parse(f"2001:db8:{i:x}::/48"), datapath_id=i)
+                 for i, name in enumerate(names, start=1))
 
 
 def remove_namespace(ns: str) -> None:

@@ -21,10 +21,9 @@ import urllib.request
 from pathlib import Path
 
 from . import domainconf
-from .labtools import remove_namespace, wait_until
+from .labtools import lab_maars, remove_namespace, wait_until
 from .agent.main import request
-from .mobility.config import Domain, MaarInfo, Mode, Timers
-from .wire import Prefix
+from .mobility.config import Domain, Mode, Timers
 
 BIN = Path(sys.executable).parent
 CMD_ADDRESS = "2001:db8:ff::100"
@@ -32,9 +31,8 @@ REST_PORT = 8080
 
 
 def make_domain(n_maars: int, mode: Mode) -> Domain:
-    maars = tuple(MaarInfo(f"maar{i}", f"2001:db8:ff::{i}", Prefix.parse(f"2001:db8:{i}::/48"))
-                  for i in range(1, n_maars + 1))
-    return Domain(CMD_ADDRESS, maars, mode=mode, timers=Timers(lifetime=120))
+    return Domain(CMD_ADDRESS, lab_maars(f"maar{i}" for i in range(1, n_maars + 1)), mode=mode,
+                  timers=Timers(lifetime=120))
 
 
 def sh(*args: str) -> None:

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import domainconf
-from ..labtools import LabError, remove_namespace, wait_until
+from ..labtools import LabError, lab_maars, remove_namespace, wait_until
 from ..mobility.config import Domain, MaarInfo, Mode, Timers
-from ..wire import Prefix
 from .ovs import SCHEMA, PrivateOvs
 from .topology import Topology
 
@@ -72,8 +71,7 @@ class Lab:
         self.topo, self.mode, self.work, self.tunnel = topo, mode, work, tunnel
         tag = f"dmm{os.getpid() % 100000}"
         self.core_ns, self.cn_ns = f"{tag}c", f"{tag}cn"
-        maars = tuple(MaarInfo(name, f"2001:db8:ff::{i + 1:x}", Prefix.parse(f"2001:db8:{i + 1:x}::/48"),
-                               datapath_id=i + 1) for i, name in enumerate(topo.maars))
+        maars = lab_maars(topo.maars)
         self.domain = Domain(CMD_ADDR, maars, mode=mode, timers=Timers(lifetime=600))
         self.maars = {m.name: MaarNode(i + 1, m, f"{tag}m{i + 1}", PrivateOvs(work / f"ovs-{m.name}", f"{tag}m{i + 1}"))
                       for i, m in enumerate(maars)}
