@@ -122,6 +122,8 @@ class CmdApp(app_manager.RyuApp):
             ports = pipeline.SwitchPorts(sw.core_port, sw.tunnel_port, sw.agent_port, sw.access_ports)
             self._switches[m.address] = (ports, pipeline.MaarView(m.mac, sw.core_gateway_mac, self.settings.tunnel_key, dlif))
         self._mn_ports = {}  # (MAAR address, MN MAC) -> access port, learnt from the MN's RS
+        self._mn_at = {}  # (serving MAAR address, MN MAC) -> MN, so an RS finds its session at once
+        self._key_of = {}  # MN -> its key in _mn_at
         self._installed = {}  # MN -> {MAAR address: tuple of flows pushed}
         self._stats_wait = {}  # dpid -> (hub.Event, list of stats) for a flow-stats request in flight
         kwargs["wsgi"].register(rest.DmmRestController, {rest.APP_KEY: self})
@@ -190,13 +192,13 @@ class CmdApp(app_manager.RyuApp):
     def on_datagram(self, data: bytes, addr, raw_dst=None) -> None:
         """One PMIPv6 message from UDP (``raw_dst`` None) or raw IPv6 (checksum verified against
         the source and ``raw_dst``)."""
+        src = peer_address(addr[0])
         try:
-            msg = decode(data, peer_address(addr[0]), raw_dst) if raw_dst else decode(data)
+            msg = decode(data, src, raw_dst) if raw_dst else decode(data)
         except DecodeError as exc:
             self.stats.count(f"decode_error.{exc.reason}")
             self.logger.warning("dropped datagram from [%s]:%d: %s", addr[0], addr[1], exc)
             return
-        src = peer_address(addr[0])
         if raw_dst is not None:
             addr = (addr[0], 0)
         if src in self.core.maars:
@@ -306,6 +308,8 @@ class CmdApp(app_manager.RyuApp):
         Returns MAAR address -> (datapath id, barrier xid) of the switches it changed; they stay in
         ``_confirming`` until their barrier replies arrive."""
         bce = self.core.cache.get(mn_id)
+        if self._switches:
+            self._index(mn_id, bce)
         want = self._mn_flows(bce) if bce is not None else {}
         old = self._installed.get(mn_id, {})
         cookie = pipeline.cookie_of(mn_id)
@@ -326,6 +330,15 @@ class CmdApp(app_manager.RyuApp):
             pushed, waiting = self._confirming.get(mn_id, (time.time(), {}))
             self._confirming[mn_id] = (pushed, {**waiting, **barriers})
         return barriers
+
+    def _index(self, mn_id: str, bce) -> None:
+        old = self._key_of.pop(mn_id, None)
+        if old is not None and self._mn_at.get(old) == mn_id:
+            del self._mn_at[old]
+        if bce is not None and bce.mac:
+            key = (bce.serving, bce.mac)
+            self._key_of[mn_id] = key
+            self._mn_at[key] = mn_id
 
     # ---- OpenFlow --------------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -402,15 +415,15 @@ class CmdApp(app_manager.RyuApp):
         if self._mn_ports.get((maar.address, mac)) != port:
             self._mn_ports[(maar.address, mac)] = port
             self.stats.count("mn_ports_learnt")
-            for bce in list(self.core.cache.values()):
-                if bce.serving == maar.address and bce.mac == mac:
-                    barrier = self.resync(bce.mn_id).get(maar.address)
-                    waiting = self._held.pop(("port", bce.mn_id), None)
-                    if waiting and barrier is not None:
-                        self._held.setdefault(barrier, []).extend(waiting)
-                    elif waiting:
-                        for data, sockaddr, held_msg in waiting:
-                            self._send(data, sockaddr, held_msg)
+            mn_id = self._mn_at.get((maar.address, mac))
+            if mn_id is not None:  # its session is served here: its flows towards the MN can go in now
+                barrier = self.resync(mn_id).get(maar.address)
+                waiting = self._held.pop(("port", mn_id), None)
+                if waiting and barrier is not None:
+                    self._held.setdefault(barrier, []).extend(waiting)
+                elif waiting:
+                    for data, sockaddr, held_msg in waiting:
+                        self._send(data, sockaddr, held_msg)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state_change(self, ev):
