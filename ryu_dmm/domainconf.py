@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 from .mobility.config import Dereg, Domain, MaarInfo, Mode, Timers
-from .wire import Prefix, canonical6
+from .wire import Prefix, canonical6, mac_text, parse_mac
 
 TUNNEL_TYPES = ("gre", "vxlan")
 
@@ -57,15 +57,11 @@ mode = proxy
 """
 
 
-def _parse_mac(section: str, text: str) -> bytes:
-    parts = text.split(":")
+def _parse_mac(section: str, key: str, text: str) -> bytes:
     try:
-        mac = bytes(int(p, 16) for p in parts)
+        return parse_mac(text)
     except ValueError:
-        mac = b""
-    if len(parts) != 6 or len(mac) != 6:
-        raise ConfigError(f"[{section}] mac: {text!r} is not a MAC address like 02:00:00:00:00:01")
-    return mac
+        raise ConfigError(f"[{section}] {key}: {text!r} is not a MAC address like 02:00:00:00:00:01") from None
 
 
 def _int(section: str, key: str, text: str, low: int, high: int) -> int:
@@ -120,7 +116,7 @@ def _switch(section: str, name: str, items: dict) -> Optional[SwitchSettings]:
         name, _int(section, "core_port", items["core_port"], 1, 0xFFFFFEFF),
         _int(section, "tunnel_port", items["tunnel_port"], 1, 0xFFFFFEFF),
         _int(section, "agent_port", items["agent_port"], 1, 0xFFFFFEFF), _ports(section, items["access_ports"]),
-        _parse_mac(section, items.get("core_gateway_mac", "02:00:00:00:ff:ff")))
+        _parse_mac(section, "core_gateway_mac", items.get("core_gateway_mac", "02:00:00:00:ff:ff")))
 
 
 def _check_keys(section: str, items: dict, allowed: set) -> None:
@@ -200,7 +196,7 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
             maars.append(MaarInfo(
                 name, _address(section, "address", items["address"]), pool,
                 _int(section, "prefix_length", items.get("prefix_length", "64"), 1, 128),
-                _parse_mac(section, items["mac"]) if "mac" in items else b"", dpid))
+                _parse_mac(section, "mac", items["mac"]) if "mac" in items else b"", dpid))
         except ValueError as exc:
             if isinstance(exc, ConfigError):
                 raise
@@ -239,12 +235,12 @@ def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[
     lines += [f"{f.name} = {getattr(domain.timers, f.name)}" for f in fields(Timers)]
     for m in domain.maars:
         lines += ["", f"[maar:{m.name}]", f"address = {m.address}", f"pool = {m.pool}",
-                  f"prefix_length = {m.prefix_length}", "mac = " + ":".join(f"{b:02x}" for b in m.mac)]
+                  f"prefix_length = {m.prefix_length}", "mac = " + mac_text(m.mac)]
         if m.datapath_id is not None:
             lines.append(f"datapath_id = {m.datapath_id:#x}")
         sw = switches.get(m.name)
         if sw is not None:
             lines += [f"core_port = {sw.core_port}", f"tunnel_port = {sw.tunnel_port}", f"agent_port = {sw.agent_port}",
                       "access_ports = " + ",".join(map(str, sw.access_ports)),
-                      "core_gateway_mac = " + ":".join(f"{b:02x}" for b in sw.core_gateway_mac)]
+                      "core_gateway_mac = " + mac_text(sw.core_gateway_mac)]
     return "\n".join(lines) + "\n"

@@ -1,29 +1,32 @@
-"""Rendered flows onto real switches: Flow -> OFPFlowMod, per-MN replacement, reconciliation.
+"""The flow mirror's effects as OpenFlow 1.3 messages, and flow stats back in the mirror's terms.
 
-Kept out of the Ryu app module so the app stays a thin shell: this module knows OpenFlow 1.3
-messages, the app knows when to call it.
+The only module that knows both the renderer's ``Flow`` and Ryu's message classes: the mirror
+decides, this module spells it for a datapath (anything with ``ofproto``, ``ofproto_parser`` and
+``send_msg``; tests give it a fake switch that applies the serialized messages).
 """
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
 
-from .pipeline import Flow, Pipeline
+from .flowmirror import ApplyDiff, ReplaceFlows, RequestFlowStats
+from .pipeline import Flow, InstalledFlow, Pipeline, match_key
+from .wire import mac_text
 
 ALL_COOKIES = 0xFFFF_FFFF_FFFF_FFFF
 
 
 def _value(field: str, value):
+    """A match or set-field value as Ryu's OFPMatch/OFPActionSetField take it."""
     if isinstance(value, bytes):
-        return ":".join(f"{b:02x}" for b in value)
+        return mac_text(value)
     if field in ("ipv6_src", "ipv6_dst"):
         net = ipaddress.IPv6Network(value)
-        return (str(net.network_address), str(net.netmask))
+        return str(net.network_address) if net.prefixlen == 128 else (str(net.network_address), str(net.netmask))
     return value
 
 
-def match_of(parser, flow: Flow):
-    return parser.OFPMatch(**{k: _value(k, v) for k, v in flow.match})
+def _match(parser, items):
+    return parser.OFPMatch(**{k: _value(k, v) for k, v in items})
 
 
 def flow_mod(dp, pipeline: Pipeline, flow: Flow):
@@ -40,7 +43,7 @@ def flow_mod(dp, pipeline: Pipeline, flow: Flow):
     if flow.goto is not None:
         inst.append(parser.OFPInstructionGotoTable(pipeline.table(flow.goto).id))
     return parser.OFPFlowMod(dp, cookie=flow.cookie, table_id=pipeline.table(flow.table).id,
-                             command=ofp.OFPFC_ADD, priority=flow.priority, match=match_of(parser, flow),
+                             command=ofp.OFPFC_ADD, priority=flow.priority, match=_match(parser, flow.match),
                              instructions=inst)
 
 
@@ -51,42 +54,44 @@ def delete_cookie(dp, cookie: int):
                              match=parser.OFPMatch())
 
 
-def replace(dp, pipeline: Pipeline, cookie: int, flows: Iterable[Flow]) -> int:
-    """Replace the group of flows tagged ``cookie`` by ``flows``, then a barrier. Returns the xid
-    of the barrier, whose reply confirms the switch has applied everything before it."""
-    dp.send_msg(delete_cookie(dp, cookie))
-    for f in flows:
-        dp.send_msg(flow_mod(dp, pipeline, f))
-    barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
-    dp.set_xid(barrier)
-    dp.send_msg(barrier)
-    return barrier.xid
-
-
-def key(table_id: int, priority: int, cookie: int, match) -> tuple:
-    return table_id, priority, cookie, tuple(sorted((k, str(v)) for k, v in match.items()))
-
-
-def reconcile(dp, pipeline: Pipeline, wanted: list[Flow], installed_stats) -> tuple[int, int]:
-    """Given the switch's flow stats, delete what no binding wants and add what is missing.
-    Returns (deleted, added)."""
+def delete_strict(dp, entry: InstalledFlow):
     ofp, parser = dp.ofproto, dp.ofproto_parser
-    wanted_keys = {key(pipeline.table(f.table).id, f.priority, f.cookie, match_of(parser, f)): f for f in wanted}
-    present = set()
-    deleted = 0
-    for st in installed_stats:
-        k = key(st.table_id, st.priority, st.cookie, st.match)
-        if k in wanted_keys:
-            present.add(k)
-            continue
-        dp.send_msg(parser.OFPFlowMod(dp, cookie=st.cookie, cookie_mask=ALL_COOKIES, table_id=st.table_id,
-                                      command=ofp.OFPFC_DELETE_STRICT, priority=st.priority, match=st.match,
-                                      out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY))
-        deleted += 1
-    added = 0
-    for k, f in wanted_keys.items():
-        if k not in present:
-            dp.send_msg(flow_mod(dp, pipeline, f))
-            added += 1
-    dp.send_msg(parser.OFPBarrierRequest(dp))
-    return deleted, added
+    return parser.OFPFlowMod(dp, cookie=entry.cookie, cookie_mask=ALL_COOKIES, table_id=entry.table_id,
+                             command=ofp.OFPFC_DELETE_STRICT, priority=entry.priority,
+                             match=_match(parser, entry.match), out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY)
+
+
+def _barrier(dp, xid: int):
+    msg = dp.ofproto_parser.OFPBarrierRequest(dp)
+    msg.xid = xid  # the mirror's own id: its reply is matched to this push and nothing else
+    return msg
+
+
+def messages(dp, pipeline: Pipeline, effect) -> list:
+    """The messages that carry out one of the mirror's switch effects, in order."""
+    kind = type(effect)
+    if kind is ReplaceFlows:
+        return [delete_cookie(dp, effect.cookie)] + [flow_mod(dp, pipeline, f) for f in effect.flows] + \
+            [_barrier(dp, effect.barrier)]
+    if kind is ApplyDiff:
+        return [delete_strict(dp, e) for e in effect.delete] + [flow_mod(dp, pipeline, f) for f in effect.add] + \
+            [_barrier(dp, effect.barrier)]
+    if kind is RequestFlowStats:
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        msg = parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
+        msg.xid = effect.xid
+        return [msg]
+    raise TypeError(f"not a switch effect: {effect!r}")
+
+
+def _from_ofp(field: str, value):
+    if field in ("ipv6_src", "ipv6_dst") and isinstance(value, tuple):  # masked: (address, mask)
+        return f"{value[0]}/{bin(int(ipaddress.IPv6Address(value[1]))).count('1')}"
+    return value
+
+
+def installed(stats) -> tuple[InstalledFlow, ...]:
+    """Ryu's OFPFlowStats entries as the mirror compares them with what it wants."""
+    return tuple(InstalledFlow(st.table_id, st.priority, st.cookie,
+                               match_key((k, _from_ofp(k, v)) for k, v in st.match.items()), st.packet_count)
+                 for st in stats)

@@ -7,14 +7,17 @@ be replaced or removed as a group. ``flowtable.FlowTable`` executes these flows 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
 from typing import Iterable, Optional
 
 from .mobility.dataplane import MnDataPlane
+from .wire import mac_text
 
 PIPELINE = ("openflow_pipelines", "dmm_edge.toml")
+VERSION = 1  # the declaration format this renderer understands
 ETH_IPV6 = 0x86DD
 ICMPV6 = 58
 ND_TYPES = (133, 135, 136)  # RS, NS, NA: to the agent
@@ -43,8 +46,19 @@ class Pipeline:
 
 
 def load(package: str = PIPELINE[0], name: str = PIPELINE[1]) -> Pipeline:
-    path = f"{package}/{name}"
-    data = tomllib.loads(resources.files(package).joinpath(name).read_text(encoding="utf-8"))
+    """Read and validate a declaration: its ``version``, the port roles of ``[ports]`` (exactly the
+    roles ``SwitchPorts`` gives numbers to) and every table's next tables."""
+    return parse(resources.files(package).joinpath(name).read_text(encoding="utf-8"), f"{package}/{name}")
+
+
+def parse(text: str, path: str = "<pipeline>") -> Pipeline:
+    data = tomllib.loads(text)
+    if data.get("version") != VERSION:
+        raise ValueError(f"{path}: version {data.get('version')!r} is not supported (this renderer reads {VERSION})")
+    roles = {f.name for f in fields(SwitchPorts)}
+    if set(data.get("ports", {})) != roles:
+        raise ValueError(f"{path}: [ports] must name the roles {', '.join(sorted(roles))}, "
+                         f"not {', '.join(sorted(data.get('ports', {}))) or 'none'}")
     tables = tuple(Table(t["id"], t["name"], t["purpose"], tuple(t["match"]), tuple(t["actions"]), tuple(t["next"]))
                    for t in data["table"])
     names = {t.name for t in tables}
@@ -126,18 +140,65 @@ def mn_flows(mn_id: str, state: MnDataPlane, ports: SwitchPorts, view: MaarView)
     return flows
 
 
+def undeclared(pipeline: Pipeline, flow: Flow) -> Optional[str]:
+    """Why ``flow`` uses something the pipeline does not declare, or None if it does not."""
+    try:
+        table = pipeline.table(flow.table)
+    except KeyError as exc:
+        return str(exc.args[0])
+    for name, _ in flow.match:
+        if name not in table.match:
+            return f"table {table.name} does not match on {name}"
+    for kind, _ in flow.actions:
+        if kind not in table.actions:
+            return f"table {table.name} has no action {kind}"
+    if flow.goto is not None and flow.goto not in table.next:
+        return f"table {table.name} cannot go to {flow.goto}"
+    return None
+
+
 def check(pipeline: Pipeline, flows: Iterable[Flow]) -> None:
     """Refuse a flow that uses anything the pipeline does not declare."""
     for f in flows:
-        table = pipeline.table(f.table)
-        for name, _ in f.match:
-            if name not in table.match:
-                raise ValueError(f"table {table.name} does not match on {name}")
-        for kind, _ in f.actions:
-            if kind not in table.actions:
-                raise ValueError(f"table {table.name} has no action {kind}")
-        if f.goto is not None and f.goto not in table.next:
-            raise ValueError(f"table {table.name} cannot go to {f.goto}")
+        why = undeclared(pipeline, f)
+        if why is not None:
+            raise ValueError(why)
+
+
+def canonical(field: str, value) -> object:
+    """A match value in one form, whether rendered here or read back from a switch's flow stats:
+    MACs as lower-case text, IPv6 addresses and prefixes as ``addr/len``, the rest as integers."""
+    if field in ("ipv6_src", "ipv6_dst"):
+        return str(ipaddress.IPv6Network(value, strict=False))
+    if isinstance(value, bytes):
+        return mac_text(value)
+    if isinstance(value, str):
+        return value.lower()
+    return value
+
+
+def match_key(match: Iterable[tuple[str, object]]) -> tuple:
+    return tuple(sorted((k, canonical(k, v)) for k, v in match))
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledFlow:
+    """One entry of a switch's flow stats, in the renderer's terms (see ``canonical``)."""
+
+    table_id: int
+    priority: int
+    cookie: int
+    match: tuple  # match_key form
+    packets: int = 0
+
+    @property
+    def key(self) -> tuple:
+        return self.table_id, self.priority, self.cookie, self.match
+
+
+def flow_key(pipeline: Pipeline, flow: Flow) -> tuple:
+    """The identity of ``flow`` on a switch, comparable with ``InstalledFlow.key``."""
+    return pipeline.table(flow.table).id, flow.priority, flow.cookie, match_key(flow.match)
 
 
 def render(states: dict[str, MnDataPlane], ports: SwitchPorts, view: MaarView,

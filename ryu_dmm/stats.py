@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Iterable
 
-from .mobility.events import Report
+from .mobility.events import Report, ReportKind
 from .wire import BindingAck, BindingUpdate, Message, Status
 
 
@@ -43,8 +43,8 @@ class Stats:
 
     def reported(self, reports: Iterable[Report]) -> None:
         for r in reports:
-            self.reports[r.kind] += 1
-            if r.kind == "handover" and r.duration is not None:
+            self.reports[r.kind.value] += 1
+            if r.kind is ReportKind.HANDOVER and r.duration is not None:
                 self.latencies.append(r.duration)
 
     def as_dict(self) -> dict:

@@ -21,25 +21,18 @@ from ..mobility.events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, Send, SetTimer, TimerFired,
 )
 from ..mobility.maar import MaarCore
-from ..wire import DecodeError, canonical6, decode, encode
+from ..wire import DecodeError, canonical6, decode, encode, mac_text, parse_mac
 from . import nd
 from .loop import Loop
 
 MAX_EVENTS = 10_000
 
 
-def _mac(text: str) -> bytes:
-    mac = bytes(int(p, 16) for p in text.split(":"))
-    if len(mac) != 6:
-        raise ValueError("a MAC address has 6 bytes")
-    return mac
-
-
 def describe(effect) -> Optional[dict]:
     """JSON view of an effect worth showing outside (reports, data-plane changes, RAs)."""
     kind = type(effect)
     if kind is Report:
-        return {"event": "report", "kind": effect.kind, "mn": effect.mn_id, "detail": effect.detail,
+        return {"event": "report", "kind": effect.kind.value, "mn": effect.mn_id, "detail": effect.detail,
                 "status": effect.status}
     if kind is DataPlaneChanged:
         s = effect.state
@@ -65,7 +58,7 @@ class Agent:
         self.domain, _ = domainconf.load(config)
         self.core = MaarCore(self.domain, name)
         self.port, self.cmd_port = port, cmd_port
-        self.loop = Loop()
+        self.loop = Loop(lambda key: self._handle(TimerFired(key)))
         self.events: list[dict] = []
         self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -97,9 +90,9 @@ class Agent:
                 except OSError as exc:
                     self._record({"event": "send-error", "dst": e.dst, "error": str(exc)}, now)
             elif kind is SetTimer:
-                self.loop.set_timer(e.key, e.at, lambda key: self._handle(TimerFired(key)))
+                self.loop.timers.set(e.key, e.at)
             elif kind is CancelTimer:
-                self.loop.cancel_timer(e.key)
+                self.loop.timers.cancel(e.key)
             else:
                 if kind is Advertise and self.access is not None:
                     self._send_ra(e)
@@ -123,7 +116,7 @@ class Agent:
             mn = mn_id_of(sol.src_mac)
             if sol.src_ip != "::":
                 self._mn_ll[mn] = (sol.src_mac, sol.src_ip)
-            self._record({"event": "rs", "mn": mn, "mac": sol.src_mac.hex(":")}, time.time())
+            self._record({"event": "rs", "mn": mn, "mac": mac_text(sol.src_mac)}, time.time())
             self._handle(Attach(mn, sol.src_mac, self.access_port))
         elif sol.kind == nd.NS and sol.src_ip != "::":
             mac = self._dlif_macs().get(sol.target)
@@ -174,7 +167,7 @@ class Agent:
     def _control(self, req: dict) -> dict:
         op = req["op"]
         if op == "attach":
-            self._handle(Attach(str(req["mn"]), _mac(req["mac"]), int(req["port"])))
+            self._handle(Attach(str(req["mn"]), parse_mac(req["mac"]), int(req["port"])))
             return {"ok": True, "t": time.time()}
         if op == "detach":
             self._handle(Detach(str(req["mn"])))

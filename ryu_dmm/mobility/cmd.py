@@ -11,9 +11,13 @@ from typing import Optional
 from ..wire import BindingAck, BindingUpdate, Prefix, Status, missing_mandatory
 from . import messages as M
 from .config import Domain, MaarInfo, Mode
-from .events import CancelTimer, Effect, Received, Report, Send, SetTimer, TimerFired
+from .events import (
+    BindingChanged, CancelTimer, Effect, Received, Report, ReportKind, RetxKey, Send, SetTimer, TimerFired,
+    TimerKey, TimerKind,
+)
 from .pool import PrefixPool
 from .retransmit import Outstanding, Retransmitter
+from .views import Session
 
 
 @dataclass(slots=True)
@@ -46,6 +50,14 @@ class Bce:
 
 
 class CmdCore:
+    """The Central Mobility Database of RFC 8885: a PMIPv6 LMA reduced to its binding cache.
+
+    It validates PBUs from MAARs, keeps one session per MN (serving MAAR, its prefix, the P-MAAR
+    list), runs handovers in the configured mode and de-registers sessions whose lifetime ends. It
+    owns no socket, clock or switch: the shell feeds it events and carries out its effects, and
+    reads its state only through ``session()``/``sessions()``.
+    """
+
     def __init__(self, domain: Domain) -> None:
         self.domain = domain
         self.address = domain.cmd_address
@@ -56,8 +68,28 @@ class CmdCore:
         self.cache: dict[str, Bce] = {}
         self.retx = Retransmitter(domain.timers)
 
+    # ---- public view -------------------------------------------------------------------------
+    def session(self, mn_id: str) -> Optional[Session]:
+        bce = self.cache.get(mn_id)
+        return _view(bce) if bce is not None else None
+
+    def sessions(self):
+        """Every session, in registration order (a generator: views are built as they are read)."""
+        return (_view(b) for b in self.cache.values())
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
     # ---- dispatch ----------------------------------------------------------------------------
     def handle(self, event, now: float) -> list[Effect]:
+        """One event at time ``now`` (seconds since the epoch, the clock of the PBU timestamps).
+
+        Events: ``Received(src, PBU)`` from a MAAR, ``Received(src, PBA)`` from a P-MAAR answering a
+        PBU of ours, ``TimerFired(key)`` for a key we set. Effects, in the order to carry them out:
+        ``Send`` (a PBU or PBA to a MAAR's signalling address), ``SetTimer``/``CancelTimer``,
+        ``BindingChanged`` (a session's placement changed or it ended: the data plane follows) and
+        ``Report`` (what an operator must see). Anything else is ignored.
+        """
         if type(event) is Received:
             msg = event.msg
             if type(msg) is BindingUpdate:
@@ -65,18 +97,18 @@ class CmdCore:
             return self._on_pba(event.src, msg, now)
         if type(event) is TimerFired:
             key = event.key
-            if key[0] == "retx":
+            if type(key) is RetxKey:
                 effects, failed = self.retx.fire(key, now)
                 return effects + self._on_peer_failed(failed, now) if failed else effects
-            if key[0] == "life":
-                return self._on_expiry(key[1], now)
-            if key[0] == "agg":
-                return self._on_aggregate_timeout(key[1], now)
+            if type(key) is TimerKey and key.kind is TimerKind.LIFETIME:
+                return self._on_expiry(key.mn_id, now)
+            if type(key) is TimerKey and key.kind is TimerKind.AGGREGATE:
+                return self._on_aggregate_timeout(key.mn_id, now)
         return []
 
     # ---- PBU from a MAAR ---------------------------------------------------------------------
     def _reject(self, src: str, pbu: BindingUpdate, status: int, why: str) -> list[Effect]:
-        return [Send(src, M.pba_for(pbu, status, 0)), Report("rejected", pbu.mn_id or "", why, status)]
+        return [Send(src, M.pba_for(pbu, status, 0)), Report(ReportKind.REJECTED, pbu.mn_id or "", why, status)]
 
     def _on_pbu(self, src: str, pbu: BindingUpdate, now: float) -> list[Effect]:
         if src not in self.maars:
@@ -119,9 +151,10 @@ class CmdCore:
         lifetime = min(pbu.lifetime, self.timers.lifetime)
         expires = now + lifetime
         if bce is None:
-            self.cache[mn_id] = Bce(mn_id, src, prefix, expires, pbu.att, pbu.mn_ll_id or b"", ts or 0, pbu.sequence)
+            bce = self.cache[mn_id] = Bce(mn_id, src, prefix, expires, pbu.att, pbu.mn_ll_id or b"", ts or 0,
+                                          pbu.sequence)
             return [Send(src, M.pba_for(pbu, Status.ACCEPTED, lifetime)), self._life_timer(mn_id, expires),
-                    Report("registered", mn_id, self.maars[src].name)]
+                    _changed(bce), Report(ReportKind.REGISTERED, mn_id, self.maars[src].name)]
         bce.expires = expires
         bce.last_ts = ts or bce.last_ts
         if bce.serving == src and bce.prefix == prefix:  # re-registration, or a retransmitted PBU
@@ -152,6 +185,7 @@ class CmdCore:
         ho = Handover(src, pbu.sequence, pbu, now)
         bce.handover = ho
         mn_id = bce.mn_id
+        effects.append(_changed(bce))
         if self.mode is Mode.PROXY:  # answer the S-MAAR first, then tell the P-MAARs (§3.4)
             ho.smaar_answered = True
             effects.append(Send(src, M.pba_for(pbu, Status.ACCEPTED, lifetime,
@@ -164,14 +198,15 @@ class CmdCore:
         if not ho.waiting:
             effects += self._close_handover(bce, now)
         elif self.mode is not Mode.PROXY:
-            effects.append(SetTimer(("agg", mn_id), now + self.timers.aggregate_timeout))
+            effects.append(SetTimer(TimerKey(TimerKind.AGGREGATE, mn_id), now + self.timers.aggregate_timeout))
         return effects
 
     def _close_handover(self, bce: Bce, now: float, superseded: bool = False) -> list[Effect]:
         """Answer the S-MAAR if still owed (with the P-MAARs that answered) and end the handover."""
         ho = bce.handover
         bce.handover = None
-        effects: list[Effect] = [CancelTimer(("agg", bce.mn_id))] if self.mode is not Mode.PROXY else []
+        effects: list[Effect] = ([CancelTimer(TimerKey(TimerKind.AGGREGATE, bce.mn_id))]
+                                  if self.mode is not Mode.PROXY else [])
         if not ho.smaar_answered:
             confirmed = [(a, p) for a, p in bce.pmaars if a in ho.answered] if ho.waiting else list(bce.pmaars)
             if ho.waiting and not superseded:  # partial: a short lifetime brings the S-MAAR back for the rest
@@ -185,13 +220,13 @@ class CmdCore:
             if superseded:
                 effects += self.retx.cancel(out)
         if superseded:
-            effects.append(Report("failed", bce.mn_id, "handover superseded by a newer one before all "
+            effects.append(Report(ReportKind.FAILED, bce.mn_id, "handover superseded by a newer one before all "
                                   f"P-MAARs answered: {sorted(self.maars[a].name for a in ho.waiting)}"))
         elif ho.waiting:
-            effects.append(Report("handover", bce.mn_id, f"partial: no answer yet from "
+            effects.append(Report(ReportKind.HANDOVER, bce.mn_id, f"partial: no answer yet from "
                                   f"{sorted(self.maars[a].name for a in ho.waiting)}"))
         else:
-            effects.append(Report("handover", bce.mn_id, f"to {self.maars[ho.smaar].name}",
+            effects.append(Report(ReportKind.HANDOVER, bce.mn_id, f"to {self.maars[ho.smaar].name}",
                                   duration=now - ho.started))
         return effects
 
@@ -211,13 +246,14 @@ class CmdCore:
             ho.answered.add(src)
         else:
             bce.pmaars = tuple((a, p) for a, p in bce.pmaars if a != src)
-            effects.append(Report("rejected", bce.mn_id, f"P-MAAR {self.maars[src].name} refused", pba.status))
+            effects += [_changed(bce), Report(ReportKind.REJECTED, bce.mn_id, f"P-MAAR {self.maars[src].name} refused",
+                                              pba.status)]
         if not ho.waiting:
             effects += self._close_handover(bce, now)
         return effects
 
     def _on_peer_failed(self, out: Outstanding, now: float) -> list[Effect]:
-        effects: list[Effect] = [Report("failed", out.mn_id, f"no PBA from {self.maars[out.dst].name} "
+        effects: list[Effect] = [Report(ReportKind.FAILED, out.mn_id, f"no PBA from {self.maars[out.dst].name} "
                                         f"after {out.tries} tries")]
         bce = self.cache.get(out.mn_id)
         if bce is not None and bce.handover is out.context:
@@ -246,7 +282,7 @@ class CmdCore:
         if bce is not None and (src, prefix) in bce.pmaars:  # variant B: renew while the MN is in the domain
             remaining = max(4, min(int(bce.expires - now) // 4 * 4, self.timers.lifetime))
             return [Send(src, M.pba_for(pbu, Status.ACCEPTED, remaining)),
-                    Report("renewed", pbu.mn_id, f"P-MAAR {self.maars[src].name} for {remaining} s")]
+                    Report(ReportKind.RENEWED, pbu.mn_id, f"P-MAAR {self.maars[src].name} for {remaining} s")]
         return [Send(src, M.pba_for(pbu, Status.ACCEPTED, 0))]  # nothing here: let it clean up
 
     def _shorten(self, bce: Bce, now: float) -> int:
@@ -257,7 +293,7 @@ class CmdCore:
     def _life_timer(self, mn_id: str, expires: float) -> SetTimer:
         """Expiry is acted on MinDelayBeforeBCEDelete late, so that the serving MAAR, whose own
         lifetime ends at the same moment, de-registers the session itself (RFC 8885 §3.5)."""
-        return SetTimer(("life", mn_id), expires + self.timers.min_delay_before_bce_delete)
+        return SetTimer(TimerKey(TimerKind.LIFETIME, mn_id), expires + self.timers.min_delay_before_bce_delete)
 
     def _on_expiry(self, mn_id: str, now: float) -> list[Effect]:
         bce = self.cache.get(mn_id)
@@ -268,7 +304,8 @@ class CmdCore:
     def _end_session(self, bce: Bce, now: float, notify_serving: bool) -> list[Effect]:
         """Delete the BCE and tell every MAAR involved to remove its state (PBU, lifetime 0)."""
         del self.cache[bce.mn_id]
-        effects: list[Effect] = [CancelTimer(("life", bce.mn_id)), CancelTimer(("agg", bce.mn_id))]
+        effects: list[Effect] = [CancelTimer(TimerKey(TimerKind.LIFETIME, bce.mn_id)),
+                                 CancelTimer(TimerKey(TimerKind.AGGREGATE, bce.mn_id)), BindingChanged(bce.mn_id, None)]
         if bce.handover is not None:
             for out in bce.handover.waiting.values():
                 effects += self.retx.cancel(out)
@@ -277,6 +314,14 @@ class CmdCore:
             def build(seq: int, t: float, anchored=anchored) -> BindingUpdate:
                 return M.pbu(seq, t, bce.mn_id, anchored, 0, M.HI_UNKNOWN, bce.att)
             effects += self.retx.send(addr, bce.mn_id, build, now, context="dereg")[0]
-        effects.append(Report("deregistered", bce.mn_id, "lifetime expired" if notify_serving else
+        effects.append(Report(ReportKind.DEREGISTERED, bce.mn_id, "lifetime expired" if notify_serving else
                               f"by {self.maars[bce.serving].name}"))
         return effects
+
+
+def _view(bce: Bce) -> Session:
+    return Session(bce.mn_id, bce.serving, bce.prefix, bce.mac, bce.pmaars, bce.expires, bce.handover is not None)
+
+
+def _changed(bce: Bce) -> BindingChanged:
+    return BindingChanged(bce.mn_id, _view(bce))

@@ -1,11 +1,54 @@
-"""Inputs to the cores and the effects they return. All immutable values."""
+"""Inputs to the cores and the effects they return, timer keys and report kinds. All immutable.
+
+Timer keys are typed tuples (cheap to hash) whose first fields differ in type between kinds of key,
+so keys of different owners (the cores, the CMD's flow mirror) never compare equal on the one heap
+a shell drives.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Hashable, Optional, Union
+from enum import Enum
+from typing import TYPE_CHECKING, Hashable, NamedTuple, Optional, Union
 
 from ..wire import Message, Prefix
 from .dataplane import MnDataPlane
+
+if TYPE_CHECKING:
+    from .views import Session
+
+
+# ---- timer keys and report kinds ----------------------------------------------------------------
+class TimerKind(Enum):
+    LIFETIME = "life"  # CMD: a session's lifetime (plus MinDelayBeforeBCEDelete) ran out
+    AGGREGATE = "agg"  # CMD, relay/locator: answer the S-MAAR with the P-MAARs that answered
+    REREGISTER = "rereg"  # MAAR: refresh the serving registration
+    EXPIRE = "expire"  # MAAR: a binding's lifetime ran out
+
+
+class TimerKey(NamedTuple):
+    """A per-MN timer of a core: one live entry per kind and MN."""
+
+    kind: TimerKind
+    mn_id: str
+
+
+class RetxKey(NamedTuple):
+    """Retransmission of the PBU sent to ``peer`` with sequence number ``seq``."""
+
+    peer: str
+    seq: int
+
+
+class ReportKind(str, Enum):
+    """What a Report tells; the values are the names shown in stats and the agent's event log."""
+
+    REGISTERED = "registered"
+    HANDOVER = "handover"
+    MOVED = "moved"
+    RENEWED = "renewed"
+    DEREGISTERED = "deregistered"
+    FAILED = "failed"
+    REJECTED = "rejected"
 
 
 # ---- inputs -----------------------------------------------------------------------------------
@@ -70,6 +113,16 @@ class DataPlaneChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class BindingChanged:
+    """The CMD's binding for one MN changed where it is served or anchored (None: session ended).
+    The CMD's flow mirror renders every MAAR's flows from it, as MaarCore's DataPlaneChanged does
+    for one MAAR."""
+
+    mn_id: str
+    session: Optional[Session]
+
+
+@dataclass(frozen=True, slots=True)
 class RaPrefix:
     """One Prefix Information entry; ``dlif`` names the anchoring MAAR whose DLIF advertises it."""
 
@@ -93,11 +146,11 @@ class Advertise:
 class Report:
     """Something an operator must see: a completed handover, or a failure that was not swallowed."""
 
-    kind: str  # "registered", "handover", "moved", "renewed", "deregistered", "failed", "rejected"
+    kind: ReportKind
     mn_id: str
     detail: str = ""
     status: Optional[int] = None
     duration: Optional[float] = None  # a completed handover: its PBU's arrival to its last PBA
 
 
-Effect = Union[Send, SetTimer, CancelTimer, DataPlaneChanged, Advertise, Report]
+Effect = Union[Send, SetTimer, CancelTimer, DataPlaneChanged, BindingChanged, Advertise, Report]

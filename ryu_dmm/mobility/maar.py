@@ -13,8 +13,8 @@ from . import messages as M
 from .config import Domain, Dereg, MaarInfo, Mode
 from .dataplane import EMPTY, LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
 from .events import (
-    Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Effect, RaPrefix, Received, Report, Send,
-    SetTimer, TimerFired,
+    Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Effect, RaPrefix, Received, Report, ReportKind,
+    RetxKey, Send, SetTimer, TimerFired, TimerKey, TimerKind,
 )
 from .pool import PrefixPool
 from .retransmit import Outstanding, Retransmitter
@@ -44,6 +44,12 @@ class Binding:
 
 
 class MaarCore:
+    """One MAAR of RFC 8885: anchors prefixes from its own pool, registers the MNs attached to it with
+    the CMD (S-MAAR role) and keeps tunnelling prefixes of MNs that moved on (P-MAAR role).
+
+    Sans-IO like the CMD core: the agent process feeds it events and carries out its effects.
+    """
+
     def __init__(self, domain: Domain, name: str) -> None:
         self.domain = domain
         self.info: MaarInfo = domain.maar(name)
@@ -78,6 +84,13 @@ class MaarCore:
 
     # ---- dispatch ----------------------------------------------------------------------------
     def handle(self, event, now: float) -> list[Effect]:
+        """One event at time ``now`` (seconds since the epoch, the clock of the PBU timestamps).
+
+        Events: ``Attach``/``Detach`` of an MN on an access port, ``Received(src, PBU|PBA)`` from the
+        CMD (or, in locator mode, a P-MAAR's direct PBA), ``TimerFired(key)``. Effects: ``Send``,
+        ``SetTimer``/``CancelTimer``, ``DataPlaneChanged`` (the complete state this MAAR wants for one
+        MN), ``Advertise`` (a Router Advertisement to the MN) and ``Report``.
+        """
         kind = type(event)
         if kind is Received:
             if type(event.msg) is BindingUpdate:
@@ -104,7 +117,7 @@ class MaarCore:
         if b is None:
             prefix = self.pool.allocate(now)
             if prefix is None:
-                return [Report("failed", ev.mn_id, f"prefix pool {self.info.pool} exhausted")]
+                return [Report(ReportKind.FAILED, ev.mn_id, f"prefix pool {self.info.pool} exhausted")]
             b = self.bindings[ev.mn_id] = Binding(ev.mn_id, prefix, True, True)
         else:
             # Back after a detachment, or back at a MAAR that still anchors a prefix for the MN: the MN
@@ -120,7 +133,7 @@ class MaarCore:
         if b is None or not b.serving:
             return []
         b.attached, b.detached_at = False, now  # the session lives until its lifetime runs out
-        return [CancelTimer(("rereg", mn_id))]
+        return [CancelTimer(TimerKey(TimerKind.REREGISTER, mn_id))]
 
     def _register(self, b: Binding, handoff: int, now: float, lifetime: Optional[int] = None) -> list[Effect]:
         effects: list[Effect] = self.retx.cancel(b.pbu) if b.pbu is not None else []
@@ -153,18 +166,18 @@ class MaarCore:
         if out.context[2]:  # it answers our de-registration
             if pba.accepted and pba.lifetime > 0:  # variant B: the CMD renewed our BCE
                 b.expires = now + pba.lifetime
-                return effects + [SetTimer(("expire", b.mn_id), b.expires)]
-            return effects + self._remove(b, now, "deregistered", "lifetime expired")
+                return effects + [SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), b.expires)]
+            return effects + self._remove(b, now, ReportKind.DEREGISTERED, "lifetime expired")
         if not pba.accepted or pba.lifetime == 0:
             return effects + self._refused(b, now, pba.status, out.tries)
         b.confirmed, b.fresh, b.serving_maar = True, False, None
         b.expires = now + pba.lifetime
         b.anchors = {p.maar: p.prefix for p in pba.previous_maars if p.maar != self.address}
         b.dlif = {a: d for a in b.anchors if (d := M.dlif_of(pba, a)) is not None}
-        effects += [self._changed(b.mn_id), self._advertise(b, now), SetTimer(("expire", b.mn_id), b.expires)]
+        effects += [self._changed(b.mn_id), self._advertise(b, now), SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), b.expires)]
         if b.attached:
-            effects.append(SetTimer(("rereg", b.mn_id), self._rereg_at(b, now)))
-        kind = "handover" if b.anchors else "registered"
+            effects.append(SetTimer(TimerKey(TimerKind.REREGISTER, b.mn_id), self._rereg_at(b, now)))
+        kind = ReportKind.HANDOVER if b.anchors else ReportKind.REGISTERED
         return effects + [Report(kind, b.mn_id, f"at {self.info.name} with {len(b.anchors)} P-MAAR(s)")]
 
     def _on_direct_pba(self, src: str, pba: BindingAck, now: float) -> list[Effect]:
@@ -184,24 +197,24 @@ class MaarCore:
     def _refused(self, b: Binding, now: float, status: int, tries: int) -> list[Effect]:
         detail = f"registration refused by the CMD ({status})"
         if b.confirmed and b.serving_maar is None:  # an update refused: the accepted binding stands
-            return [Report("rejected", b.mn_id, detail + "; the earlier registration stays", status)]
+            return [Report(ReportKind.REJECTED, b.mn_id, detail + "; the earlier registration stays", status)]
         if b.serving_maar is not None:  # the CMD places the MN elsewhere: be (or stay) its P-MAAR there
             b.serving, b.attached, b.confirmed, b.fresh, b.anchors, b.dlif = False, False, False, False, {}, {}
-            return [CancelTimer(("rereg", b.mn_id)), self._changed(b.mn_id), Report("rejected", b.mn_id, detail, status)]
+            return [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), self._changed(b.mn_id), Report(ReportKind.REJECTED, b.mn_id, detail, status)]
         if tries > 1:  # an earlier transmission may have been accepted, its PBA lost
             quarantine = self._unanswered()
         elif b.fresh:  # refused at the first try: the prefix was never bound nor advertised
             quarantine = 0.0
         else:
             quarantine = self.timers.min_delay_before_bce_delete
-        return self._remove(b, now, "rejected", detail, status, quarantine)
+        return self._remove(b, now, ReportKind.REJECTED, detail, status, quarantine)
 
     def _unanswered(self) -> float:
         """Quarantine for a prefix whose PBU went unanswered: the CMD may hold a BCE for it until
         its lifetime and grace run out."""
         return self.timers.lifetime + 2 * self.timers.min_delay_before_bce_delete
 
-    def _remove(self, b: Binding, now: float, kind: str, detail: str, status: Optional[int] = None,
+    def _remove(self, b: Binding, now: float, kind: ReportKind, detail: str, status: Optional[int] = None,
                 quarantine: Optional[float] = None) -> list[Effect]:
         """Forget ``b``: its flows go, its prefix returns to the pool after ``quarantine`` seconds
         (MinDelayBeforeBCEDelete unless told otherwise)."""
@@ -210,7 +223,7 @@ class MaarCore:
         if quarantine is None:
             quarantine = self.timers.min_delay_before_bce_delete
         self.pool.release(b.prefix, now + quarantine)
-        return effects + [CancelTimer(("rereg", b.mn_id)), CancelTimer(("expire", b.mn_id)),
+        return effects + [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), CancelTimer(TimerKey(TimerKind.EXPIRE, b.mn_id)),
                           DataPlaneChanged(b.mn_id, EMPTY), Report(kind, b.mn_id, detail, status)]
 
     # ---- PBUs from the CMD -------------------------------------------------------------------
@@ -242,7 +255,7 @@ class MaarCore:
                 return self._answer(pbu, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, 0, (src,))
         b.last_cmd_ts = ts or b.last_cmd_ts
         if pbu.lifetime == 0:  # the session ended: remove everything for this MN
-            return self._answer(pbu, Status.ACCEPTED, 0, (src,)) + self._remove(b, now, "deregistered", "by the CMD")
+            return self._answer(pbu, Status.ACCEPTED, 0, (src,)) + self._remove(b, now, ReportKind.DEREGISTERED, "by the CMD")
         smaar = pbu.serving_maar
         if smaar is None or smaar == self.address:
             return self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
@@ -262,22 +275,22 @@ class MaarCore:
         b.pbu = None
         b.serving, b.attached, b.confirmed, b.fresh = False, False, False, False
         b.serving_maar, b.anchors, b.dlif = smaar, {}, {}
-        effects += [CancelTimer(("rereg", b.mn_id)), self._changed(b.mn_id)]
+        effects += [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), self._changed(b.mn_id)]
         if self.domain.dereg is Dereg.SERVING_ONLY:
-            effects.append(CancelTimer(("expire", b.mn_id)))  # only the S-MAAR de-registers
+            effects.append(CancelTimer(TimerKey(TimerKind.EXPIRE, b.mn_id)))  # only the S-MAAR de-registers
         else:
             b.expires = now + pbu.lifetime
-            effects.append(SetTimer(("expire", b.mn_id), b.expires))
+            effects.append(SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), b.expires))
         to = (self.cmd, smaar) if self.domain.mode is Mode.LOCATOR else (self.cmd,)
         effects += self._answer(pbu, Status.ACCEPTED, pbu.lifetime, to, M.dlif_options(self.info))
         detail = f"now at {self.peers[smaar].name if smaar in self.peers else smaar}"
         if superseded:
             detail += "; our own registration was superseded"
-        return effects + [Report("moved", b.mn_id, detail)]
+        return effects + [Report(ReportKind.MOVED, b.mn_id, detail)]
 
     # ---- timers ------------------------------------------------------------------------------
-    def _on_timer(self, key: tuple, now: float) -> list[Effect]:
-        if key[0] == "retx":
+    def _on_timer(self, key, now: float) -> list[Effect]:
+        if type(key) is RetxKey:
             effects, failed = self.retx.fire(key, now)
             if failed is None:
                 return effects
@@ -285,14 +298,14 @@ class MaarCore:
             if b is None or b.pbu is not failed:
                 return effects
             b.pbu = None
-            return effects + self._remove(b, now, "failed", f"no PBA from the CMD after {failed.tries} tries",
+            return effects + self._remove(b, now, ReportKind.FAILED, f"no PBA from the CMD after {failed.tries} tries",
                                           quarantine=self._unanswered())
-        b = self.bindings.get(key[1])
+        b = self.bindings.get(key.mn_id)
         if b is None:
             return []
-        if key[0] == "rereg" and b.serving and b.attached and b.confirmed and b.pbu is None:
+        if key.kind is TimerKind.REREGISTER and b.serving and b.attached and b.confirmed and b.pbu is None:
             return self._register(b, M.HI_REREGISTRATION, now)
-        if key[0] == "expire" and b.expires <= now and b.pbu is None:
+        if key.kind is TimerKind.EXPIRE and b.expires <= now and b.pbu is None:
             if b.serving or self.domain.dereg is Dereg.RENEWAL:
                 return self._register(b, M.HI_UNKNOWN, now, lifetime=0)
         return []

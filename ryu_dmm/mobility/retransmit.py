@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 from ..wire import BindingUpdate
 from .config import Timers
-from .events import CancelTimer, Effect, Send, SetTimer
+from .events import CancelTimer, Effect, RetxKey, Send, SetTimer
 
 Builder = Callable[[int, float], BindingUpdate]  # (sequence, now) -> PBU with a fresh timestamp
 
@@ -29,8 +29,8 @@ class Outstanding:
     timeout: float = 0.0
 
     @property
-    def key(self) -> tuple:
-        return ("retx", self.dst, self.seq)
+    def key(self) -> RetxKey:
+        return RetxKey(self.dst, self.seq)
 
 
 class Retransmitter:
@@ -83,9 +83,9 @@ class Retransmitter:
         self.pending.pop((out.dst, out.seq), None)
         return [CancelTimer(out.key)]
 
-    def fire(self, key: tuple, now: float) -> tuple[list[Effect], Optional[Outstanding]]:
-        """Handle ``("retx", dst, seq)``: send again, or give up and return the failed PBU."""
-        out = self.pending.get((key[1], key[2]))
+    def fire(self, key: RetxKey, now: float) -> tuple[list[Effect], Optional[Outstanding]]:
+        """Send again, or give up and return the failed PBU."""
+        out = self.pending.get((key.peer, key.seq))
         if out is None:
             return [], None
         if out.tries >= self.timers.max_tries:

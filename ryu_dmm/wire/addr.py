@@ -1,4 +1,4 @@
-"""IPv6 addresses and prefixes as small immutable values.
+"""IPv6 addresses, prefixes and MAC addresses as small immutable values, and their text forms.
 
 Node addresses (MAARs, link-local addresses) are canonical text (``socket.inet_ntop`` form):
 readable in logs, REST and tests; they are few, so decoding goes through a bounded cache. Prefixes
@@ -32,6 +32,22 @@ def unpack6(data: bytes) -> str:
 
 def canonical6(address: str) -> str:
     return _ntop(_AF6, pack6(address))
+
+
+def mac_text(mac: bytes) -> str:
+    """``02:00:00:00:00:01``: the one text form of a link-layer address everywhere (REST, config, OpenFlow)."""
+    return mac.hex(":")
+
+
+def parse_mac(text: str) -> bytes:
+    """Six colon-separated hex bytes (raises ValueError otherwise)."""
+    parts = text.strip().split(":")
+    if len(parts) != 6 or not all(1 <= len(p) <= 2 for p in parts):
+        raise ValueError(f"not a MAC address like 02:00:00:00:00:01: {text!r}")
+    try:
+        return bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raise ValueError(f"not a MAC address like 02:00:00:00:00:01: {text!r}") from None
 
 
 @dataclass(frozen=True, slots=True)

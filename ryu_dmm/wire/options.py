@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Optional, Union
 
-from .addr import Prefix, pack6, unpack6
+from .addr import Prefix, mac_text, pack6, unpack6
 from .constants import MNID_SUBTYPE_NAI, OptionType
 from .errors import DecodeError
 
@@ -128,7 +128,7 @@ class _LinkLayerOption:
 
     @property
     def mac(self) -> str:
-        return ":".join(f"{b:02x}" for b in self.link_layer)
+        return mac_text(self.link_layer)
 
 
 @dataclass(frozen=True, slots=True)

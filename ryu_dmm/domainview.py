@@ -1,0 +1,78 @@
+"""A read-only view of the running domain: what REST (and later metrics) may see of the CMD.
+
+It reads the CMD core, the flow mirror and the counters only through their public queries, and
+asks the shell for a switch's installed flows through one callable (each request correlated on its
+own, so several may run at once and during a reconciliation).
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional
+
+from .domainconf import CmdSettings
+from .flowmirror import FlowMirror
+from .mobility.cmd import CmdCore
+from .mobility.config import Domain, MaarInfo
+from .mobility.views import Session
+from .pipeline import Flow, InstalledFlow, Pipeline
+from .stats import Stats
+
+FlowQuery = Callable[[str], Optional[tuple[InstalledFlow, ...]]]
+
+
+class DomainView:
+    def __init__(self, domain: Domain, settings: CmdSettings, core: CmdCore, mirror: FlowMirror, stats: Stats,
+                 query_flows: FlowQuery) -> None:
+        self.domain = domain
+        self.settings = settings
+        self._core, self._mirror, self._stats, self._query = core, mirror, stats, query_flows
+        self._by_name = {m.name: m for m in domain.maars}
+        self._by_address = domain.by_address()
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._mirror.pipeline
+
+    # ---- MAARs ----------------------------------------------------------------------------------
+    def maars(self) -> tuple[MaarInfo, ...]:
+        return self.domain.maars
+
+    def maar(self, name: str) -> Optional[MaarInfo]:
+        return self._by_name.get(name)
+
+    def name_of(self, address: str) -> str:
+        info = self._by_address.get(address)
+        return info.name if info else address
+
+    def connected(self, maar: MaarInfo) -> bool:
+        return self._mirror.connected(maar.address)
+
+    def has_switch(self, maar: MaarInfo) -> bool:
+        return self._mirror.has_switch(maar.address)
+
+    def wanted_flows(self, maar: MaarInfo) -> list[Flow]:
+        return self._mirror.wanted_flows(maar.address)
+
+    def installed_flows(self, maar: MaarInfo) -> Optional[tuple[InstalledFlow, ...]]:
+        """The switch's flows now (blocks this request only), or None if it cannot tell."""
+        return self._query(maar.address)
+
+    # ---- sessions -------------------------------------------------------------------------------
+    def session(self, mn_id: str) -> Optional[Session]:
+        return self._core.session(mn_id)
+
+    def sessions(self) -> Iterator[Session]:
+        return self._core.sessions()
+
+    def session_count(self) -> int:
+        return len(self._core)
+
+    def flows_confirmed(self, mn_id: str) -> Optional[tuple[float, float]]:
+        return self._mirror.flows_confirmed(mn_id)
+
+    # ---- counters -------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        body = self._stats.as_dict()
+        body["sessions"] = len(self._core)
+        body["mode"] = self.domain.mode.value
+        body["dereg"] = self.domain.dereg.value
+        return body
