@@ -32,11 +32,11 @@ CONTROLLER = "CONTROLLER"
 Port = Union[int, str]  # a port number or CONTROLLER
 MAX_MSG_LEN = 0xFFFF  # the OpenFlow header's 16-bit length: longer stats must be split anyway
 
-# Match fields the fake understands: bit width; which may carry a mask (OpenFlow 1.3, table 11).
+# Match fields the fake understands: bit width; which may carry a mask in OpenFlow 1.3.
 _WIDTH = {"in_port": 32, "eth_type": 16, "ip_proto": 8, "icmpv6_type": 8, "tunnel_id": 64,
           "eth_src": 48, "eth_dst": 48, "ipv6_src": 128, "ipv6_dst": 128}
 _MASKABLE = {"tunnel_id", "eth_src", "eth_dst", "ipv6_src", "ipv6_dst"}
-# OpenFlow 1.3 match prerequisites (section 7.2.3.8): field -> (required field, allowed values).
+# OpenFlow 1.3 match field prerequisites: field -> (required field, allowed values).
 _PREREQ = {"ip_proto": ("eth_type", (0x0800, 0x86DD)), "ipv6_src": ("eth_type", (0x86DD,)),
            "ipv6_dst": ("eth_type", (0x86DD,)), "icmpv6_type": ("ip_proto", (58,))}
 SET_FIELDS = ("eth_src", "eth_dst", "tunnel_id", "tun_ipv6_dst")  # what the dmm-edge pipeline sets
@@ -422,7 +422,7 @@ class FakeSwitch:
                             ints[a.key] = _addr_int(a.key, fields[a.key])
                     elif a.port == ofp.OFPP_CONTROLLER:
                         sent.append((CONTROLLER, tuple(sorted(fields.items()))))
-                    elif a.port != fields.get("in_port"):  # never back out of the ingress port (spec 7.2.5)
+                    elif a.port != fields.get("in_port"):  # only OFPP_IN_PORT sends back out of the ingress port
                         sent.append((a.port, tuple(sorted(fields.items()))))
         return Decision(tuple(p for p, _ in sent), fields.get("eth_src"), fields.get("eth_dst"),
                         fields.get("tun_ipv6_dst"), fields.get("tunnel_id"), tuple(visited), tuple(sent))
