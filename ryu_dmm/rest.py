@@ -126,7 +126,8 @@ class DmmRestController(ControllerBase):
         stats = self.view.installed_flows(m) if connected else None
         installed = None if stats is None else [
             {"table_id": st.table_id, "priority": st.priority, "cookie": f"{st.cookie:#018x}",
-             "match": dict(st.match), "packets": st.packets} for st in stats]
+             "match": dict(st.match), "actions": [list(a) for a in st.actions], "packets": st.packets}
+            for st in stats]
         return _json({"maar": name, "connected": connected, "wanted": wanted, "installed": installed,
                       "wanted_count": len(wanted), "installed_count": None if installed is None else len(installed)})
 

@@ -2,14 +2,16 @@
 the wire. Expected values come from the pipeline declaration and OpenFlow 1.3 semantics, not from the
 fake: the tables a flow lands in, the ports and rewritten fields the rendered flows declare, what
 ADD / DELETE / DELETE_STRICT / barrier / multipart stats must do."""
+import itertools
 import ipaddress
 import random
 
 import pytest
 
 from ryu_dmm import ofsync
+from ryu_dmm.flowmirror import ApplyDiff, ReplaceFlows
 from ryu_dmm.mobility.dataplane import LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
-from ryu_dmm.pipeline import ETH_IPV6, ICMPV6, ND_TYPES, Flow, MaarView, SwitchPorts, base_flows, cookie_of, \
+from ryu_dmm.pipeline import ETH_IPV6, ICMPV6, ND_TYPES, Flow, MaarView, SwitchPorts, base_flows, cookie_of, diff, \
     load, mn_flows
 from ryu_dmm.wire import Prefix
 from tests.fakeswitch import CONTROLLER, MAX_MSG_LEN, BarrierMode, FakeSwitch, Rejected, Unsupported
@@ -48,6 +50,25 @@ def sw():
 def install(dp, pipeline, flows) -> None:
     for f in flows:
         dp.send_msg(ofsync.flow_mod(dp, pipeline, f))
+
+
+_XIDS = itertools.count(1_000_000)
+
+
+def replace(dp, pipeline, cookie: int, flows) -> int:
+    """What the CMD sends for a ReplaceFlows effect; returns the barrier's xid."""
+    xid = next(_XIDS)
+    for msg in ofsync.messages(dp, pipeline, ReplaceFlows("maar", cookie, tuple(flows), xid)):
+        dp.send_msg(msg)
+    return xid
+
+
+def reconcile(dp, pipeline, wanted, stats) -> tuple[int, int]:
+    """What the CMD sends to reconcile a switch from its flow stats; returns (deleted, added)."""
+    delete, add = diff(pipeline, wanted, ofsync.installed(stats))
+    for msg in ofsync.messages(dp, pipeline, ApplyDiff("maar", delete, add, next(_XIDS))):
+        dp.send_msg(msg)
+    return len(delete), len(add)
 
 
 def flow_stats(dp) -> list:
@@ -154,7 +175,7 @@ def test_replace_swaps_one_cookie_group_then_the_barrier_answers(sw, pipeline):
     install(dp, pipeline, before)
     assert dp.replies() == []  # flow-mods succeed silently
     moved = mn_flows("mn1", MOVED1, PORTS, VIEW)
-    xid = ofsync.replace(dp, pipeline, cookie_of("mn1"), moved)
+    xid = replace(dp, pipeline, cookie_of("mn1"), moved)
     replies = dp.replies()
     assert [(type(r).__name__, r.xid) for r in replies] == [("OFPBarrierReply", xid)]
     assert replies[0].datapath is dp and dp.sent[-1].xid == xid
@@ -162,7 +183,7 @@ def test_replace_swaps_one_cookie_group_then_the_barrier_answers(sw, pipeline):
     assert {stat_id(st) for st in flow_stats(dp)} == {flow_id(pipeline, f) for f in want}
     assert sw.forward(ip6(in_port=PORTS.core, ipv6_dst="2001:db8:1::a")).outputs == (PORTS.tunnel,)
     assert sw.forward(ip6(in_port=PORTS.core, ipv6_dst="2001:db8:2::a")).outputs == (11,)
-    ofsync.replace(dp, pipeline, cookie_of("mn1"), [])  # an MN without state: its group is gone
+    replace(dp, pipeline, cookie_of("mn1"), [])  # an MN without state: its group is gone
     assert sw.forward(ip6(in_port=PORTS.core, ipv6_dst="2001:db8:1::a")).dropped
 
 
@@ -189,14 +210,14 @@ def test_reconcile_by_stats_converges_a_stale_switch(pipeline):
     sw.disconnect(clear_flows=False)
     dp = sw.connect()
     wanted = base_flows(PORTS) + wanted_mn
-    assert ofsync.reconcile(dp, pipeline, wanted, flow_stats(dp)) == (len(stale), len(wanted_mn) - 1)
+    assert reconcile(dp, pipeline, wanted, flow_stats(dp)) == (len(stale), len(wanted_mn) - 1)
     assert [type(r).__name__ for r in dp.replies()] == ["OFPBarrierReply"]
     assert {stat_id(st) for st in flow_stats(dp)} == {flow_id(pipeline, f) for f in wanted}
-    assert ofsync.reconcile(dp, pipeline, wanted, flow_stats(dp)) == (0, 0)
+    assert reconcile(dp, pipeline, wanted, flow_stats(dp)) == (0, 0)
     # an ovs-vswitchd restart: everything is missing
     sw.disconnect(clear_flows=True)
     dp = sw.connect()
-    assert ofsync.reconcile(dp, pipeline, wanted, flow_stats(dp)) == (0, len(wanted))
+    assert reconcile(dp, pipeline, wanted, flow_stats(dp)) == (0, len(wanted))
     assert [type(r).__name__ for r in dp.replies()] == ["OFPBarrierReply"]
     assert len(flow_stats(dp)) == len(wanted)
 
@@ -326,12 +347,12 @@ def test_barrier_replies_dropped_held_and_released(sw, pipeline):
     dp = sw.connect()
     p = dp.ofproto_parser
     sw.barrier_mode = BarrierMode.DROP
-    ofsync.replace(dp, pipeline, cookie_of("mn1"), mn_flows("mn1", LOCAL1, PORTS, VIEW))
+    replace(dp, pipeline, cookie_of("mn1"), mn_flows("mn1", LOCAL1, PORTS, VIEW))
     assert dp.replies() == [] and dp.held() == ()
     assert sw.forward(ip6(in_port=PORTS.core, ipv6_dst="2001:db8:1::a")).tables == (0,)  # flows applied anyway
     sw.barrier_mode = BarrierMode.HOLD
-    x1 = ofsync.replace(dp, pipeline, cookie_of("mn2"), mn_flows("mn2", LOCAL2, PORTS, VIEW))
-    x2 = ofsync.replace(dp, pipeline, cookie_of("mn1"), [])
+    x1 = replace(dp, pipeline, cookie_of("mn2"), mn_flows("mn2", LOCAL2, PORTS, VIEW))
+    x2 = replace(dp, pipeline, cookie_of("mn1"), [])
     assert dp.replies() == [] and dp.held() == (x1, x2)
     assert dp.release(x2) == 1 and [r.xid for r in dp.replies()] == [x2]
     assert dp.release() == 1 and [r.xid for r in dp.replies()] == [x1]

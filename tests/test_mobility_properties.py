@@ -1,10 +1,23 @@
 """Random movement of several MNs over several MAARs, in every mode, over a lossy, duplicating,
-reordering network. Once the network is quiet the domain must be consistent."""
+reordering network, with the CMD's flow mirror driving fake OpenFlow switches whose barrier replies
+are lost or late and which reconnect. Once the network is quiet the domain must be consistent, and
+every switch must forward each MN's prefixes as that MAAR's own core says.
+
+Deterministic in CI (derandomized); ``DMM_SOAK=N`` runs N random examples instead.
+"""
+import os
+
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ryu_dmm.mobility.config import Dereg, Mode, Timers
 from ryu_dmm.mobility.views import dataplanes
-from tests.sim import Net, domain
+from ryu_dmm.pipeline import ETH_IPV6
+from tests.sim import PORTS, Net, domain
+
+SOAK = int(os.environ.get("DMM_SOAK", "0"))
+PROFILE = dict(max_examples=SOAK or 1000, derandomize=not SOAK, deadline=None,
+               suppress_health_check=[HealthCheck.too_slow])
+CN = "2001:db8:99::1"
 
 LIFETIME = 400  # long: the first check must come before any lifetime runs out
 RETRANSMISSIONS_DONE = 35.0  # 1+2+4+8+16 s of back-off, plus margin
@@ -68,26 +81,78 @@ def check_invariants(n: Net, attached: dict[str, str], after_lifetimes: bool) ->
         assert state == n.maars[name].dataplane(mn), (name, mn)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def host(prefix) -> str:
+    return prefix.address.rstrip(":") + "::a" if prefix.address.endswith("::") else prefix.address
+
+
+def check_forwarding(n: Net, attached: dict[str, str]) -> None:
+    """Every switch forwards each attached MN's prefixes (its own and every old one) exactly as its
+    MAAR core's data-plane state says: routed to the MN, tunnelled to the serving MAAR or to the
+    anchor, or dropped where that MAAR holds nothing for the prefix (no stale tunnel)."""
+    failed = {r.mn_id for _, _, r in n.reports if r.kind in ("failed", "rejected")}
+    dlif = {m.address: m.mac.hex(":") for m in n.domain.maars}
+    for mn, maar in attached.items():
+        s = n.cmd.session(mn)
+        if s is None or (mn in failed and s.serving != n.maars[maar].address):
+            continue
+        for name, core in n.maars.items():
+            state = core.dataplane(mn)
+            local = {r.prefix: r for r in state.local}
+            to_serving = {t.prefix: t for t in state.to_serving}
+            to_anchor = {t.prefix: t for t in state.to_anchor}
+            for prefix in [s.prefix] + [p for _, p in s.pmaars]:
+                addr = host(prefix)
+                down = n.forward(name, {"in_port": PORTS.core, "eth_type": ETH_IPV6, "ipv6_src": CN, "ipv6_dst": addr})
+                if prefix in local:
+                    r = local[prefix]
+                    assert (down.outputs, down.eth_dst) == ((r.port,), r.mac.hex(":")), (name, mn, prefix, down)
+                    up = n.forward(name, {"in_port": r.port, "eth_type": ETH_IPV6, "ipv6_src": addr, "ipv6_dst": CN})
+                    assert up.outputs == (PORTS.core,), (name, mn, prefix, up)
+                elif prefix in to_serving:
+                    assert (down.outputs, down.tun_ipv6_dst) == ((PORTS.tunnel,), to_serving[prefix].serving_maar), \
+                        (name, mn, prefix, down)
+                else:
+                    assert down.dropped, (name, mn, prefix, down)
+                if prefix in to_anchor:
+                    t = to_anchor[prefix]
+                    up = n.forward(name, {"in_port": t.port, "eth_type": ETH_IPV6, "ipv6_src": addr, "ipv6_dst": CN})
+                    assert (up.outputs, up.tun_ipv6_dst) == ((PORTS.tunnel,), t.anchor_maar), (name, mn, prefix, up)
+                    back = n.forward(name, {"in_port": PORTS.tunnel, "eth_type": ETH_IPV6, "ipv6_src": CN,
+                                            "ipv6_dst": addr})
+                    assert (back.outputs, back.eth_src, back.eth_dst) == ((t.port,), dlif[t.anchor_maar],
+                                                                           t.mac.hex(":")), (name, mn, prefix, back)
+
+
+@settings(**PROFILE)
 @given(mode=st.sampled_from(list(Mode)), dereg=st.sampled_from(list(Dereg)), steps=moves,
        loss=st.sampled_from([0.0, 0.05, 0.15]), dup=st.sampled_from([0.0, 0.1]),
-       jitter=st.sampled_from([0.0, 0.02, 0.1]), seed=st.integers(0, 2**16))
-def test_domain_converges(mode, dereg, steps, loss, dup, jitter, seed):
+       jitter=st.sampled_from([0.0, 0.02, 0.1]), seed=st.integers(0, 2**16),
+       barrier_loss=st.sampled_from([0.0, 0.2, 1.0]), of_jitter=st.sampled_from([0.0, 0.05, 1.5]),
+       outages=st.lists(st.tuples(st.integers(0, 13), st.integers(0, 3), st.booleans()), max_size=3))
+def test_domain_converges(mode, dereg, steps, loss, dup, jitter, seed, barrier_loss, of_jitter, outages):
     n = Net(domain(4, mode=mode, dereg=dereg, timers=Timers(lifetime=LIFETIME, aggregate_timeout=1.0)),
-            loss=loss, dup=dup, jitter=jitter, seed=seed)
+            loss=loss, dup=dup, jitter=jitter, seed=seed, switches=True, barrier_loss=barrier_loss,
+            of_jitter=of_jitter)
     where = {}
-    for mn_i, maar_i, gap, leave in steps:
+    for i, (mn_i, maar_i, gap, leave) in enumerate(steps):
         mn, maar = f"mn{mn_i + 1}", f"maar{maar_i + 1}"
         if mn in where:
             n.detach(where.pop(mn), mn)
         if not leave:
             n.attach(maar, mn, port=mn_i + 1)
             where[mn] = maar
+        down = {n.maars[f"maar{j + 1}"].address: clear for step, j, clear in outages if step == i}
+        for switch, clear in down.items():  # out for this step's gap: what changes meanwhile is missed
+            n.disconnect_switch(switch, clear_flows=clear)
         n.run(gap)
-    n.loss = n.dup = n.jitter = 0.0  # the network goes quiet
+        for switch in down:
+            n.connect_switch(switch)
+    n.loss = n.dup = n.jitter = n.barrier_loss = n.of_jitter = 0.0  # the network goes quiet
     n.run(RETRANSMISSIONS_DONE)
     settle(n)
     check_invariants(n, where, after_lifetimes=False)  # before any expiry could have tidied up
+    check_forwarding(n, where)
     n.run(3 * LIFETIME)
     settle(n)
     check_invariants(n, where, after_lifetimes=True)
+    check_forwarding(n, where)
