@@ -11,10 +11,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from scapy.layers.inet6 import IPv6, MIP6MH_BA, MIP6MH_BU  # noqa: E402
 
+from ryu_dmm.lab import scapy_layers  # noqa: E402,F401  (registers the PMIPv6/DMM options)
+from ryu_dmm.lab.packets import ipv6_packet  # noqa: E402
+from ryu_dmm.lab.samples import PBA_TYPICAL, PBA_WITH_PMAARS, PBU  # noqa: E402
 from ryu_dmm.wire import decode, encode_mh  # noqa: E402
-from ryu_dmm.wire import scapy_layers  # noqa: E402,F401  (registers the PMIPv6/DMM options)
-from ryu_dmm.wire.packets import ipv6_packet  # noqa: E402
-from tests.wire_samples import PBA_TYPICAL, PBA_WITH_PMAARS, PBU  # noqa: E402
 
 SRC, DST = "2001:db8:ff::2", "2001:db8:ff::100"
 

@@ -4,4 +4,6 @@
 own Open vSwitch, agent and underlay address; the CMD under ``ryu-manager``; MNs and a correspondent
 node as Linux hosts (``__main__``, ``net``, ``ovs``, ``topology``, ``traffic``).
 ``python -m ryu_dmm.lab.sigdemo`` (``make demo``) runs the signalling alone, without switches.
+``scapy_layers``, ``packets`` (IP/UDP framing, pcap) and ``samples`` (one message of every kind) serve
+the wire tests, captures and the codec benchmark.
 """
