@@ -1,7 +1,7 @@
 """Setuptools shim: everything is declared in setup.cfg except shipping the start-up hook.
 
 ``ryu_dmm-eventlet-compat.pth`` must land at the top of site-packages (not inside the package) so
-the interpreter runs it before ``ryu-manager`` imports ``ryu.app.wsgi``; see ryu_dmm/eventlet_compat.py.
+the interpreter runs it before ``ryu-manager`` imports ``ryu.app.wsgi``; see ryu_dmm_eventlet_compat.py.
 """
 import os
 import shutil
