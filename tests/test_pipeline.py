@@ -1,9 +1,9 @@
 """Flows rendered from the mobility state, executed in the in-memory flow table: forwarding decisions."""
 import pytest
 
-from ryu_dmm.flowtable import FlowTable
 from ryu_dmm.mobility.config import Mode
 from ryu_dmm.pipeline import ETH_IPV6, Flow, MaarView, SwitchPorts, check, cookie_of, load, render
+from tests.flowtable import FlowTable
 from tests.sim import Net, domain
 
 PORTS = SwitchPorts(core=1, tunnel=2, agent=3, access=(10, 11))

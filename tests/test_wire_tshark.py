@@ -5,8 +5,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from ryu_dmm.wire import BindingAck, BindingUpdate, encode, encode_mh
-from ryu_dmm.wire.packets import ipv6_packet, udp4_packet, udp6_packet, write_pcap
-from tests.wire_samples import ALL
+from ryu_dmm.lab.packets import ipv6_packet, udp4_packet, udp6_packet, write_pcap
+from ryu_dmm.lab.samples import ALL
 
 pytestmark = pytest.mark.tshark
 RFC8885 = {65, 66, 67, 68, 69, 70}

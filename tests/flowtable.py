@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterable
 
-from .pipeline import Flow, Pipeline
+from ryu_dmm.pipeline import Flow, Pipeline
 
 
 def _matches(field: str, want, packet: dict) -> bool:
