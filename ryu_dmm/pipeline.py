@@ -2,7 +2,7 @@
 
 Rendering is pure and idempotent: the same data-plane state always gives the same set of flows,
 each tagged with the cookie of the MN it serves (cookie 0: the base flows), so a binding's flows can
-be replaced or removed as a group. ``flowtable.FlowTable`` executes these flows in memory for tests.
+be replaced or removed as a group. Tests apply them in a fake OpenFlow switch (``tests/fakeswitch.py``).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """A fake OpenFlow 1.3 switch: the flow tables a controller really programs, from the bytes it sends.
 
-Why: ``flowtable.FlowTable`` executes ``pipeline.Flow`` objects, so it cannot catch a mistake made on
-the way to the wire (ofsync's encoding, cookie masks, strict vs non-strict deletes, barrier xids,
-multipart stats). Here every message given to ``FakeDatapath.send_msg`` is serialized and parsed back
+Why: a table that executed ``pipeline.Flow`` objects could not catch a mistake made on the way to
+the wire (ofsync's encoding, cookie masks, strict vs non-strict deletes, barrier xids, multipart
+stats). Here every message given to ``FakeDatapath.send_msg`` is serialized and parsed back
 as a switch would receive it, then applied with OpenFlow 1.3 semantics; replies are serialized and
 parsed back as a controller would receive them. ``FakeSwitch.forward`` runs a packet through the
 installed entries.
