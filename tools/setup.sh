@@ -2,6 +2,8 @@
 # Idempotent set-up on a fresh Debian/Ubuntu machine: system packages (when root), the venv, Ryu,
 # and this checkout installed editable. Used by `make venv` (and so by `make test` and `make lab`).
 # Safe to run twice; turns an earlier non-editable install into an editable one.
+# Optional: DMM_WIRESHARK_PLUGIN=1 also copies the RFC 8885 Wireshark/tshark dissector
+# (tools/wireshark/rfc8885.lua) into your personal Wireshark Lua plugin folder (docs/wireshark.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -36,3 +38,15 @@ fi
 # what is being edited. setup.py puts the start-up hook's .pth into site-packages in this mode too.
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation -e ".[test,lab]"
 echo "setup: ready ($VENV)"
+
+if [ "${DMM_WIRESHARK_PLUGIN:-0}" = 1 ]; then
+    # Wireshark loads every .lua file in this folder at start-up (tshark -G folders shows it).
+    plugdir=""
+    if command -v tshark >/dev/null; then
+        plugdir=$(tshark -G folders 2>/dev/null | sed -n 's/^Personal Lua Plugins:[[:space:]]*//p')
+    fi
+    plugdir=${plugdir:-$HOME/.local/lib/wireshark/plugins}
+    mkdir -p "$plugdir"
+    install -m 0644 tools/wireshark/rfc8885.lua "$plugdir/rfc8885.lua"
+    echo "setup: Wireshark plugin installed: $plugdir/rfc8885.lua"
+fi
