@@ -142,6 +142,15 @@ def test_rs_flood_with_changing_macs(tmp_path):
             mn.send(rs(macs[0], "fe80::10:0"))
         assert wait_for(lambda: state()["counters"]["refused_mac_rate"] == 1, 5), state()
 
+        # garbage on the access link: counted, nothing else (RFC 4861 §6.1.1 validation)
+        good = rs("02:00:00:00:30:01", "fe80::3001")
+        garbage = [good[:14 + 30], good[:-1], good[:14 + 7] + b"\x40" + good[14 + 8:],  # truncated, short, hop 64
+                   good[:14 + 40 + 2] + bytes([good[14 + 40 + 2] ^ 0xFF]) + good[14 + 40 + 3:]]  # bad checksum
+        for frame in garbage:
+            mn.send(frame)
+        assert wait_for(lambda: state()["counters"]["bad_frames"] == len(garbage), 5), state()
+        assert state()["pool_in_use"] == NEW_MN_LIMIT
+
         # after the window: a legitimate new host attaches and gets its RA
         time.sleep(max(0.0, t0 + NEW_MN_WINDOW + 0.2 - time.monotonic()))
         mn.settimeout(0.5)
@@ -167,7 +176,7 @@ def test_rs_flood_with_changing_macs(tmp_path):
         assert info.prefixlen == 64 and prefix.subnet_of(POOL)
         s = state()
         assert s["pool_in_use"] == NEW_MN_LIMIT + 1 and s["bindings"]["mn-020000002001@dmm"]["local"] == [str(prefix)]
-        assert s["counters"]["internal_errors"] == 0 and s["counters"]["bad_frames"] == 0
+        assert s["counters"]["internal_errors"] == 0 and s["counters"]["bad_frames"] == len(garbage)
     finally:
         if proc is not None:
             assert stop(proc, timeout=10) == 0
