@@ -64,6 +64,7 @@ def _eth_ip(dst="ff02::2", **ip):
     ("multicast target", bytes(ns(tgt="ff02::1"))),
     ("solicited-node", bytes(ns(src="::", dst="ff02::1"))),
     ("version", _with(bytes(rs()), 14, 0x45)),
+    ("multicast source MAC", _with(bytes(rs()), 6, 0x03)),  # the group bit in the Ethernet source
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_malformed_solicitations_are_reasons(why, frame):
     got = nd.classify(frame)

@@ -8,6 +8,7 @@ as JSON lines.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -293,8 +294,7 @@ class Agent:
         first = self.events_total - len(self.events)
         start = min(max(since, first), self.events_total)
         out, size, index = [], 0, start
-        for index in range(start, self.events_total):
-            e = self.events[index - first]
+        for index, e in enumerate(itertools.islice(self.events, start - first, None), start):
             size += len(json.dumps(e)) + 2
             if out and size > REPLY_BUDGET:
                 break

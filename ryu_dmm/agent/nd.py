@@ -71,6 +71,8 @@ def classify(frame: bytes) -> Union[Solicitation, str, None]:
     if unspecified and has_sllao:
         return "source link-layer address option from the unspecified address"
     src_mac, src_ip = frame[6:12], unpack6(src)
+    if src_mac[0] & 1:  # IEEE 802: a source address is never a group address
+        return "multicast source MAC"
     if kind == RS:
         return Solicitation(RS, src_mac, src_ip)
     target = icmp[8:24]
