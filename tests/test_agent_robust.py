@@ -12,7 +12,7 @@ from ryu_dmm.agent.main import request
 from ryu_dmm.mobility import messages as M
 from ryu_dmm.wire import (
     AccessTechnologyTypeOption, BindingAck, BindingUpdate, HandoffIndicatorOption, HomeNetworkPrefix,
-    MobileNodeIdentifier, ServingMaar, Timestamp, UnknownOption, decode, encode,
+    MobileNodeIdentifier, Prefix, ServingMaar, Timestamp, UnknownOption, decode, encode,
 )
 from tests.procs import BIN, clean_env, free_port, stop, wait_for
 
@@ -159,7 +159,6 @@ def test_bad_signalling_is_answered_per_rfc_5213_or_ignored(agent):
         assert decode(cmd_sock.recv(4096)).status == 158
         # from the CMD, garbage (unknown) options, a prefix this MAAR never gave the MN:
         # 155 NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX
-        from ryu_dmm.wire import Prefix
         junk = (UnknownOption(200, b"\xff" * 30), UnknownOption(201, b""))
         cmd_sock.sendto(encode(_pbu("mn1", (Prefix.parse("2001:db8:9::/64"),), unknown=junk)), agent_addr)
         assert decode(cmd_sock.recv(4096)).status == 155
