@@ -3,6 +3,7 @@ reordering network. Once the network is quiet the domain must be consistent."""
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ryu_dmm.mobility.config import Dereg, Mode, Timers
+from ryu_dmm.mobility.maar import Role
 from ryu_dmm.mobility.views import dataplanes
 from tests.sim import Net, domain
 
@@ -45,11 +46,11 @@ def check_invariants(n: Net, attached: dict[str, str], after_lifetimes: bool) ->
             continue  # its registration was reported as failed
         assert bce is not None and bce.serving == n.maars[maar].address, (mn, maar, bce)
         s = maars[bce.serving].bindings.get(mn)
-        assert s is not None and s.serving and s.confirmed and s.prefix == bce.prefix, (mn, bce, s)
+        assert s is not None and s.role is Role.SERVING and s.prefix == bce.prefix, (mn, bce, s)
         assert s.anchors == dict(bce.pmaars), (mn, s.anchors, bce.pmaars)  # uplink to every P-MAAR
         for addr, prefix in bce.pmaars:  # every P-MAAR tunnels its prefix to the serving MAAR
             p = maars[addr].bindings.get(mn)
-            assert p is not None and not p.serving and p.prefix == prefix and p.serving_maar == bce.serving, (mn, addr, p)
+            assert p is not None and p.role is Role.ANCHOR and p.prefix == prefix and p.serving_maar == bce.serving, (mn, addr, p)
         # what the CMD mirrors into the flow tables equals what each MAAR holds
         for addr, state in dataplanes(bce, s.port).items():
             assert state == maars[addr].dataplane(mn), (mn, addr)

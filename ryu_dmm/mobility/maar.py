@@ -6,6 +6,7 @@ MN comes back to a MAAR that still anchors a prefix for it, that prefix is reuse
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Optional
 
 from ..wire import BindingAck, BindingUpdate, Prefix, Status, missing_mandatory
@@ -20,6 +21,16 @@ from .pool import PrefixPool
 from .retransmit import Outstanding, Retransmitter
 
 
+class Role(Enum):
+    """What this MAAR is for one MN. ``REGISTERING`` with ``serving_maar`` set: the MN came back to
+    a MAAR that anchors one of its prefixes (or the CMD placed it elsewhere while our registration
+    was in flight): we keep tunnelling to that MAAR until our registration is accepted."""
+
+    REGISTERING = "registering"  # the MN is attached here; our registration is not accepted yet
+    SERVING = "serving"  # S-MAAR: the CMD accepted our registration
+    ANCHOR = "anchor"  # P-MAAR: the MN is elsewhere; we tunnel our prefix to its serving MAAR
+
+
 @dataclass(slots=True)
 class Binding:
     """This MAAR's BCE for one MN: the prefix anchored here and the MAAR's current role for it."""
@@ -27,12 +38,11 @@ class Binding:
     mn_id: str
     prefix: Prefix
     fresh: bool  # allocated for the registration in flight: returned at once if it is refused
-    serving: bool  # the MN is attached here (S-MAAR role), else we are one of its P-MAARs
+    role: Role
     mac: bytes = b""
     port: int = 0
     att: int = 3
     attached: bool = False
-    confirmed: bool = False  # the CMD accepted our registration (S-MAAR role)
     expires: float = 0.0
     serving_maar: Optional[str] = None  # P-MAAR role: where to tunnel our prefix (also kept while
     # a registration of ours is in flight: the CMD's latest word on where the MN is, applied if refused)
@@ -66,9 +76,9 @@ class MaarCore:
         b = self.bindings.get(mn_id)
         if b is None:
             return EMPTY
-        if not b.serving or not b.confirmed and b.serving_maar:  # (the latter: an MN back, not yet confirmed)
+        if b.role is Role.ANCHOR or b.role is Role.REGISTERING and b.serving_maar:  # (the latter: an MN back, not yet confirmed)
             return MnDataPlane(to_serving=(TunnelToServing(b.prefix, b.serving_maar),) if b.serving_maar else ())
-        local = (LocalRoute(b.prefix, b.mac, b.port),) if b.confirmed else ()
+        local = (LocalRoute(b.prefix, b.mac, b.port),) if b.role is Role.SERVING else ()
         remote = tuple(TunnelToAnchor(p, a, b.mac, b.port) for a, p in sorted(b.anchors.items()))
         return MnDataPlane(local=local, to_anchor=remote)
 
@@ -108,29 +118,29 @@ class MaarCore:
     def _on_attach(self, ev: Attach, now: float) -> list[Effect]:
         b = self.bindings.get(ev.mn_id)
         handoff = ev.handoff
-        if b is not None and b.serving and b.attached:  # a repeated trigger for the same attachment
+        if b is not None and b.role is not Role.ANCHOR and b.attached:  # a repeated trigger for the same attachment
             moved = (b.mac, b.port) != (ev.mac, ev.port)
             b.mac, b.port = ev.mac, ev.port
-            if not b.confirmed:
+            if b.role is Role.REGISTERING:
                 return []  # registration already in flight
             return ([self._changed(b.mn_id)] if moved else []) + [self._advertise(b, now)]
         if b is None:
             prefix = self.pool.allocate(now)
             if prefix is None:
                 return [Report(ReportKind.FAILED, ev.mn_id, f"prefix pool {self.info.pool} exhausted")]
-            b = self.bindings[ev.mn_id] = Binding(ev.mn_id, prefix, True, True)
+            b = self.bindings[ev.mn_id] = Binding(ev.mn_id, prefix, True, Role.REGISTERING)
         else:
             # Back after a detachment, or back at a MAAR that still anchors a prefix for the MN: the MN
             # may have been elsewhere meanwhile, so this is a new registration with a newer timestamp.
-            if not b.serving:  # serving_maar is kept in case this registration is refused
-                b.serving, b.confirmed, b.fresh = True, False, False
+            if b.role is Role.ANCHOR:  # serving_maar is kept in case this registration is refused
+                b.role, b.fresh = Role.REGISTERING, False
             handoff = M.HI_BETWEEN_MAARS
         b.mac, b.port, b.att, b.attached = ev.mac, ev.port, ev.att, True
         return self._register(b, handoff, now)
 
     def _on_detach(self, mn_id: str, now: float) -> list[Effect]:
         b = self.bindings.get(mn_id)
-        if b is None or not b.serving:
+        if b is None or b.role is Role.ANCHOR:
             return []
         b.attached, b.detached_at = False, now  # the session lives until its lifetime runs out
         return [CancelTimer(TimerKey(TimerKind.REREGISTER, mn_id))]
@@ -170,7 +180,7 @@ class MaarCore:
             return effects + self._remove(b, now, ReportKind.DEREGISTERED, "lifetime expired")
         if not pba.accepted or pba.lifetime == 0:
             return effects + self._refused(b, now, pba.status, out.tries)
-        b.confirmed, b.fresh, b.serving_maar = True, False, None
+        b.role, b.fresh, b.serving_maar = Role.SERVING, False, None
         b.expires = now + pba.lifetime
         b.anchors = {p.maar: p.prefix for p in pba.previous_maars if p.maar != self.address}
         b.dlif = {a: d for a in b.anchors if (d := M.dlif_of(pba, a)) is not None}
@@ -184,7 +194,7 @@ class MaarCore:
         """Locator mode (§3.3): a P-MAAR tells us directly which prefix it anchors for our MN."""
         b = self.bindings.get(pba.mn_id or "")
         hnps = pba.hnps
-        if (src not in self.peers or b is None or not b.serving or not pba.accepted or len(hnps) != 1
+        if (src not in self.peers or b is None or b.role is Role.ANCHOR or not pba.accepted or len(hnps) != 1
                 or pba.serving_maar != self.address):
             return []
         b.anchors[src] = hnps[0]
@@ -192,14 +202,14 @@ class MaarCore:
         if dlif is not None:
             b.dlif[src] = dlif
         effects: list[Effect] = [self._changed(b.mn_id)]
-        return effects + ([self._advertise(b, now)] if b.confirmed else [])
+        return effects + ([self._advertise(b, now)] if b.role is Role.SERVING else [])
 
     def _refused(self, b: Binding, now: float, status: int, tries: int) -> list[Effect]:
         detail = f"registration refused by the CMD ({status})"
-        if b.confirmed and b.serving_maar is None:  # an update refused: the accepted binding stands
+        if b.role is Role.SERVING and b.serving_maar is None:  # an update refused: the accepted binding stands
             return [Report(ReportKind.REJECTED, b.mn_id, detail + "; the earlier registration stays", status)]
         if b.serving_maar is not None:  # the CMD places the MN elsewhere: be (or stay) its P-MAAR there
-            b.serving, b.attached, b.confirmed, b.fresh, b.anchors, b.dlif = False, False, False, False, {}, {}
+            b.role, b.attached, b.fresh, b.anchors, b.dlif = Role.ANCHOR, False, False, {}, {}
             return [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), self._changed(b.mn_id), Report(ReportKind.REJECTED, b.mn_id, detail, status)]
         if tries > 1:  # an earlier transmission may have been accepted, its PBA lost
             quarantine = self._unanswered()
@@ -250,7 +260,7 @@ class MaarCore:
             if b is None and pbu.serving_maar and self.pool.adopt(pbu.hnps[0]):
                 # We dropped this binding (say, our registration seemed unanswered) but the CMD holds it:
                 # the CMD is the source of truth, so anchor the prefix again.
-                b = self.bindings[pbu.mn_id] = Binding(pbu.mn_id, pbu.hnps[0], False, False, att=pbu.att or 3)
+                b = self.bindings[pbu.mn_id] = Binding(pbu.mn_id, pbu.hnps[0], False, Role.ANCHOR, att=pbu.att or 3)
             else:
                 return self._answer(pbu, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, 0, (src,))
         b.last_cmd_ts = ts or b.last_cmd_ts
@@ -259,11 +269,11 @@ class MaarCore:
         smaar = pbu.serving_maar
         if smaar is None or smaar == self.address:
             return self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
-        if b.serving and b.attached and b.pbu is not None:
+        if b.role is not Role.ANCHOR and b.attached and b.pbu is not None:
             # The MN is attached here and our registration is in flight: the CMD wrote this before it
             # saw that registration, which will move the session here. Remember it in case it is refused.
             b.serving_maar = smaar
-            effects = [self._changed(b.mn_id)] if not b.confirmed else []
+            effects = [self._changed(b.mn_id)] if b.role is Role.REGISTERING else []
             return effects + self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
         return self._become_previous(b, pbu, smaar, now)
 
@@ -271,9 +281,9 @@ class MaarCore:
         """§3.2-3.4: the MN is at ``smaar`` now: tunnel our prefix there, answer the CMD (and, in
         locator mode, the S-MAAR)."""
         effects: list[Effect] = self.retx.cancel(b.pbu) if b.pbu is not None else []
-        superseded = b.pbu is not None and b.serving
+        superseded = b.pbu is not None and b.role is not Role.ANCHOR
         b.pbu = None
-        b.serving, b.attached, b.confirmed, b.fresh = False, False, False, False
+        b.role, b.attached, b.fresh = Role.ANCHOR, False, False
         b.serving_maar, b.anchors, b.dlif = smaar, {}, {}
         effects += [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), self._changed(b.mn_id)]
         if self.domain.dereg is Dereg.SERVING_ONLY:
@@ -303,9 +313,9 @@ class MaarCore:
         b = self.bindings.get(key.mn_id)
         if b is None:
             return []
-        if key.kind is TimerKind.REREGISTER and b.serving and b.attached and b.confirmed and b.pbu is None:
+        if key.kind is TimerKind.REREGISTER and b.role is Role.SERVING and b.attached and b.pbu is None:
             return self._register(b, M.HI_REREGISTRATION, now)
         if key.kind is TimerKind.EXPIRE and b.expires <= now and b.pbu is None:
-            if b.serving or self.domain.dereg is Dereg.RENEWAL:
+            if b.role is not Role.ANCHOR or self.domain.dereg is Dereg.RENEWAL:
                 return self._register(b, M.HI_UNKNOWN, now, lifetime=0)
         return []
