@@ -1,7 +1,8 @@
 """An in-process network with a virtual clock, wiring one CMD core and several MAAR cores.
 
 Every message crosses the real codec (encode, then decode). Loss, duplication and reordering are
-drawn from a seeded RNG. Timers follow the cores' SetTimer/CancelTimer effects (a SetTimer with a
+drawn from a seeded RNG. ``skew`` gives a node's clock offset: the node sees true time plus its
+skew (events, timers and timestamps), the queue runs on true time. Timers follow the cores' SetTimer/CancelTimer effects (a SetTimer with a
 key already set replaces it), as the real shells do.
 """
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Net:
     dup: float = 0.0
     jitter: float = 0.0
     seed: int = 0
+    skew: dict = field(default_factory=dict)  # node address -> seconds its clock is ahead of the true time
     now: float = START
     log: list = field(default_factory=list)
     reports: list = field(default_factory=list)
@@ -66,8 +68,12 @@ class Net:
     def _push(self, at: float, kind: str, *payload) -> None:
         heapq.heappush(self._queue, (at, next(self._count), kind, payload))
 
+    def clock(self, addr: str, at: Optional[float] = None) -> float:
+        """What ``addr``'s clock reads at true time ``at`` (now by default)."""
+        return (self.now if at is None else at) + self.skew.get(addr, 0.0)
+
     def inject(self, addr: str, event) -> None:
-        self._apply(addr, self.nodes[addr].handle(event, self.now))
+        self._apply(addr, self.nodes[addr].handle(event, self.clock(addr)))
 
     def attach(self, maar: str, mn: str, port: int = 1) -> None:
         mac = bytes((2, 0, 0, 0, 0, int(mn.strip("mn") or 0) & 0xFF))
@@ -89,13 +95,13 @@ class Net:
                 self.log.append(Delivered(at, src, dst, msg))
                 node = self.nodes.get(dst)
                 if node is not None:
-                    self._apply(dst, node.handle(Received(src, msg), at))
+                    self._apply(dst, node.handle(Received(src, msg), self.clock(dst, at)))
             else:
                 addr, key, token = payload
                 if self._timers.get((addr, key)) == token:
                     del self._timers[(addr, key)]
                     if addr in self.nodes:  # a node taken away (crashed) has no timers
-                        self._apply(addr, self.nodes[addr].handle(TimerFired(key), at))
+                        self._apply(addr, self.nodes[addr].handle(TimerFired(key), self.clock(addr, at)))
         self.now = max(self.now, end)
 
     def _apply(self, addr: str, effects) -> None:
@@ -106,7 +112,7 @@ class Net:
             elif kind is SetTimer:
                 token = next(self._count)
                 self._timers[(addr, e.key)] = token
-                self._push(max(e.at, self.now), "timer", addr, e.key, token)
+                self._push(max(e.at - self.skew.get(addr, 0.0), self.now), "timer", addr, e.key, token)
             elif kind is CancelTimer:
                 self._timers.pop((addr, e.key), None)
             elif kind is DataPlaneChanged:
