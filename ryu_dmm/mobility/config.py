@@ -25,9 +25,19 @@ class Dereg(str, Enum):
     RENEWAL = "renewal"  # a P-MAAR de-registers at expiry; the CMD renews while the MN is in the domain
 
 
+# The most P-MAARs a PBA can list. Largest possible PBA, in bytes (option layouts in FACTS.md):
+# 12 (MH header and BA data) + echoes at most once each (messages.pba_for): MN-ID 2+1+254 = 257,
+# HNP 20, HI 4, ATT 4, MN-LL-ID 2+2+253 = 257, Timestamp 10, Serving MAAR 18, plus at most 7 bytes
+# of padding before each of the 4 aligned ones = 598; then per P-MAAR a Previous MAAR option 36,
+# DLIF link-local 18 and DLIF link-layer 10 (6-byte MAC), at most 7 + 7 padding = 78; and at most
+# 7 bytes of final padding. 12 + 598 + 78 n + 7 <= 2048 (the Mobility Header limit) gives n <= 18.
+MAX_PMAARS_LIMIT = 18
+
+
 @dataclass(frozen=True)
 class Timers:
-    """Seconds. Defaults from RFC 5213 §9 and §6.9.4 where it has one."""
+    """Timers (seconds; defaults from RFC 5213 §9 and §6.9.4 where it has one) and the bounds on
+    the cores' state (counts). All are keys of the ``[timers]`` section."""
 
     lifetime: int = 3600  # granted binding lifetime (multiple of 4)
     reregister_fraction: float = 0.8  # re-register after this share of the lifetime
@@ -39,6 +49,9 @@ class Timers:
     partial_lifetime: int = 8  # lifetime granted with a partial answer: the S-MAAR comes back soon
     min_delay_before_bce_delete: float = C.MIN_DELAY_BEFORE_BCE_DELETE
     timestamp_window: float = C.TIMESTAMP_VALIDITY_WINDOW
+    # An MN's P-MAAR list holds at most this many anchors; a handover beyond it releases the oldest.
+    # 8 keeps the largest PBA at 1,241 bytes (see MAX_PMAARS_LIMIT) and a handover's fan-out at 8 PBUs.
+    max_pmaars: int = 8
 
     def __post_init__(self) -> None:
         for name in ("lifetime", "partial_lifetime"):
@@ -49,6 +62,8 @@ class Timers:
             raise ValueError("timers.reregister_fraction must be between 0 and 1")
         if self.max_tries < 1 or self.max_update_rate < 1:
             raise ValueError("timers.max_tries and timers.max_update_rate must be at least 1")
+        if not 1 <= self.max_pmaars <= MAX_PMAARS_LIMIT:
+            raise ValueError(f"timers.max_pmaars {self.max_pmaars} must be within 1..{MAX_PMAARS_LIMIT}")
         for name in ("initial_bindack_timeout", "max_bindack_timeout", "aggregate_timeout", "timestamp_window"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"timers.{name} must be positive")

@@ -29,8 +29,15 @@ def dlif_options(maar: MaarInfo) -> tuple:
 
 
 def pba_for(req: BindingUpdate, status: int, lifetime: int, extra: Iterable = ()) -> BindingAck:
-    """A PBA answering ``req``: echoes MN-ID, HNPs, HI, ATT, MN-LL-ID, timestamp and Serving MAAR."""
-    opts = [o for o in req.options if type(o) in _ECHOED]
+    """A PBA answering ``req``: echoes MN-ID, HNP, HI, ATT, MN-LL-ID, timestamp and Serving MAAR, at
+    most the first of each type, so that an answer's size is bounded whatever the request holds
+    (``config.MAX_PMAARS_LIMIT`` has the arithmetic)."""
+    opts, seen = [], set()
+    for o in req.options:
+        kind = type(o)
+        if kind in _ECHOED and kind not in seen:
+            seen.add(kind)
+            opts.append(o)
     opts.extend(extra)
     return BindingAck(status, req.sequence, lifetime, tuple(opts))
 
