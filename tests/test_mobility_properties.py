@@ -1,5 +1,11 @@
 """Random movement of several MNs over several MAARs, in every mode, over a lossy, duplicating,
-reordering network. Once the network is quiet the domain must be consistent."""
+reordering network with skewed MAAR clocks. Once the network is quiet the domain must be consistent.
+
+Deterministic: hypothesis runs derandomized (the same examples on every run, no example database),
+so CI never sees a failure a developer could not replay. ``DMM_SOAK=N`` runs N examples instead of
+the default 1000 (a soak: ``DMM_SOAK=20000 pytest tests/test_mobility_properties.py``)."""
+import os
+
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ryu_dmm.mobility.config import Dereg, Mode, Timers
@@ -9,6 +15,11 @@ from tests.sim import Net, domain
 
 LIFETIME = 400  # long: the first check must come before any lifetime runs out
 RETRANSMISSIONS_DONE = 35.0  # 1+2+4+8+16 s of back-off, plus margin
+
+EXAMPLES = int(os.environ.get("DMM_SOAK", "1000"))
+# per-MAAR clock offsets; with the delays below they stay inside the timestamp window, as RFC 5213
+# requires of a deployment (a node further off is refused with 156, which is not what this tests)
+skews = st.one_of(st.just((0.0,) * 4), st.tuples(*[st.sampled_from([-0.1, -0.05, 0.0, 0.05, 0.1, 0.15])] * 4))
 
 moves = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3), st.floats(0.001, 1.5), st.booleans()),
                  min_size=1, max_size=14)
@@ -69,15 +80,29 @@ def check_invariants(n: Net, attached: dict[str, str], after_lifetimes: bool) ->
         assert state == n.maars[name].dataplane(mn), (name, mn)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 @given(mode=st.sampled_from(list(Mode)), dereg=st.sampled_from(list(Dereg)), steps=moves,
        loss=st.sampled_from([0.0, 0.05, 0.15]), dup=st.sampled_from([0.0, 0.1]),
-       jitter=st.sampled_from([0.0, 0.02, 0.1]), seed=st.integers(0, 2**16))
-def test_domain_converges(mode, dereg, steps, loss, dup, jitter, seed):
-    n = Net(domain(4, mode=mode, dereg=dereg, timers=Timers(lifetime=LIFETIME, aggregate_timeout=1.0)),
-            loss=loss, dup=dup, jitter=jitter, seed=seed)
+       jitter=st.sampled_from([0.0, 0.02, 0.1, 0.5]), skew=skews, seed=st.integers(0, 2**16))
+def test_domain_converges(mode, dereg, steps, loss, dup, jitter, skew, seed):
+    # delays up to half a second need a wider timestamp window than the 300 ms default
+    window = 0.3 if jitter <= 0.1 else 1.0
+    d = domain(4, mode=mode, dereg=dereg,
+               timers=Timers(lifetime=LIFETIME, aggregate_timeout=1.0, timestamp_window=window))
+    spread = max(skew) - min(skew)
+    min_gap = 0.0
+    if spread and jitter:
+        # Timestamps order two attachments of one MN only if the clocks are closer than the time
+        # between them: with skew AND reordering (jitter, or loss and duplication, whose retransmitted
+        # or duplicated copies arrive late) a move faster than the skew spread can be ordered the
+        # wrong way round (docs/mobility.md, known limits). Such moves are kept to networks that do not
+        # reorder; with reordering, attachments are further apart than the skew and the delay.
+        loss = dup = 0.0
+        min_gap = spread + jitter + 0.01
+    n = Net(d, loss=loss, dup=dup, jitter=jitter, seed=seed, skew={m.address: s for m, s in zip(d.maars, skew)})
     where = {}
     for mn_i, maar_i, gap, leave in steps:
+        gap = max(gap, min_gap)
         mn, maar = f"mn{mn_i + 1}", f"maar{maar_i + 1}"
         if mn in where:
             n.detach(where.pop(mn), mn)

@@ -52,6 +52,12 @@ class Timers:
     # An MN's P-MAAR list holds at most this many anchors; a handover beyond it releases the oldest.
     # 8 keeps the largest PBA at 1,241 bytes (see MAX_PMAARS_LIMIT) and a handover's fan-out at 8 PBUs.
     max_pmaars: int = 8
+    # PBUs awaiting an answer from one peer; one more evicts the oldest as failed. Half the 16-bit
+    # sequence space at most, so that numbers in flight stay unambiguous.
+    max_outstanding: int = 4096
+    # Sessions one MAAR serves or anchors (MaarCore bindings; the CMD's sessions served by a MAAR);
+    # beyond it a registration is answered 130 (insufficient resources).
+    max_sessions: int = 65536
 
     def __post_init__(self) -> None:
         for name in ("lifetime", "partial_lifetime"):
@@ -64,6 +70,10 @@ class Timers:
             raise ValueError("timers.max_tries and timers.max_update_rate must be at least 1")
         if not 1 <= self.max_pmaars <= MAX_PMAARS_LIMIT:
             raise ValueError(f"timers.max_pmaars {self.max_pmaars} must be within 1..{MAX_PMAARS_LIMIT}")
+        if not 1 <= self.max_outstanding <= 0x8000:
+            raise ValueError(f"timers.max_outstanding {self.max_outstanding} must be within 1..32768")
+        if self.max_sessions < 1:
+            raise ValueError("timers.max_sessions must be at least 1")
         for name in ("initial_bindack_timeout", "max_bindack_timeout", "aggregate_timeout", "timestamp_window"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"timers.{name} must be positive")

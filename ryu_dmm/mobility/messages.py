@@ -71,6 +71,7 @@ def dlif_of(msg, anchor: str) -> Optional[tuple[bytes, str]]:
 
 _ECHOED = {MobileNodeIdentifier, HomeNetworkPrefix, HandoffIndicatorOption, AccessTechnologyTypeOption,
            MNLinkLayerIdentifier, Timestamp, ServingMaar}
+HI_NEW_INTERFACE = int(HandoffIndicator.NEW_INTERFACE)
 HI_REREGISTRATION = int(HandoffIndicator.NO_HANDOFF)
 HI_BETWEEN_MAARS = int(HandoffIndicator.BETWEEN_MAGS)
 HI_UNKNOWN = int(HandoffIndicator.UNKNOWN)
