@@ -71,6 +71,8 @@ class CmdCore:
         # (1 + max_pmaars) entries. Sessions served per MAAR, for timers.max_sessions.
         self._owner: dict[Prefix, str] = {}
         self._served: dict[str, int] = {}
+        # Messages accepted without RFC 8885's D flag (§4.1, §4.2), e.g. from a plain PMIPv6 peer.
+        self.counters = {"pbu_without_d": 0, "pba_without_d": 0}
 
     # ---- public view -------------------------------------------------------------------------
     def session(self, mn_id: str) -> Optional[Session]:
@@ -119,6 +121,8 @@ class CmdCore:
             return self._reject(src, pbu, Status.MAG_NOT_AUTHORIZED_FOR_PROXY_REG, f"{src} is not a MAAR")
         if not pbu.is_proxy:
             return self._reject(src, pbu, Status.PROXY_REG_NOT_ENABLED, "Binding Update without the P flag")
+        if not pbu.d:
+            self.counters["pbu_without_d"] += 1
         missing = missing_mandatory(pbu)
         if missing is not None:
             return self._reject(src, pbu, missing, f"missing option ({missing.name})")
@@ -268,8 +272,11 @@ class CmdCore:
     # ---- PBA from a P-MAAR -------------------------------------------------------------------
     def _on_pba(self, src: str, pba: BindingAck, now: float) -> list[Effect]:
         out = self.retx.pending.get((src, pba.sequence))
-        if out is None or pba.mn_id != out.mn_id:
-            return []  # late, duplicated, or not an answer to anything we sent: ignored (RFC 5213 §6.9.1)
+        if not pba.d:
+            self.counters["pba_without_d"] += 1
+        if out is None or not M.echo_matches(out.sent, pba):
+            return []  # late, duplicated, not an answer to anything we sent, or its echo does not match:
+            # ignored (RFC 5213 §6.9.1)
         self.retx.acknowledge(src, pba.sequence)
         effects: list[Effect] = [CancelTimer(out.key)]
         bce = self.cache.get(out.mn_id)

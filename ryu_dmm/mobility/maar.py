@@ -73,6 +73,9 @@ class MaarCore:
         self.pool = PrefixPool(self.info.pool, self.info.prefix_length)
         self.bindings: dict[str, Binding] = {}
         self.retx = Retransmitter(domain.timers)
+        self._peer_pools = {m.address: PrefixPool(m.pool, m.prefix_length) for m in domain.maars}
+        # Messages accepted without RFC 8885's D flag (§4.1, §4.2), e.g. from a plain PMIPv6 peer.
+        self.counters = {"pbu_without_d": 0, "pba_without_d": 0}
 
     # ---- views -------------------------------------------------------------------------------
     def dataplane(self, mn_id: str) -> MnDataPlane:
@@ -183,10 +186,12 @@ class MaarCore:
 
     # ---- PBAs --------------------------------------------------------------------------------
     def _on_pba(self, src: str, pba: BindingAck, now: float) -> list[Effect]:
+        if not pba.d:
+            self.counters["pba_without_d"] += 1
         if src != self.cmd:
             return self._on_direct_pba(src, pba, now)
         out = self.retx.pending.get((src, pba.sequence))
-        if out is None or pba.mn_id != out.mn_id or (pba.handoff, pba.att) != out.context[:2]:
+        if out is None or not M.echo_matches(out.sent, pba):
             return []  # not an answer to a PBU in flight, or its echo does not match: ignored
         self.retx.acknowledge(src, pba.sequence)
         effects: list[Effect] = [CancelTimer(out.key)]
@@ -218,8 +223,8 @@ class MaarCore:
         b = self.bindings.get(pba.mn_id or "")
         hnps = pba.hnps
         if (src not in self.peers or b is None or b.role is Role.ANCHOR or not pba.accepted or len(hnps) != 1
-                or pba.serving_maar != self.address):
-            return []
+                or pba.serving_maar != self.address or not self._peer_pools[src].contains(hnps[0])):
+            return []  # only a MAAR of the domain, about our MN, with a prefix of its own pool
         b.anchors[src] = hnps[0]
         dlif = M.dlif_of(pba, None)
         if dlif is not None:
@@ -307,8 +312,13 @@ class MaarCore:
         missing = missing_mandatory(pbu)
         if missing is not None:
             return self._answer(pbu, missing, 0, (src,))
+        if not pbu.d:
+            self.counters["pbu_without_d"] += 1
         b = self.bindings.get(pbu.mn_id)
         smaar = pbu.serving_maar
+        if smaar is not None and smaar != self.address and smaar not in self.peers:
+            # we would tunnel the MN's traffic to a host that is not a MAAR of the domain
+            return self._answer(pbu, Status.ADMINISTRATIVELY_PROHIBITED, 0, (src,))
         ts = pbu.timestamp
         if ts is not None:
             if abs(ts / 65536 - now) > self.timers.timestamp_window:

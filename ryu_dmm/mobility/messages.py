@@ -42,6 +42,13 @@ def pba_for(req: BindingUpdate, status: int, lifetime: int, extra: Iterable = ()
     return BindingAck(status, req.sequence, lifetime, tuple(opts))
 
 
+def echo_matches(req: Optional[BindingUpdate], ans: BindingAck) -> bool:
+    """Whether ``ans`` echoes ``req``'s MN-ID, HI, ATT and MN-LL-ID (FACTS.md: a PBA whose echo does
+    not match is ignored). An option absent from both matches."""
+    return (req is not None and ans.mn_id == req.mn_id and ans.handoff == req.handoff and ans.att == req.att
+            and ans.mn_ll_id == req.mn_ll_id)
+
+
 def previous_maar_options(pmaars: Iterable[tuple[str, Prefix]], infos: dict[str, MaarInfo]) -> list:
     """One Previous MAAR option per P-MAAR, each followed by that MAAR's DLIF options (RFC 8885 §3.7)."""
     opts: list = []

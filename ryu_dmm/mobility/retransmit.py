@@ -29,6 +29,7 @@ class Outstanding:
     tries: int = 0
     timeout: float = 0.0
     final: bool = False  # the copy in flight is the last: when its timer fires, give up
+    sent: Optional[BindingUpdate] = None  # the copy sent last, for checking a PBA's echo
 
     @property
     def key(self) -> RetxKey:
@@ -117,7 +118,8 @@ class Retransmitter:
         out.tries += 1
         out.timeout = (self.timers.initial_bindack_timeout if out.tries == 1
                        else min(out.timeout * 2, self.timers.max_bindack_timeout))
-        return [Send(out.dst, out.build(out.seq, now)), SetTimer(out.key, now + out.timeout)]
+        out.sent = out.build(out.seq, now)
+        return [Send(out.dst, out.sent), SetTimer(out.key, now + out.timeout)]
 
     def acknowledge(self, dst: str, seq: int) -> Optional[Outstanding]:
         """The outstanding PBU a PBA from ``dst`` with ``seq`` answers, removed; None if none."""
