@@ -78,3 +78,83 @@ def test_max_pmaars_bounds():
     for bad in (0, MAX_PMAARS_LIMIT + 1):
         with pytest.raises(ValueError, match="max_pmaars"):
             Timers(max_pmaars=bad)
+
+
+# ---- item 8: bounded state ---------------------------------------------------------------------
+from ryu_dmm.mobility.events import Attach, Report  # noqa: E402
+from ryu_dmm.mobility.maar import MaarCore  # noqa: E402
+from ryu_dmm.mobility.retransmit import Retransmitter  # noqa: E402
+
+A2 = "2001:db8:ff::2"
+P2 = Prefix.parse("2001:db8:2::/64")
+
+
+def test_outstanding_pbus_per_peer_are_bounded_oldest_evicted():
+    retx = Retransmitter(Timers(max_outstanding=3))
+
+    def build(seq, t):
+        return M.pbu(seq, t, "mn", P1, 40, 1, 3)
+    outs = []
+    for i in range(3):
+        effects, out, evicted = retx.send(A1, f"mn{i}", build, START)
+        outs.append(out)
+        assert evicted is None
+    effects, fourth, evicted = retx.send(A1, "mn3", build, START)
+    assert evicted is outs[0] and retx.count(A1) == 3 and (A1, outs[0].seq) not in retx.pending
+    assert any(type(e).__name__ == "CancelTimer" and e.key == outs[0].key for e in effects)
+    assert retx.send(A2, "mn0", build, START)[2] is None  # the bound is per peer
+    # a full sequence space cannot happen: the bound is at most half of it
+    with pytest.raises(ValueError, match="max_outstanding"):
+        Timers(max_outstanding=0x8001)
+
+
+def test_rate_limit_memory_is_bounded():
+    retx = Retransmitter(Timers(max_outstanding=4))
+
+    def build(seq, t):
+        return M.pbu(seq, t, "mn", P1, 40, 1, 3)
+    for i in range(20):  # 20 MNs in the same second
+        out = retx.send(A1, f"mn{i}", build, START)[1]
+        retx.acknowledge(A1, out.seq)
+        assert len(retx._recent) <= 4 and len(retx._older) <= 4
+
+
+def test_cmd_reports_an_evicted_pbu_as_failed():
+    cmd = CmdCore(domain(3, timers=Timers(max_outstanding=2)))
+    failed = []
+    for i in range(3):  # three MNs move from maar1 (which never answers) to maar2
+        mn = f"mn{i}"
+        prefix1, prefix2 = (Prefix.parse(f"2001:db8:{m}:{i}::/64") for m in (1, 2))
+        cmd.handle(Received(A1, M.pbu(1, START, mn, prefix1, 40, 1, 3)), START)
+        effects = cmd.handle(Received(A2, M.pbu(1 + i, START + 0.01, mn, prefix2, 40, 3, 3)), START + 0.01)
+        failed += [e for e in effects if type(e) is Report and e.kind == "failed"]
+    assert cmd.retx.count(A1) == 2
+    assert len(failed) == 1 and failed[0].mn_id == "mn0" and "no PBA from maar1" in failed[0].detail
+
+
+def test_maar_sessions_bounded():
+    maar = MaarCore(domain(2, timers=Timers(max_sessions=2)), "maar1")
+    for i in range(2):
+        assert maar.handle(Attach(f"mn{i}", bytes(6), 1), START)
+    (report,) = maar.handle(Attach("mn2", bytes(6), 1), START)
+    assert report.kind == "failed" and report.status == Status.INSUFFICIENT_RESOURCES
+    assert len(maar.bindings) == 2 and maar.pool.in_use == 2
+    adopt = M.pbu(1, START, "mn9", Prefix.parse("2001:db8:1:9::/64"), 40, 3, 3, serving=A2)
+    (send,) = [e for e in maar.handle(Received("2001:db8:ff::100", adopt), START) if type(e) is Send]
+    assert send.msg.status == Status.INSUFFICIENT_RESOURCES and "mn9" not in maar.bindings
+
+
+def test_cmd_sessions_per_maar_bounded():
+    cmd = CmdCore(domain(2, timers=Timers(max_sessions=2)))
+
+    def register(src, mn, prefix, t, hi=1):
+        effects = cmd.handle(Received(src, M.pbu(1, START + t, mn, Prefix.parse(prefix), 40, hi, 3)), START + t)
+        return [e.msg.status for e in effects if type(e) is Send and type(e.msg).__name__ == "BindingAck"][0]
+    assert register(A1, "mn0", "2001:db8:1::/64", 0) == 0
+    assert register(A1, "mn1", "2001:db8:1:1::/64", 0) == 0
+    assert register(A1, "mn2", "2001:db8:1:2::/64", 0) == Status.INSUFFICIENT_RESOURCES  # a third at maar1
+    assert register(A2, "mn2", "2001:db8:2:2::/64", 0) == 0
+    assert register(A2, "mn0", "2001:db8:2::/64", 0.01, 3) == 0  # mn0 moves to maar2: maar1 has room
+    assert register(A2, "mn1", "2001:db8:2:1::/64", 0.01, 3) == Status.INSUFFICIENT_RESOURCES  # maar2 full
+    assert register(A1, "mn3", "2001:db8:1:3::/64", 0.02) == 0
+    assert cmd._served == {A1: 2, A2: 2}
