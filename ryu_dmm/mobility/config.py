@@ -58,6 +58,11 @@ class Timers:
     # Sessions one MAAR serves or anchors (MaarCore bindings; the CMD's sessions served by a MAAR);
     # beyond it a registration is answered 130 (insufficient resources).
     max_sessions: int = 65536
+    # Unsolicited Router Advertisements to each attached MN (RFC 4861 §6.2.1: MaxRtrAdvInterval
+    # default 600 s, AdvDefaultLifetime 3 x that = 1800 s). At most a third of the router lifetime,
+    # so that two lost RAs in a row still leave the MN its default route.
+    ra_interval: float = 600.0
+    router_lifetime: int = 1800
 
     def __post_init__(self) -> None:
         for name in ("lifetime", "partial_lifetime"):
@@ -72,6 +77,9 @@ class Timers:
             raise ValueError(f"timers.max_pmaars {self.max_pmaars} must be within 1..{MAX_PMAARS_LIMIT}")
         if not 1 <= self.max_outstanding <= 0x8000:
             raise ValueError(f"timers.max_outstanding {self.max_outstanding} must be within 1..32768")
+        if not 4 <= self.ra_interval <= self.router_lifetime / 3 or not 0 < self.router_lifetime <= 9000:
+            raise ValueError("timers.ra_interval must be within 4 s and router_lifetime / 3, and "
+                             "timers.router_lifetime within 1..9000 s (RFC 4861 §6.2.1)")
         if self.max_sessions < 1:
             raise ValueError("timers.max_sessions must be at least 1")
         for name in ("initial_bindack_timeout", "max_bindack_timeout", "aggregate_timeout", "timestamp_window"):

@@ -101,7 +101,16 @@ class MaarCore:
             ras.append(RaPrefix(prefix, 0, valid, anchor))
         for anchor, prefix in sorted(withdrawn):
             ras.append(RaPrefix(prefix, 0, 0, anchor))
-        return Advertise(b.mn_id, b.mac, b.port, tuple(ras))
+        return Advertise(b.mn_id, b.mac, b.port, tuple(ras), min(self.timers.router_lifetime, valid))
+
+    def _advertised(self, b: Binding, now: float, withdrawn=()) -> list[Effect]:
+        """An RA now and, while the MN is attached to us as its serving MAAR, the next one in
+        ``ra_interval`` (RFC 4861 §6.2.4: unsolicited RAs; re-registration alone would leave the MN
+        without a default route for most of each lifetime)."""
+        effects: list[Effect] = [self._advertise(b, now, withdrawn)]
+        if b.role is Role.SERVING and b.attached:
+            effects.append(SetTimer(TimerKey(TimerKind.ADVERTISE, b.mn_id), now + self.timers.ra_interval))
+        return effects
 
     # ---- dispatch ----------------------------------------------------------------------------
     def handle(self, event, now: float) -> list[Effect]:
@@ -134,7 +143,7 @@ class MaarCore:
             b.mac, b.port = ev.mac, ev.port
             if b.role is Role.REGISTERING:
                 return []  # registration already in flight
-            return ([self._changed(b.mn_id)] if moved else []) + [self._advertise(b, now)]
+            return ([self._changed(b.mn_id)] if moved else []) + self._advertised(b, now)
         if b is None:
             if len(self.bindings) >= self.timers.max_sessions:
                 return [Report(ReportKind.FAILED, ev.mn_id, f"{self.timers.max_sessions} sessions here already",
@@ -212,7 +221,8 @@ class MaarCore:
         b.anchors = {p.maar: p.prefix for p in pba.previous_maars if p.maar != self.address}
         b.dlif = {a: d for a in b.anchors if (d := M.dlif_of(pba, a)) is not None}
         withdrawn = set(before.items()) - set(b.anchors.items())
-        effects += [self._changed(b.mn_id), self._advertise(b, now, withdrawn), SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), b.expires)]
+        effects += [self._changed(b.mn_id), *self._advertised(b, now, withdrawn),
+                    SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), b.expires)]
         if b.attached:
             effects.append(SetTimer(TimerKey(TimerKind.REREGISTER, b.mn_id), self._rereg_at(b, now)))
         kind = ReportKind.HANDOVER if b.anchors else ReportKind.REGISTERED
@@ -230,7 +240,7 @@ class MaarCore:
         if dlif is not None:
             b.dlif[src] = dlif
         effects: list[Effect] = [self._changed(b.mn_id)]
-        return effects + ([self._advertise(b, now)] if b.role is Role.SERVING else [])
+        return effects + (self._advertised(b, now) if b.role is Role.SERVING else [])
 
     def _refused(self, b: Binding, now: float, status: int, tries: int) -> list[Effect]:
         detail = f"registration refused by the CMD ({status})"
@@ -299,6 +309,7 @@ class MaarCore:
             quarantine = self.timers.min_delay_before_bce_delete
         self.pool.release(b.prefix, now + quarantine)
         return effects + [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), CancelTimer(TimerKey(TimerKind.EXPIRE, b.mn_id)),
+                          CancelTimer(TimerKey(TimerKind.ADVERTISE, b.mn_id)),
                           DataPlaneChanged(b.mn_id, EMPTY), Report(kind, b.mn_id, detail, status)]
 
     # ---- PBUs from the CMD -------------------------------------------------------------------
@@ -398,6 +409,8 @@ class MaarCore:
         b = self.bindings.get(key.mn_id)
         if b is None:
             return []
+        if key.kind is TimerKind.ADVERTISE:
+            return self._advertised(b, now) if b.role is Role.SERVING and b.attached else []
         if key.kind is TimerKind.REREGISTER and b.role is Role.SERVING and b.attached and b.pbu is None:
             return self._register(b, M.HI_REREGISTRATION, now)
         if key.kind is TimerKind.REREGISTER and b.role is Role.REGISTERING and b.attached and b.pbu is None:
