@@ -5,7 +5,8 @@ import pytest
 from ryu_dmm.mobility import messages as M
 from ryu_dmm.mobility.cmd import CmdCore
 from ryu_dmm.mobility.config import Mode, Timers
-from ryu_dmm.mobility.events import Received, Report, Send
+from ryu_dmm.mobility.events import Attach, Received, Report, Send
+from ryu_dmm.mobility.maar import MaarCore
 from ryu_dmm.wire import Prefix, Status
 from tests.sim import CMD, START, Net, domain
 
@@ -128,3 +129,21 @@ def test_ownership_index_follows_sessions():
     n.detach("maar3", "mn1")
     n.run(100)  # the session ends
     assert n.cmd._owner == {} and n.cmd._served.get(A[3], 0) == 0 and not n.cmd.cache
+
+
+def test_late_pbu_does_not_bring_back_a_released_anchor():
+    """A Serving MAAR PBU written before the release but delivered after it must not make the
+    released P-MAAR anchor the prefix again (nothing would ever remove it: serving-only variant)."""
+    maar = MaarCore(domain(3), "maar1")
+    (reg,) = [e.msg for e in maar.handle(Attach("mn1", bytes(6), 1), START) if type(e) is Send]
+    maar.handle(Received(CMD, M.pba_for(reg, Status.ACCEPTED, 40)), START)
+    late = M.pbu(5, START + 0.10, "mn1", P[1], 40, 3, 3, serving=A[3])  # written, then delayed
+    maar.handle(Received(CMD, M.pbu(4, START + 0.05, "mn1", P[1], 40, 3, 3, serving=A[2])), START + 0.05)
+    release = M.pbu(6, START + 0.15, "mn1", P[1], 0, 4, 3)
+    assert answer(maar.handle(Received(CMD, release), START + 0.15)) == Status.ACCEPTED
+    assert "mn1" not in maar.bindings
+    effects = maar.handle(Received(CMD, late), START + 0.2)
+    assert answer(effects) == Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX and "mn1" not in maar.bindings
+    newer = M.pbu(7, START + 0.25, "mn1", P[1], 40, 3, 3, serving=A[3])  # the CMD's word after it: taken
+    assert answer(maar.handle(Received(CMD, newer), START + 0.25)) == Status.ACCEPTED
+    assert maar.bindings["mn1"].serving_maar == A[3]

@@ -43,7 +43,7 @@ def check_invariants(n: Net, attached: dict[str, str], after_lifetimes: bool) ->
     cmd = n.cmd
     maars = {m.address: m for m in n.maars.values()}
     failed = {r.mn_id for _, _, r in n.reports if r.kind in ("failed", "rejected")}
-    assert all(b.handover is None for b in cmd.cache.values())
+    assert all(b.handover is None and len(b.pmaars) <= n.domain.timers.max_pmaars for b in cmd.cache.values())
     # each prefix anchored at exactly one MAAR, always from that MAAR's own pool
     seen = {}
     for m in maars.values():
@@ -83,12 +83,14 @@ def check_invariants(n: Net, attached: dict[str, str], after_lifetimes: bool) ->
 @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 @given(mode=st.sampled_from(list(Mode)), dereg=st.sampled_from(list(Dereg)), steps=moves,
        loss=st.sampled_from([0.0, 0.05, 0.15]), dup=st.sampled_from([0.0, 0.1]),
-       jitter=st.sampled_from([0.0, 0.02, 0.1, 0.5]), skew=skews, seed=st.integers(0, 2**16))
-def test_domain_converges(mode, dereg, steps, loss, dup, jitter, skew, seed):
+       jitter=st.sampled_from([0.0, 0.02, 0.1, 0.5]), skew=skews, max_pmaars=st.sampled_from([8, 1, 2]),
+       seed=st.integers(0, 2**16))
+def test_domain_converges(mode, dereg, steps, loss, dup, jitter, skew, max_pmaars, seed):
     # delays up to half a second need a wider timestamp window than the 300 ms default
     window = 0.3 if jitter <= 0.1 else 1.0
     d = domain(4, mode=mode, dereg=dereg,
-               timers=Timers(lifetime=LIFETIME, aggregate_timeout=1.0, timestamp_window=window))
+               timers=Timers(lifetime=LIFETIME, aggregate_timeout=1.0, timestamp_window=window,
+                             max_pmaars=max_pmaars))
     spread = max(skew) - min(skew)
     min_gap = 0.0
     if spread and jitter:

@@ -307,7 +307,7 @@ class MaarCore:
         effects: list[Effect] = self.retx.cancel(b.pbu) if b.pbu is not None else []
         if quarantine is None:
             quarantine = self.timers.min_delay_before_bce_delete
-        self.pool.release(b.prefix, now + quarantine)
+        self.pool.release(b.prefix, now + quarantine, b.last_cmd_ts)
         return effects + [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), CancelTimer(TimerKey(TimerKind.EXPIRE, b.mn_id)),
                           CancelTimer(TimerKey(TimerKind.ADVERTISE, b.mn_id)),
                           DataPlaneChanged(b.mn_id, EMPTY), Report(kind, b.mn_id, detail, status)]
@@ -346,7 +346,7 @@ class MaarCore:
                 return self._answer(pbu, Status.ACCEPTED, 0, (src,))  # already gone
             if b is None and len(self.bindings) >= self.timers.max_sessions:
                 return self._answer(pbu, Status.INSUFFICIENT_RESOURCES, 0, (src,))
-            if b is None and smaar and smaar != self.address and self.pool.adopt(pbu.hnps[0]):
+            if b is None and smaar and smaar != self.address and self.pool.adopt(pbu.hnps[0], ts or 0):
                 # We dropped this binding (say, our registration seemed unanswered) but the CMD holds it:
                 # the CMD is the source of truth, so anchor the prefix again.
                 b = self.bindings[pbu.mn_id] = Binding(pbu.mn_id, pbu.hnps[0], False, Role.ANCHOR, att=pbu.att or 3)
