@@ -126,3 +126,22 @@ def test_skew_retry_is_not_made_for_a_detached_mn():
     n.run(2)
     assert n.cmd.cache["mn1"].serving == A1
     assert len([d for d in n.log if d.src == A2 and type(d.msg).__name__ == "BindingUpdate"]) == 1
+
+
+def test_unanswered_return_after_detach_follows_the_cmds_last_word():
+    """Back at maar1 (registration in flight), the CMD's PBU places the MN at maar2, the MN leaves
+    again and the registration goes unanswered: maar1 ends as maar2's P-MAAR, not as serving."""
+    from ryu_dmm.mobility.events import Detach, TimerFired
+    maar = MaarCore(domain(2), "maar1")
+    (reg,) = [e.msg for e in maar.handle(Attach("mn1", MAC, 1), START) if type(e) is Send]
+    maar.handle(Received(CMD, M.pba_for(reg, Status.ACCEPTED, 40)), START)
+    maar.handle(Detach("mn1"), START + 1)
+    assert [e for e in maar.handle(Attach("mn1", MAC, 1), START + 2) if type(e) is Send]
+    maar.handle(Received(CMD, M.pbu(3, START + 2.01, "mn1", reg.hnps[0], 40, 3, 3, serving=A2)), START + 2.01)
+    assert maar.bindings["mn1"].role is Role.SERVING  # kept while our registration is in flight
+    maar.handle(Detach("mn1"), START + 2.5)
+    out = maar.bindings["mn1"].pbu
+    assert not [e for e in maar.handle(TimerFired(out.key), START + 3) if type(e) is Send]  # none after the detach
+    b = maar.bindings["mn1"]
+    assert b.role is Role.ANCHOR and b.serving_maar == A2
+    assert maar.dataplane("mn1").to_serving and not maar.dataplane("mn1").local

@@ -286,11 +286,14 @@ class MaarCore:
 
     def _abandoned(self, b: Binding, now: float) -> list[Effect]:
         """Our registration went unanswered and the MN left meanwhile: keep what the CMD last told us."""
+        if b.serving_maar is not None:  # the CMD placed the MN elsewhere: tunnel our prefix there
+            b.role, b.fresh, b.anchors, b.dlif = Role.ANCHOR, False, {}, {}
+            effects: list[Effect] = [self._changed(b.mn_id)]
+            if self.domain.dereg is Dereg.SERVING_ONLY:
+                effects.append(CancelTimer(TimerKey(TimerKind.EXPIRE, b.mn_id)))
+            return effects
         if b.role is Role.SERVING:
             return []  # the accepted registration stands; its lifetime governs it
-        if b.serving_maar is not None:  # we anchor one of its prefixes: keep tunnelling it where it was
-            b.role, b.fresh, b.anchors, b.dlif = Role.ANCHOR, False, {}, {}
-            return [self._changed(b.mn_id)]
         return self._remove(b, now, ReportKind.DEREGISTERED, "registration abandoned: the MN left before it "
                             "was answered", quarantine=self._unanswered())
 
