@@ -50,7 +50,8 @@ class Timers:
     min_delay_before_bce_delete: float = C.MIN_DELAY_BEFORE_BCE_DELETE
     timestamp_window: float = C.TIMESTAMP_VALIDITY_WINDOW
     # An MN's P-MAAR list holds at most this many anchors; a handover beyond it releases the oldest.
-    # 8 keeps the largest PBA at 1,241 bytes (see MAX_PMAARS_LIMIT) and a handover's fan-out at 8 PBUs.
+    # 8 keeps the largest PBA at 1,184 bytes (at most 1,241 in any option order; see MAX_PMAARS_LIMIT)
+    # and a handover's fan-out at 8 PBUs.
     max_pmaars: int = 8
     # PBUs awaiting an answer from one peer; one more evicts the oldest as failed. Half the 16-bit
     # sequence space at most, so that numbers in flight stay unambiguous.
