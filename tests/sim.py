@@ -1,13 +1,15 @@
 """An in-process network with a virtual clock, wiring one CMD core and several MAAR cores.
 
 Every message crosses the real codec (encode, then decode). Loss, duplication and reordering are
-drawn from a seeded RNG. Timers follow the cores' SetTimer/CancelTimer effects (a SetTimer with a
-key already set replaces it), as the real shells do.
+drawn from a seeded RNG. ``skew`` gives a node's clock offset: the node sees true time plus its
+skew (events, timers and timestamps), the queue runs on true time. Timers follow the cores'
+SetTimer/CancelTimer effects (a SetTimer with a key already set replaces it), as the real shells do.
 
 With ``switches=True`` the CMD's effects also pass through the real ``FlowMirror``, as in the Ryu
 shell, and its OpenFlow work goes through ``ofsync`` into one ``FakeSwitch`` per MAAR: the real
 OpenFlow 1.3 messages, serialized and parsed back. Barrier replies can be lost or late
-(``barrier_loss``, ``of_jitter``), switches can reconnect (``reconnect``), and an MN's attachment
+(``barrier_loss``, ``of_jitter``), switches can be away for a while (``disconnect_switch``,
+``connect_switch``), and an MN's attachment
 reaches the mirror as the packet-in of its Router Solicitation would.
 """
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Net:
     dup: float = 0.0
     jitter: float = 0.0
     seed: int = 0
+    skew: dict = field(default_factory=dict)  # node address -> seconds its clock is ahead of the true time
     now: float = START
     log: list = field(default_factory=list)
     reports: list = field(default_factory=list)
@@ -97,8 +100,12 @@ class Net:
     def _push(self, at: float, kind: str, *payload) -> None:
         heapq.heappush(self._queue, (at, next(self._count), kind, payload))
 
+    def clock(self, addr: str, at: Optional[float] = None) -> float:
+        """What ``addr``'s clock reads at true time ``at`` (now by default)."""
+        return (self.now if at is None else at) + self.skew.get(addr, 0.0)
+
     def inject(self, addr: str, event) -> None:
-        self._apply(addr, self.nodes[addr].handle(event, self.now))
+        self._apply(addr, self.nodes[addr].handle(event, self.clock(addr)))
 
     def attach(self, maar: str, mn: str, port: int = 1) -> None:
         mac = bytes((2, 0, 0, 0, 0, int(mn.strip("mn") or 0) & 0xFF))
@@ -120,7 +127,8 @@ class Net:
         self._mirror(SwitchDown(maar))
 
     def _mirror(self, event) -> None:
-        self._apply(self.domain.cmd_address, self.mirror.handle(event, self.now), mirrored=True)
+        cmd = self.domain.cmd_address
+        self._apply(cmd, self.mirror.handle(event, self.clock(cmd)), mirrored=True)
 
     def _openflow(self, effect) -> None:
         """Send the effect's messages on the switch's connection, schedule the switch's replies."""
@@ -160,7 +168,7 @@ class Net:
                 self.log.append(Delivered(at, src, dst, msg))
                 node = self.nodes.get(dst)
                 if node is not None:
-                    self._apply(dst, node.handle(Received(src, msg), at))
+                    self._apply(dst, node.handle(Received(src, msg), self.clock(dst, at)))
             elif kind == "mirror":
                 self._mirror(payload[0])
             elif kind == "of":
@@ -172,12 +180,12 @@ class Net:
                     if type(key) is MirrorKey:
                         self._mirror(TimerFired(key))
                     elif addr in self.nodes:  # a node taken away (crashed) has no timers
-                        self._apply(addr, self.nodes[addr].handle(TimerFired(key), at))
+                        self._apply(addr, self.nodes[addr].handle(TimerFired(key), self.clock(addr, at)))
         self.now = max(self.now, end)
 
     def _apply(self, addr: str, effects, mirrored: bool = False) -> None:
         if addr == self.domain.cmd_address and not mirrored:  # as the Ryu shell: core -> mirror -> I/O
-            effects = self.mirror.handle(CoreOutput(tuple(effects)), self.now)
+            effects = self.mirror.handle(CoreOutput(tuple(effects)), self.clock(addr))
         for e in effects:
             kind = type(e)
             if kind in (ReplaceFlows, ApplyDiff, RequestFlowStats):
@@ -187,7 +195,7 @@ class Net:
             elif kind is SetTimer:
                 token = next(self._count)
                 self._timers[(addr, e.key)] = token
-                self._push(max(e.at, self.now), "timer", addr, e.key, token)
+                self._push(max(e.at - self.skew.get(addr, 0.0), self.now), "timer", addr, e.key, token)
             elif kind is CancelTimer:
                 self._timers.pop((addr, e.key), None)
             elif kind is DataPlaneChanged:
