@@ -67,7 +67,9 @@ def local_agent(tmp_path):
     sink.bind(("127.0.0.1", 0))
     sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
     (tmp_path / "d.ini").write_text(f"[dmm]\ncmd_address = ::ffff:127.0.0.1\nport = {sink.getsockname()[1]}\n"
-                                    "[maar:maar1]\naddress = ::ffff:127.0.0.2\npool = 2001:db8:1::/48\n")
+                                    "[maar:maar1]\naddress = ::ffff:127.0.0.2\npool = 2001:db8:1::/48\n"
+                                    # the RS cache's bound is tested here, not the unanswered PBUs' one
+                                    "[timers]\nmax_outstanding = 8192\n")
     control = str(tmp_path / "c.sock")
     a = Agent(str(tmp_path / "d.ini"), "maar1", free_port(socket.AF_INET, socket.SOCK_DGRAM), control,
               sink.getsockname()[1], limiter=guard.AttachLimiter(new_limit=10 ** 6, mac_limit=10 ** 6, max_macs=10 ** 6))

@@ -53,7 +53,7 @@ def test_one_ra_per_dlif():
     anchor = MaarInfo("maar1", "2001:db8:ff::1", Prefix.parse("2001:db8:1::/48"))
     prefixes = (RaPrefix(Prefix.parse("2001:db8:2::/64"), 3600, 3600),
                 RaPrefix(Prefix.parse("2001:db8:1::/64"), 0, 3600, anchor.address))
-    frames = [Ether(f) for f in nd.ra_frames(own, {anchor.address: anchor}, MN, "fe80::a01", prefixes)]
+    frames = [Ether(f) for f in nd.ra_frames(own, {anchor.address: anchor}, MN, "fe80::a01", prefixes, 1800)]
     got = [(f.src, f[IPv6].src, f[ICMPv6ND_RA].routerlifetime, f[ICMPv6NDOptPrefixInfo].prefix,
             f[ICMPv6NDOptPrefixInfo].preferredlifetime) for f in frames]
     assert got == [(own.mac.hex(":"), own.link_local, 1800, "2001:db8:2::", 3600),

@@ -53,7 +53,7 @@ def describe(effect) -> Optional[dict]:
                 "to_anchor": [[str(t.prefix), t.anchor_maar] for t in s.to_anchor]}
     if kind is Advertise:
         return {"event": "advertise", "mn": effect.mn_id, "port": effect.port,
-                "prefixes": [{"prefix": str(p.prefix), "preferred": p.preferred, "valid": p.valid,
+                "router_lifetime": effect.router_lifetime, "prefixes": [{"prefix": str(p.prefix), "preferred": p.preferred, "valid": p.valid,
                               "dlif": p.dlif} for p in effect.prefixes]}
     return None
 
@@ -224,7 +224,7 @@ class Agent:
     def _send_ra(self, adv: Advertise) -> None:
         mac, ll = self._mn_ll.get(adv.mn_id, (adv.mac, nd.ALL_NODES))
         try:
-            for frame in nd.ra_frames(self.core.info, self.core.peers, mac, ll, adv.prefixes):
+            for frame in nd.ra_frames(self.core.info, self.core.peers, mac, ll, adv.prefixes, adv.router_lifetime):
                 self.access.send(frame)
         except OSError as exc:
             self._bad("send_errors", "send-error", {"dst": adv.mn_id, "error": str(exc)})

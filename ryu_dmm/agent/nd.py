@@ -115,11 +115,12 @@ def neighbor_advertisement(src_mac: bytes, target: str, dst_mac: bytes, dst_ip: 
     return _frame(src_mac, dst_mac, target, dst_ip, body)
 
 
-def ra_frames(own, peers: dict, dst_mac: bytes, dst_ip: str, prefixes: tuple[RaPrefix, ...]) -> list[bytes]:
+def ra_frames(own, peers: dict, dst_mac: bytes, dst_ip: str, prefixes: tuple[RaPrefix, ...],
+              router_lifetime: int) -> list[bytes]:
     """One RA per logical interface (RFC 8885 §3.7): the serving MAAR's own prefix from its own MAC and
-    link-local, as a default router; each old prefix, deprecated, from its anchoring MAAR's DLIF
-    (``peers[anchor]``: that MAAR's MAC and link-local), router lifetime 0. ``own`` and the peers are
-    ``MaarInfo`` values."""
+    link-local, as a default router for ``router_lifetime`` seconds; each old prefix, deprecated, from
+    its anchoring MAAR's DLIF (``peers[anchor]``: that MAAR's MAC and link-local), router lifetime 0.
+    ``own`` and the peers are ``MaarInfo`` values."""
     groups: dict = {}
     for p in prefixes:
         groups.setdefault(p.dlif, []).append(p)
@@ -127,5 +128,5 @@ def ra_frames(own, peers: dict, dst_mac: bytes, dst_ip: str, prefixes: tuple[RaP
     for anchor, group in groups.items():
         info = own if anchor is None else peers.get(anchor, own)
         frames.append(router_advertisement(info.mac, info.link_local, dst_mac, dst_ip, tuple(group),
-                                           router_lifetime=1800 if anchor is None else 0))
+                                           router_lifetime=router_lifetime if anchor is None else 0))
     return frames

@@ -6,7 +6,7 @@ from .messages import BindingAck, BindingUpdate, Message, decode, encode, encode
 from .options import (
     AccessTechnologyTypeOption, AnchoredPrefix, DlifLinkLayerAddress, DlifLinkLocalAddress,
     HandoffIndicatorOption, HomeNetworkPrefix, LinkLocalAddress, LocalPrefix, MNLinkLayerIdentifier,
-    MobileNodeIdentifier, Option, PreviousMaar, ServingMaar, Timestamp, UnknownOption,
+    MobileNodeIdentifier, Option, PreviousMaar, ServingMaar, Timestamp, UnknownOption, show_mn_id,
 )
 
 __all__ = [
@@ -15,5 +15,5 @@ __all__ = [
     "HandoffIndicatorOption", "HomeNetworkPrefix", "LinkLocalAddress", "LocalPrefix",
     "MNLinkLayerIdentifier", "Message", "MobileNodeIdentifier", "Option", "OptionType", "Prefix",
     "PreviousMaar", "ServingMaar", "Status", "Timestamp", "UnknownOption", "accepted", "canonical6",
-    "decode", "encode", "encode_mh", "mac_text", "missing_mandatory", "pack6", "parse_mac", "unpack6",
+    "decode", "encode", "encode_mh", "mac_text", "missing_mandatory", "pack6", "parse_mac", "show_mn_id", "unpack6",
 ]
