@@ -2,7 +2,8 @@
 
 It reads the CMD core, the flow mirror and the counters only through their public queries, and
 asks the shell for a switch's installed flows through one callable (each request correlated on its
-own, so several may run at once and during a reconciliation).
+own, so several may run at once and during a reconciliation), and for the signalling sockets'
+receive path (buffers, kernel drops) through another.
 """
 from __future__ import annotations
 
@@ -19,12 +20,17 @@ from .stats import Stats
 FlowQuery = Callable[[str], Optional[tuple[InstalledFlow, ...]]]
 
 
+def _nothing() -> dict:
+    return {}
+
+
 class DomainView:
     def __init__(self, domain: Domain, settings: CmdSettings, core: CmdCore, mirror: FlowMirror, stats: Stats,
-                 query_flows: FlowQuery) -> None:
+                 query_flows: FlowQuery, receive_path: Callable[[], dict] = _nothing) -> None:
         self.domain = domain
         self.settings = settings
         self._core, self._mirror, self._stats, self._query = core, mirror, stats, query_flows
+        self._receive_path = receive_path
         self._by_name = {m.name: m for m in domain.maars}
         self._by_address = domain.by_address()
 
@@ -75,4 +81,5 @@ class DomainView:
         body["sessions"] = len(self._core)
         body["mode"] = self.domain.mode.value
         body["dereg"] = self.domain.dereg.value
+        body["receive_path"] = self._receive_path()
         return body
