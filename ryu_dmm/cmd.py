@@ -65,6 +65,7 @@ class CmdApp(app_manager.RyuApp):
         try:
             self.domain, self.settings = domainconf.load(path)
             self.pipeline = pipeline.load()
+            limits = rest.ServerLimits.from_conf(cfg.CONF)
         except (domainconf.ConfigError, ValueError) as exc:
             # Before anything is bound or started: nothing is half-applied.
             print(f"ryu_dmm.cmd: bad configuration: {exc}", file=sys.stderr, flush=True)
@@ -83,7 +84,8 @@ class CmdApp(app_manager.RyuApp):
         self._tokens = itertools.count(1)
         self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,
                                lambda: self.endpoint.receive_path() if self.endpoint is not None else {})
-        kwargs["wsgi"].register(rest.DmmRestController, {rest.APP_KEY: self.view})
+        kwargs["wsgi"].register(rest.DmmRestController, rest.registration(self.view, self.guard))
+        rest.install_server(limits, self.log)
 
     def start(self):
         thread = super().start()

@@ -4,6 +4,11 @@ It reads the CMD core, the flow mirror and the counters only through their publi
 asks the shell for a switch's installed flows through one callable (each request correlated on its
 own, so several may run at once and during a reconciliation), and for the signalling sockets'
 receive path (buffers, kernel drops) through another.
+
+Cost: every query here runs on the hub between datagrams. ``sessions()`` builds a view per session
+and must be consumed at once (it iterates the live binding cache); a caller that wants to spread a
+long walk over several hub turns takes ``session_ids()`` (a copy of the keys in registration order,
+about 1 ms per 100,000 sessions) and looks each id up with ``session()`` as it goes.
 """
 from __future__ import annotations
 
@@ -67,7 +72,14 @@ class DomainView:
         return self._core.session(mn_id)
 
     def sessions(self) -> Iterator[Session]:
+        """Every session now; consume it without yielding to the hub (it walks the live cache)."""
         return self._core.sessions()
+
+    def session_ids(self) -> list[str]:
+        """The MN IDs of every session now, in registration order: a snapshot (a C-level copy of the
+        binding cache's keys; ``CmdCore.cache`` is read directly because the core offers no cheaper
+        public way: ``sessions()`` would build a view per session)."""
+        return list(self._core.cache)
 
     def session_count(self) -> int:
         return len(self._core)
