@@ -1,8 +1,10 @@
 """ryu_dmm.logsafe in-process: escaping, per-key rate limits with summaries, bounded state, the guard."""
 import logging
+from pathlib import Path
 
 import pytest
 
+from ryu_dmm import logsafe
 from ryu_dmm.logsafe import Guard, SafeLog, escape
 
 
@@ -130,3 +132,9 @@ def test_guard_contains_and_never_raises_itself(logger):
     assert wrapped("k") is None  # contained although the guard's own counter fails
     assert guard.wrap("timer", lambda key: key * 2)(21) == 42
 
+
+def test_defaults_are_the_documented_ones():
+    text = (Path(__file__).parent.parent / "docs" / "limits-rest.md").read_text()
+    assert (logsafe.LINES, logsafe.INTERVAL, logsafe.MAX_KEYS, logsafe.MAX_CHARS) == (5, 10.0, 256, 200)
+    for fragment in ("5 lines", "10 s", "256", "200 characters"):
+        assert fragment in text
