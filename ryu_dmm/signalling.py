@@ -8,7 +8,8 @@ Receive path: the sockets get a large receive buffer (``[dmm] rcvbuf``) so that 
 kernel instead of being dropped there, and what the kernel still drops is read on demand from
 ``/proc/net/udp6`` and ``/proc/net/raw6`` (the ``drops`` column of our sockets' inodes: nothing is
 paid per datagram). A handler that raises, or a receive error, costs one ``on_error`` call (the
-shell counts and logs it); the receive loops only end when the endpoint is closed.
+shell counts and logs it); the receive loops only end when the endpoint is closed. Under a flood the
+UDP loop yields to the hub every ``BATCH`` datagrams, so that REST, timers and OpenFlow still run.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ RECV_SIZE = 65535
 RESOLVED_MAX = 4096  # cached socket addresses (a MAAR that changes its source port adds one each time)
 RCVBUF = 4 << 20  # default [dmm] rcvbuf: bytes asked for each receive socket (0: the kernel's default)
 ERROR_PAUSE = 0.01  # seconds a receive loop waits after an unexpected receive error (no busy loop)
+BATCH = 64  # datagrams a receive loop handles in a row before it yields to the hub (REST, timers, OpenFlow)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
 
 
@@ -142,6 +144,11 @@ class Endpoint:
         return {"kernel_drops": total, "sockets": sockets}
 
     @property
+    def current_source(self) -> str:
+        """The source of the datagram being handled now, "-" between datagrams (e.g. in a timer)."""
+        return self._current[0] if self._current is not None else "-"
+
+    @property
     def bound_port(self) -> int:
         return self.udp.getsockname()[1]
 
@@ -151,16 +158,21 @@ class Endpoint:
             self._threads.append(hub.spawn(self._serve_raw, handle))
 
     def _serve_udp(self, handle: Handler) -> None:
+        n = 0
         while not self._closed:
             try:
-                data, addr = self.udp.recvfrom(RECV_SIZE)
+                data, addr = self.udp.recvfrom(RECV_SIZE)  # yields to the hub only when nothing is queued
             except OSError as exc:
                 self._receive_failed(exc)
                 continue
             self._dispatch(handle, data, addr, None)
+            n += 1
+            if n == BATCH:  # under a flood the queue is never empty: let the rest of the CMD run too
+                n = 0
+                hub.sleep(0)
 
     def _serve_raw(self, handle: Handler) -> None:
-        while not self._closed:
+        while not self._closed:  # trampoline yields to the hub before every datagram
             try:
                 trampoline(self.raw.fileno(), read=True)  # eventlet does not green recvmsg
                 data, ancdata, _flags, addr = self.raw.recvmsg(RECV_SIZE, 256)

@@ -146,3 +146,23 @@ def test_rcvbuf_key_bounds_and_default():
         domainconf.parse(base + "rcvbuf = -1\n")
     domain, settings = domainconf.parse(base + "rcvbuf = 12345\n")
     assert domainconf.parse(domainconf.render(domain, settings))[1].rcvbuf == 12345
+
+
+def test_under_a_flood_the_receive_loop_yields_every_batch(green):
+    seen, ticks = [], []
+    ep = Endpoint("::1", 0, False, "::1", {}, rcvbuf=1 << 21)
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as client:
+        for _ in range(1000):  # queued before the loop starts: the socket is never empty until all are read
+            client.sendto(b"x", ("::1", ep.bound_port))
+    assert kernel_counters(ep.udp, "udp6")["kernel_drops"] == 0
+
+    def ticker():
+        while len(seen) < 1000:
+            ticks.append(len(seen))
+            eventlet.sleep(0)
+    eventlet.spawn(ticker)
+    ep.serve(lambda data, src, addr, raw_dst: seen.append(data))
+    assert run_until(lambda: len(seen) == 1000)
+    ep.close()
+    runs = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert max(runs) == signalling.BATCH  # other greenthreads ran after every BATCH datagrams, not later
