@@ -77,7 +77,6 @@ class CmdApp(app_manager.RyuApp):
         self.log = SafeLog(self.logger)
         self.guard = Guard(self.stats.count, self.log)
         self.endpoint = self.timers = self._flusher = None
-        self._source = "-"  # the peer whose datagram is being handled (a key for rate-limited logs)
         self._datapaths = {}  # MAAR address -> its connected datapath
         self._maar_of = {m.datapath_id: m.address for m in self.domain.maars if m.datapath_id is not None}
         self._queries = {}  # token -> (hub.Event, [flows]) of REST requests waiting for flow stats
@@ -129,9 +128,7 @@ class CmdApp(app_manager.RyuApp):
                              addr[1], exc)
             return
         self.stats.received(msg)
-        self._source = src  # stays stale after a contained exception until the next datagram: only a log key
         self._core_event(Received(src, msg))
-        self._source = "-"
 
     def _core_event(self, event) -> None:
         now = time.time()
@@ -163,8 +160,9 @@ class CmdApp(app_manager.RyuApp):
                 elif kind is Report:
                     reports.append(e)  # routine events only counted (in /dmm/v1/stats) unless debugging
                     level = logging.WARNING if e.kind in (ReportKind.FAILED, ReportKind.REJECTED) else logging.DEBUG
-                    self.log.log(level, self._source, f"{e.kind.value}.{e.status}", "%s %s %s (status %s)",
-                                 e.kind.value, e.mn_id, e.detail, e.status)
+                    if self.logger.isEnabledFor(level):  # keyed by the peer whose datagram is being handled
+                        self.log.log(level, self.endpoint.current_source, f"{e.kind.value}.{e.status}",
+                                     "%s %s %s (status %s)", e.kind.value, e.mn_id, e.detail, e.status)
                 elif kind in _SWITCH_EFFECTS:
                     dp = self._datapaths.get(e.maar)
                     if dp is not None:
