@@ -292,8 +292,8 @@ def test_datagrams_that_crashed_the_receive_loop_are_contained(cmd, name, option
     if name == "timestamps":  # a valid timestamp, so that the PBU is accepted and its PBA built
         ts = Timestamp.from_seconds(time.time()).body()
         data = data.replace(bytes((Timestamp.TYPE, 8)) + bytes(8), bytes((Timestamp.TYPE, 8)) + ts)
-    errors_before = sum(v for k, v in get(cmd, "/dmm/v1/stats")[1]["messages"].items()
-                        if k.startswith("internal_error."))
+    before = get(cmd, "/dmm/v1/stats")[1]
+    errors_before = sum(v for k, v in before["messages"].items() if k.startswith("internal_error."))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((MAAR1, 0))
         s.settimeout(1)
@@ -303,6 +303,10 @@ def test_datagrams_that_crashed_the_receive_loop_are_contained(cmd, name, option
         except socket.timeout:
             answered = False
         assert pbu_rtt(cmd, f"mn-after-{name}", s) < 1.0  # still serving, on the same socket
-    errors = sum(v for k, v in get(cmd, "/dmm/v1/stats")[1]["messages"].items() if k.startswith("internal_error."))
+    after = get(cmd, "/dmm/v1/stats")[1]
+    errors = sum(v for k, v in after["messages"].items() if k.startswith("internal_error."))
     assert answered or errors == errors_before + 1  # every datagram: an answer, or one counted error
+    # The effects after the failed one were still carried out: the registration's or rejection's report.
+    events = sum(after["events"].values()) - sum(before["events"].values())
+    assert events == 2  # this PBU's and the one registered after it
     assert cmd["proc"].poll() is None
