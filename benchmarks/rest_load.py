@@ -19,6 +19,7 @@ Usage: python benchmarks/rest_load.py [--sessions 100000]
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing
 import os
@@ -156,7 +157,17 @@ def hub_holds(sessions: int, seconds: float, limit: int, clients: int) -> list:
     sock = eventlet.listen(("127.0.0.1", 0))
     eventlet.spawn(rest.serve, sock, app, rest.ServerLimits(), SafeLog(logging.getLogger("bench")))
     out = []
+    pauses: list = []
+    started = {}
+
+    def on_gc(phase, info):  # the collector's pauses: they hold the hub like any other work
+        if phase == "start":
+            started[info["generation"]] = time.perf_counter()
+        elif info["generation"] in started:
+            pauses.append((info["generation"], time.perf_counter() - started.pop(info["generation"])))
+    gc.callbacks.append(on_gc)
     for load in (0, clients):
+        pauses.clear()
         stop, q = multiprocessing.Event(), multiprocessing.Queue()
         procs = [multiprocessing.Process(target=pinned_lister, args=(sock.getsockname()[1], limit, stop, q))
                  for _ in range(load)]
@@ -175,7 +186,8 @@ def hub_holds(sessions: int, seconds: float, limit: int, clients: int) -> list:
             eventlet.sleep(0.01)
             while not q.empty():
                 pages += q.get()[0]
-        out.append((load, pages, gaps))
+        out.append((load, pages, gaps, list(pauses)))
+    gc.callbacks.remove(on_gc)
     return out
 
 
@@ -237,9 +249,12 @@ def main() -> None:
           f"kernel drops {body['receive_path']['kernel_drops']}")
     if args.hub_seconds:
         print(f"hub turns in-process ({args.sessions:,} sessions, {args.hub_seconds:.0f} s each):")
-        for load, pages, gaps in hub_holds(args.sessions, args.hub_seconds, args.limit, args.clients):
+        for load, pages, gaps, pauses in hub_holds(args.sessions, args.hub_seconds, args.limit, args.clients):
+            full = [p for g, p in pauses if g == 2]
             print(f"  {load} clients listing (limit {args.limit}, {pages} pages): longest turn {max(gaps) * 1000:.2f} ms, "
-                  f"p99.9 {pct(gaps, 99.9):.3f} ms, turns > 1 ms: {sum(g > 0.001 for g in gaps)} of {len(gaps):,}")
+                  f"p99.9 {pct(gaps, 99.9):.3f} ms, turns > 1 ms: {sum(g > 0.001 for g in gaps)} of {len(gaps):,}; "
+                  f"garbage collections {len(pauses)}, longest {max((p for _, p in pauses), default=0) * 1000:.1f} ms, "
+                  f"full ones {len(full)} (longest {max(full, default=0) * 1000:.1f} ms)")
 
 
 if __name__ == "__main__":
