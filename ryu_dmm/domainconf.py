@@ -30,7 +30,7 @@ class CmdSettings:
     tunnel: str = "gre"
     tunnel_key: int = 0x444D4D
     switches: tuple = ()  # SwitchSettings of the MAARs that have a datapath
-    rcvbuf: int = 4 << 20  # bytes of receive buffer to ask for per signalling socket (0: kernel default)
+    rcvbuf: int = 2 << 20  # bytes of receive buffer to ask for per signalling socket (0: kernel default)
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,8 @@ from .wire import canonical6
 
 RECV_SIZE = 65535
 RESOLVED_MAX = 4096  # cached socket addresses (a MAAR that changes its source port adds one each time)
-RCVBUF = 4 << 20  # default [dmm] rcvbuf: bytes asked for each receive socket (0: the kernel's default)
 ERROR_PAUSE = 0.01  # seconds a receive loop waits after an unexpected receive error (no busy loop)
-BATCH = 64  # datagrams a receive loop handles in a row before it yields to the hub (REST, timers, OpenFlow)
+BATCH = 32  # datagrams a receive loop handles in a row (~1.5 ms) before it yields to the hub (REST, timers, OpenFlow)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
 
 
@@ -96,7 +95,7 @@ def _ignore(where: str, exc: BaseException) -> None:
 
 
 class Endpoint:
-    def __init__(self, listen: str, port: int, raw_mh: bool, own_address: str, maars, rcvbuf: int = RCVBUF,
+    def __init__(self, listen: str, port: int, raw_mh: bool, own_address: str, maars, rcvbuf: int = 0,
                  on_error: OnError = _ignore) -> None:
         """Opens the sockets (raises OSError). ``maars``: the signalling addresses of the domain;
         ``rcvbuf``: receive buffer to ask for (0: keep the kernel's default); ``on_error``: told

@@ -137,7 +137,7 @@ def test_kernel_drops_are_read_for_this_socket():
 
 def test_rcvbuf_key_bounds_and_default():
     base = "[dmm]\ncmd_address = ::1\n"
-    assert domainconf.parse(base)[1].rcvbuf == 4 << 20  # documented default: 4 MiB
+    assert domainconf.parse(base)[1].rcvbuf == 2 << 20  # documented default: 2 MiB
     assert domainconf.parse(base + "rcvbuf = 1073741824\n")[1].rcvbuf == 1 << 30
     assert domainconf.parse(base + "rcvbuf = 0\n")[1].rcvbuf == 0
     with pytest.raises(domainconf.ConfigError, match=r"\[dmm\] rcvbuf: 1073741825 is outside 0..1073741824"):
