@@ -163,7 +163,7 @@ def test_headers_must_complete_within_the_header_timeout_not_per_read(cmd):
 def test_headers_completing_just_inside_the_timeout_are_served(cmd):
     with socket.create_connection(("127.0.0.1", cmd["rest"]), timeout=5) as s:
         s.sendall(b"GET /dmm/v1/stats HTTP/1.1\r\n")
-        for _ in range(6):  # 0.6 s of trickling, within 1 s
+        for _ in range(5):  # 0.5 s of trickling, within 1 s
             time.sleep(0.1)
             s.sendall(b"X-A: b\r\n")
         s.sendall(b"Connection: close\r\n\r\n")
