@@ -230,8 +230,8 @@ def main() -> None:
         proc.terminate()
         proc.wait(10)
     span = args.rounds * (args.seconds + 1.0)
-    print(f"python {sys.version.split()[0]}, CMD on CPU {sorted(CMD_CPUS)}, clients on {sorted(CLIENT_CPUS)}; PBUs paced at {args.rate:,.0f}/s for "
-          f"{args.seconds:.0f} s per phase; sessions at start {args.sessions:,}")
+    print(f"python {sys.version.split()[0]}, CMD on CPU {sorted(CMD_CPUS)}, clients on {sorted(CLIENT_CPUS)}; "
+          f"PBUs paced at {args.rate:,.0f}/s for {args.seconds:.0f} s per phase; sessions at start {args.sessions:,}")
     print(f"{'phase':34} {'answers':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}")
     for name, r in rows:
         print(f"{name:34} {r['n']:8d} {r['p50']:7.3f} {r['p99']:7.3f} {r['max']:7.1f}")
@@ -251,8 +251,9 @@ def main() -> None:
         print(f"hub turns in-process ({args.sessions:,} sessions, {args.hub_seconds:.0f} s each):")
         for load, pages, gaps, pauses in hub_holds(args.sessions, args.hub_seconds, args.limit, args.clients):
             full = [p for g, p in pauses if g == 2]
-            print(f"  {load} clients listing (limit {args.limit}, {pages} pages): longest turn {max(gaps) * 1000:.2f} ms, "
-                  f"p99.9 {pct(gaps, 99.9):.3f} ms, turns > 1 ms: {sum(g > 0.001 for g in gaps)} of {len(gaps):,}; "
+            print(f"  {load} clients listing (limit {args.limit}, {pages} pages): "
+                  f"longest turn {max(gaps) * 1000:.2f} ms, p99.9 {pct(gaps, 99.9):.3f} ms, "
+                  f"turns > 1 ms: {sum(g > 0.001 for g in gaps)} of {len(gaps):,}; "
                   f"garbage collections {len(pauses)}, longest {max((p for _, p in pauses), default=0) * 1000:.1f} ms, "
                   f"full ones {len(full)} (longest {max(full, default=0) * 1000:.1f} ms)")
 

@@ -72,7 +72,8 @@ def test_rate_limit_per_key_then_one_summary(logger):
     assert len(logger.records) == 7  # window not over yet
     clock.t += 0.01
     log.flush()
-    assert logger.records[7:] == ["suppressed 4995 similar message(s) (decode_error.truncated from ::1) in the last 10 s"]
+    assert logger.records[7:] == [
+        "suppressed 4995 similar message(s) (decode_error.truncated from ::1) in the last 10 s"]
     assert len(log) == 0  # every key forgotten once its window ended
     assert log.suppressed_total == 4995
 
