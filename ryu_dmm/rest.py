@@ -115,7 +115,8 @@ class _Protocol(eventlet.wsgi.HttpProtocol):
     the request line and headers within ``header_timeout`` of the connection being accepted or of
     the previous response (a silent close if no request line came: an idle keep-alive connection;
     else 408), and the response complete within ``request_timeout`` after that (else the connection
-    is closed). A request with a body is answered and the connection closed: no body is read."""
+    is closed; not for a WebSocket upgrade). A request with a body is answered and the connection
+    closed: no body is read."""
 
     limits: ServerLimits = ServerLimits()
 
@@ -139,7 +140,9 @@ class _Protocol(eventlet.wsgi.HttpProtocol):
     def get_environ(self):
         env = super().get_environ()  # called once the headers are complete, before the application
         self._deadline.cancel()
-        self._deadline = hub.Timeout(self.limits.request_timeout, _RequestExpired())
+        # A WebSocket (another Ryu app's, on the shared server) lives as long as its peer wants.
+        websocket = env.get("HTTP_UPGRADE", "").lower() == "websocket"
+        self._deadline = hub.Timeout(None if websocket else self.limits.request_timeout, _RequestExpired())
         if env.get("CONTENT_LENGTH", "0") not in ("", "0") or "HTTP_TRANSFER_ENCODING" in env:
             self.close_connection = 1
         return env

@@ -64,6 +64,15 @@ def test_a_response_not_finished_by_the_request_timeout_is_cut(server):
     assert reply.startswith(b"HTTP/1.1 200 ")
 
 
+def test_a_websocket_upgrade_has_no_request_deadline(server):
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as s:
+        s.sendall(b"GET /1.5 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := s.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200 ")  # 1.5 s > the 1 s request timeout: not cut
+
+
 def test_defaults():
     assert rest.ServerLimits() == rest.ServerLimits(64, 10.0, 30.0)
 
