@@ -11,10 +11,10 @@ test: venv
 	$(PY) -m pytest
 
 lab: venv
-	$(PY) -m ryu_dmm.testbed --mode $(MODE) $(if $(TOPOLOGY),--topology $(TOPOLOGY))
+	$(PY) -m ryu_dmm.lab --mode $(MODE) $(if $(TOPOLOGY),--topology $(TOPOLOGY))
 
 demo: venv
-	$(PY) -m ryu_dmm.sigdemo --mode $(MODE)
+	$(PY) -m ryu_dmm.lab.sigdemo --mode $(MODE)
 
 bench: venv
 	$(PY) benchmarks/codec.py

@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import random
 import sys
 import time
 import tracemalloc
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-from ryu_dmm.mobility import messages as M  # noqa: E402
-from ryu_dmm.mobility.cmd import CmdCore  # noqa: E402
-from ryu_dmm.mobility.config import Domain, MaarInfo, Mode, Timers  # noqa: E402
-from ryu_dmm.mobility.events import Received, Send  # noqa: E402
-from ryu_dmm.mobility.pool import PrefixPool  # noqa: E402
-from ryu_dmm.wire import BindingUpdate, Prefix  # noqa: E402
+from ryu_dmm.mobility import messages as M
+from ryu_dmm.mobility.cmd import CmdCore
+from ryu_dmm.mobility.config import Domain, MaarInfo, Mode, Timers
+from ryu_dmm.mobility.events import Received, Send
+from ryu_dmm.mobility.pool import PrefixPool
+from ryu_dmm.wire import BindingUpdate, Prefix
 
 N_MAARS = 16
 T0 = 1_700_000_000.0

@@ -9,7 +9,6 @@ addresses 127.0.0.2-9, seen by the CMD as ::ffff:127.0.0.x). Usage: python bench
 from __future__ import annotations
 
 import argparse
-import os
 import selectors
 import socket
 import subprocess
@@ -18,10 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-from ryu_dmm.mobility import messages as M  # noqa: E402
-from ryu_dmm.wire import Prefix  # noqa: E402
+from ryu_dmm.mobility import messages as M
+from ryu_dmm.wire import Prefix
 
 BIN = Path(sys.executable).parent
 N_MAARS = 8

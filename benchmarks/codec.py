@@ -3,18 +3,15 @@
 Usage: python benchmarks/codec.py [--seconds S]. Prints microseconds per message and the ratio.
 """
 import argparse
-import os
 import sys
 import timeit
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from scapy.layers.inet6 import IPv6, MIP6MH_BA, MIP6MH_BU
 
-from scapy.layers.inet6 import IPv6, MIP6MH_BA, MIP6MH_BU  # noqa: E402
-
-from ryu_dmm.wire import decode, encode_mh  # noqa: E402
-from ryu_dmm.wire import scapy_layers  # noqa: E402,F401  (registers the PMIPv6/DMM options)
-from ryu_dmm.wire.packets import ipv6_packet  # noqa: E402
-from tests.wire_samples import PBA_TYPICAL, PBA_WITH_PMAARS, PBU  # noqa: E402
+from ryu_dmm.lab import scapy_layers  # noqa: F401  (registers the PMIPv6/DMM options)
+from ryu_dmm.lab.packets import ipv6_packet
+from ryu_dmm.lab.samples import PBA_TYPICAL, PBA_WITH_PMAARS, PBU
+from ryu_dmm.wire import decode, encode_mh
 
 SRC, DST = "2001:db8:ff::2", "2001:db8:ff::100"
 

@@ -1,4 +1,4 @@
-"""Handover figures from the real lab, per mode: runs ``python -m ryu_dmm.testbed`` on a 10-handover
+"""Handover figures from the real lab, per mode: runs ``python -m ryu_dmm.lab`` on a 10-handover
 path (docs/lab/long-path.json) for each mode and prints medians and maxima. Needs root and OVS.
 
 Usage: python benchmarks/lab_handovers.py [--modes proxy,locator,relay] [--runs 1]
@@ -29,7 +29,7 @@ def main() -> None:
         rows = []
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory() as out:
-                p = subprocess.run([sys.executable, "-m", "ryu_dmm.testbed", "--mode", mode, "--topology",
+                p = subprocess.run([sys.executable, "-m", "ryu_dmm.lab", "--mode", mode, "--topology",
                                     args.topology, "--out", out], capture_output=True, text=True, timeout=600)
                 report = json.loads((Path(out) / "report.json").read_text())
                 if p.returncode != 0 or not report["ok"]:

@@ -41,6 +41,12 @@ _SWITCH_EFFECTS = (ReplaceFlows, ApplyDiff, RequestFlowStats)
 _WARN = (NoteKind.NOT_RECONCILED, NoteKind.FLOW_REFUSED, NoteKind.QUERY_REFUSED)
 
 
+def config_path():
+    """The last ``--config-file`` given to ryu-manager (it is also read by Ryu), or None."""
+    files = list(getattr(cfg.CONF, "config_file", None) or [])
+    return files[-1] if files else None
+
+
 def switches(domain, settings) -> dict:
     """MAAR address -> its edge switch, for the MAARs whose switch ports are configured."""
     dlif = {m.address: m.mac for m in domain.maars}
@@ -60,8 +66,7 @@ class CmdApp(app_manager.RyuApp):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        files = list(getattr(cfg.CONF, "config_file", None) or [])
-        path = files[-1] if files else None
+        path = config_path()
         try:
             self.domain, self.settings = domainconf.load(path)
             self.pipeline = pipeline.load()

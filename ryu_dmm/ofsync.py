@@ -9,7 +9,9 @@ from __future__ import annotations
 import ipaddress
 
 from .flowmirror import ApplyDiff, ReplaceFlows, RequestFlowStats
-from .pipeline import Flow, InstalledFlow, Pipeline, match_key
+from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
+
+from .pipeline import Flow, InstalledFlow, Pipeline, action_key, match_key
 from .wire import mac_text
 
 ALL_COOKIES = 0xFFFF_FFFF_FFFF_FFFF
@@ -90,8 +92,25 @@ def _from_ofp(field: str, value):
     return value
 
 
-def installed(stats) -> tuple[InstalledFlow, ...]:
+def _actions(parser, ofp, instructions) -> tuple:
+    out, goto = [], ()
+    for inst in instructions:
+        if isinstance(inst, parser.OFPInstructionGotoTable):
+            goto = (("goto", inst.table_id),)
+            continue
+        for a in getattr(inst, "actions", ()):
+            if isinstance(a, parser.OFPActionOutput):
+                out.append(("output", "CONTROLLER" if a.port == ofp.OFPP_CONTROLLER else a.port))
+            elif isinstance(a, parser.OFPActionSetField):
+                out.append(action_key(f"set_field:{a.key}", a.value))
+            else:
+                out.append((type(a).__name__, None))  # nothing we render: never equal to a wanted flow
+    return tuple(out) + goto
+
+
+def installed(stats, parser=ofproto_v1_3_parser, ofp=ofproto_v1_3) -> tuple[InstalledFlow, ...]:
     """Ryu's OFPFlowStats entries as the mirror compares them with what it wants."""
     return tuple(InstalledFlow(st.table_id, st.priority, st.cookie,
-                               match_key((k, _from_ofp(k, v)) for k, v in st.match.items()), st.packet_count)
+                               match_key((k, _from_ofp(k, v)) for k, v in st.match.items()),
+                               _actions(parser, ofp, st.instructions), st.packet_count)
                  for st in stats)

@@ -2,7 +2,7 @@
 
 Rendering is pure and idempotent: the same data-plane state always gives the same set of flows,
 each tagged with the cookie of the MN it serves (cookie 0: the base flows), so a binding's flows can
-be replaced or removed as a group. ``flowtable.FlowTable`` executes these flows in memory for tests.
+be replaced or removed as a group. Tests apply them in a fake OpenFlow switch (``tests/fakeswitch.py``).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Iterable, Optional
 
 from .mobility.dataplane import MnDataPlane
-from .wire import mac_text
+from .wire import canonical6, mac_text
 
 PIPELINE = ("openflow_pipelines", "dmm_edge.toml")
 VERSION = 1  # the declaration format this renderer understands
@@ -181,24 +181,48 @@ def match_key(match: Iterable[tuple[str, object]]) -> tuple:
     return tuple(sorted((k, canonical(k, v)) for k, v in match))
 
 
+def action_key(kind: str, value) -> tuple:
+    """An action in one form, rendered here or read back from a switch (set-field values canonical)."""
+    if kind.startswith("set_field:"):
+        field = kind.split(":", 1)[1]
+        return kind, canonical6(value) if field == "tun_ipv6_dst" else canonical(field, value)
+    return kind, value
+
+
 @dataclass(frozen=True, slots=True)
 class InstalledFlow:
-    """One entry of a switch's flow stats, in the renderer's terms (see ``canonical``)."""
+    """One entry of a switch's flow stats, in the renderer's terms (see ``canonical``). ``actions``
+    are the apply-actions as ``action_key`` pairs, then ``("goto", table id)`` if any: a flow whose
+    match stayed but whose actions changed (a local route that became a tunnel) is a different flow."""
 
     table_id: int
     priority: int
     cookie: int
     match: tuple  # match_key form
+    actions: tuple = ()
     packets: int = 0
 
     @property
     def key(self) -> tuple:
-        return self.table_id, self.priority, self.cookie, self.match
+        return self.table_id, self.priority, self.cookie, self.match, self.actions
 
 
 def flow_key(pipeline: Pipeline, flow: Flow) -> tuple:
     """The identity of ``flow`` on a switch, comparable with ``InstalledFlow.key``."""
-    return pipeline.table(flow.table).id, flow.priority, flow.cookie, match_key(flow.match)
+    actions = tuple(action_key(k, v) for k, v in flow.actions)
+    if flow.goto is not None:
+        actions += (("goto", pipeline.table(flow.goto).id),)
+    return pipeline.table(flow.table).id, flow.priority, flow.cookie, match_key(flow.match), actions
+
+
+def diff(pipeline: Pipeline, wanted: Iterable[Flow],
+         installed: Iterable[InstalledFlow]) -> tuple[tuple[InstalledFlow, ...], tuple[Flow, ...]]:
+    """What to delete (entries no one wants) and add (wanted flows missing) to turn ``installed``
+    into ``wanted``: the reconciliation of a (re)connected switch."""
+    want = {flow_key(pipeline, f): f for f in wanted}
+    installed = tuple(installed)
+    present = {i.key for i in installed}
+    return tuple(i for i in installed if i.key not in want), tuple(f for k, f in want.items() if k not in present)
 
 
 def render(states: dict[str, MnDataPlane], ports: SwitchPorts, view: MaarView,

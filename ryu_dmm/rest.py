@@ -554,7 +554,8 @@ class DmmRestController(ControllerBase):
                 if i % YIELD_EVERY == YIELD_EVERY - 1:
                     hub.sleep(0)
                 installed.append({"table_id": st.table_id, "priority": st.priority, "cookie": f"{st.cookie:#018x}",
-                                  "match": dict(st.match), "packets": st.packets})
+                                  "match": dict(st.match), "actions": [list(a) for a in st.actions],
+                                  "packets": st.packets})
         return _json({"maar": name, "connected": connected, "wanted": wanted, "installed": installed,
                       "wanted_count": len(wanted), "installed_count": None if installed is None else len(installed)})
 

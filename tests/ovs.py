@@ -1,11 +1,11 @@
-"""A private Open vSwitch instance for tests (``ryu_dmm.testbed.ovs.PrivateOvs``) with bridge and
+"""A private Open vSwitch instance for tests (``ryu_dmm.lab.ovs.PrivateOvs``) with bridge and
 flow helpers: nothing system-wide is touched."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from ryu_dmm.testbed.ovs import SCHEMA, PrivateOvs
+from ryu_dmm.lab.ovs import SCHEMA, PrivateOvs
 
 
 def available() -> bool:

@@ -47,7 +47,8 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 10.0
 
 
 def clean_env() -> dict:
-    """Environment for a child that must use the installed package, not this checkout."""
+    """Environment for a child that must import the package as the venv installed it (editable:
+    this checkout), not through PYTHONPATH."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     return env

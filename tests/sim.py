@@ -1,8 +1,16 @@
 """An in-process network with a virtual clock, wiring one CMD core and several MAAR cores.
 
 Every message crosses the real codec (encode, then decode). Loss, duplication and reordering are
-drawn from a seeded RNG. Timers follow the cores' SetTimer/CancelTimer effects (a SetTimer with a
-key already set replaces it), as the real shells do.
+drawn from a seeded RNG. ``skew`` gives a node's clock offset: the node sees true time plus its
+skew (events, timers and timestamps), the queue runs on true time. Timers follow the cores'
+SetTimer/CancelTimer effects (a SetTimer with a key already set replaces it), as the real shells do.
+
+With ``switches=True`` the CMD's effects also pass through the real ``FlowMirror``, as in the Ryu
+shell, and its OpenFlow work goes through ``ofsync`` into one ``FakeSwitch`` per MAAR: the real
+OpenFlow 1.3 messages, serialized and parsed back. Barrier replies can be lost or late
+(``barrier_loss``, ``of_jitter``), switches can be away for a while (``disconnect_switch``,
+``connect_switch``), and an MN's attachment
+reaches the mirror as the packet-in of its Router Solicitation would.
 """
 from __future__ import annotations
 
@@ -12,6 +20,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ryu_dmm import ofsync, pipeline
+from ryu_dmm.flowmirror import (
+    ApplyDiff, BarrierReplied, CoreOutput, FlowMirror, FlowStatsReplied, MirrorKey, PortLearnt, ReplaceFlows,
+    RequestFlowStats, Switch, SwitchDown, SwitchUp,
+)
 from ryu_dmm.mobility.cmd import CmdCore
 from ryu_dmm.mobility.config import Domain, MaarInfo
 from ryu_dmm.mobility.events import (
@@ -22,6 +35,9 @@ from ryu_dmm.wire import Prefix, decode, encode
 
 START = 1_700_000_000.0
 CMD = "2001:db8:ff::100"
+PORTS = pipeline.SwitchPorts(core=100, tunnel=101, agent=102, access=tuple(range(1, 9)))
+GATEWAY_MAC = bytes.fromhex("02000000ffff")
+TUNNEL_KEY = 0x444D4D
 
 
 def domain(n_maars: int = 3, **kw) -> Domain:
@@ -46,32 +62,95 @@ class Net:
     dup: float = 0.0
     jitter: float = 0.0
     seed: int = 0
+    skew: dict = field(default_factory=dict)  # node address -> seconds its clock is ahead of the true time
     now: float = START
     log: list = field(default_factory=list)
     reports: list = field(default_factory=list)
     dataplane: dict = field(default_factory=dict)  # (maar name, mn) -> MnDataPlane
     adverts: list = field(default_factory=list)
+    switches: bool = False
+    of_latency: float = 0.001
+    of_jitter: float = 0.0
+    barrier_loss: float = 0.0
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.cmd = CmdCore(self.domain)
+        self.mirror = FlowMirror(pipeline.load(), self._switch_config() if self.switches else {})
+        self.fake = {}  # MAAR address -> FakeSwitch
+        self._dp = {}  # MAAR address -> its current FakeDatapath
         self.maars = {m.name: MaarCore(self.domain, m.name) for m in self.domain.maars}
         self.nodes = {self.domain.cmd_address: self.cmd} | {m.address: m for m in self.maars.values()}
         self.name = {self.domain.cmd_address: "cmd"} | {m.address: m.name for m in self.domain.maars}
         self._queue: list = []
         self._count = itertools.count()
         self._timers: dict = {}
+        if self.switches:
+            from tests.fakeswitch import FakeSwitch
+            for i, m in enumerate(self.domain.maars, 1):
+                self.fake[m.address] = FakeSwitch(dpid=i, stats_per_reply=5)
+                self.connect_switch(m.address)
+
+    def _switch_config(self) -> dict:
+        dlif = {m.address: m.mac for m in self.domain.maars}
+        return {m.address: Switch(PORTS, pipeline.MaarView(m.mac, GATEWAY_MAC, TUNNEL_KEY, dlif))
+                for m in self.domain.maars}
 
     # ---- driving ------------------------------------------------------------------------------
     def _push(self, at: float, kind: str, *payload) -> None:
         heapq.heappush(self._queue, (at, next(self._count), kind, payload))
 
+    def clock(self, addr: str, at: Optional[float] = None) -> float:
+        """What ``addr``'s clock reads at true time ``at`` (now by default)."""
+        return (self.now if at is None else at) + self.skew.get(addr, 0.0)
+
     def inject(self, addr: str, event) -> None:
-        self._apply(addr, self.nodes[addr].handle(event, self.now))
+        self._apply(addr, self.nodes[addr].handle(event, self.clock(addr)))
 
     def attach(self, maar: str, mn: str, port: int = 1) -> None:
         mac = bytes((2, 0, 0, 0, 0, int(mn.strip("mn") or 0) & 0xFF))
-        self.inject(self.maars[maar].address, Attach(mn, mac, port))
+        addr = self.maars[maar].address
+        self.inject(addr, Attach(mn, mac, port))
+        if self.switches:  # the RS also reaches the CMD as a packet-in, before or after the PBU
+            self._push(self.now + self.of_latency + self.rng.random() * self.of_jitter, "mirror",
+                       PortLearnt(addr, mac, port))
+
+    # ---- switches -----------------------------------------------------------------------------
+    def connect_switch(self, maar: str) -> None:
+        self._dp[maar] = self.fake[maar].connect()
+        self._mirror(SwitchUp(maar))
+
+    def disconnect_switch(self, maar: str, clear_flows: bool) -> None:
+        """The switch's controller connection drops (with an ovs-vswitchd restart: ``clear_flows``)."""
+        self._dp.pop(maar)
+        self.fake[maar].disconnect(clear_flows=clear_flows)
+        self._mirror(SwitchDown(maar))
+
+    def _mirror(self, event) -> None:
+        cmd = self.domain.cmd_address
+        self._apply(cmd, self.mirror.handle(event, self.clock(cmd)), mirrored=True)
+
+    def _openflow(self, effect) -> None:
+        """Send the effect's messages on the switch's connection, schedule the switch's replies."""
+        dp = self._dp[effect.maar]
+        for msg in ofsync.messages(dp, self.mirror.pipeline, effect):
+            dp.send_msg(msg)
+        for reply in dp.replies():
+            if type(reply).__name__ == "OFPBarrierReply" and self.rng.random() < self.barrier_loss:
+                continue
+            self._push(self.now + self.of_latency + self.rng.random() * self.of_jitter, "of", effect.maar, dp, reply)
+
+    def _of_reply(self, maar: str, dp, reply) -> None:
+        if self._dp.get(maar) is not dp:
+            return  # that connection is gone, and its replies with it
+        if type(reply).__name__ == "OFPBarrierReply":
+            self._mirror(BarrierReplied(maar, reply.xid))
+        else:
+            more = bool(reply.flags & dp.ofproto.OFPMPF_REPLY_MORE)
+            self._mirror(FlowStatsReplied(maar, reply.xid, ofsync.installed(reply.body), more))
+
+    def forward(self, maar: str, packet: dict):
+        return self.fake[self.maars[maar].address].forward(packet)
 
     def detach(self, maar: str, mn: str) -> None:
         self.inject(self.maars[maar].address, Detach(mn))
@@ -89,24 +168,34 @@ class Net:
                 self.log.append(Delivered(at, src, dst, msg))
                 node = self.nodes.get(dst)
                 if node is not None:
-                    self._apply(dst, node.handle(Received(src, msg), at))
+                    self._apply(dst, node.handle(Received(src, msg), self.clock(dst, at)))
+            elif kind == "mirror":
+                self._mirror(payload[0])
+            elif kind == "of":
+                self._of_reply(*payload)
             else:
                 addr, key, token = payload
                 if self._timers.get((addr, key)) == token:
                     del self._timers[(addr, key)]
-                    if addr in self.nodes:  # a node taken away (crashed) has no timers
-                        self._apply(addr, self.nodes[addr].handle(TimerFired(key), at))
+                    if type(key) is MirrorKey:
+                        self._mirror(TimerFired(key))
+                    elif addr in self.nodes:  # a node taken away (crashed) has no timers
+                        self._apply(addr, self.nodes[addr].handle(TimerFired(key), self.clock(addr, at)))
         self.now = max(self.now, end)
 
-    def _apply(self, addr: str, effects) -> None:
+    def _apply(self, addr: str, effects, mirrored: bool = False) -> None:
+        if addr == self.domain.cmd_address and not mirrored:  # as the Ryu shell: core -> mirror -> I/O
+            effects = self.mirror.handle(CoreOutput(tuple(effects)), self.clock(addr))
         for e in effects:
             kind = type(e)
-            if kind is Send:
+            if kind in (ReplaceFlows, ApplyDiff, RequestFlowStats):
+                self._openflow(e)
+            elif kind is Send:
                 self._send(addr, e.dst, encode(e.msg))
             elif kind is SetTimer:
                 token = next(self._count)
                 self._timers[(addr, e.key)] = token
-                self._push(max(e.at, self.now), "timer", addr, e.key, token)
+                self._push(max(e.at - self.skew.get(addr, 0.0), self.now), "timer", addr, e.key, token)
             elif kind is CancelTimer:
                 self._timers.pop((addr, e.key), None)
             elif kind is DataPlaneChanged:

@@ -1,9 +1,11 @@
-"""Flows rendered from the mobility state, executed in the in-memory flow table: forwarding decisions."""
+"""Flows rendered from the mobility state, installed in the fake OpenFlow switch through ofsync (the
+bytes a real switch gets): forwarding decisions."""
 import pytest
 
-from ryu_dmm.flowtable import FlowTable
+from ryu_dmm import ofsync
 from ryu_dmm.mobility.config import Mode
 from ryu_dmm.pipeline import ETH_IPV6, Flow, MaarView, SwitchPorts, check, cookie_of, load, render
+from tests.fakeswitch import CONTROLLER, FakeSwitch
 from tests.sim import Net, domain
 
 PORTS = SwitchPorts(core=1, tunnel=2, agent=3, access=(10, 11))
@@ -19,6 +21,18 @@ def pipeline():
 
 def view(n: Net, name: str) -> MaarView:
     return MaarView(n.maars[name].info.mac, GW, 0x444D4D, {m.address: m.mac for m in n.domain.maars})
+
+
+def switch(pipeline, flows) -> FakeSwitch:
+    sw = FakeSwitch()
+    dp = sw.connect()
+    for f in flows:
+        dp.send_msg(ofsync.flow_mod(dp, pipeline, f))
+    return sw
+
+
+def hexmac(b: bytes) -> str:
+    return b.hex(":")
 
 
 def tables_after_three_visits():
@@ -37,32 +51,33 @@ def test_pipeline_declaration(pipeline):
 
 def test_forwarding_at_serving_and_previous_maars(pipeline):
     n, states = tables_after_three_visits()
-    s = FlowTable(pipeline, render(states["maar3"], PORTS, view(n, "maar3"), pipeline))
+    s = switch(pipeline, render(states["maar3"], PORTS, view(n, "maar3"), pipeline))
     up = {"in_port": 10, "eth_type": ETH_IPV6, "ipv6_dst": "2001:db8:99::1"}
     # new flows use the local prefix: routed natively, no tunnel
-    assert s.process(dict(up, ipv6_src="2001:db8:3::a")) == [
-        ("set_field:eth_src", n.maars["maar3"].info.mac), ("set_field:eth_dst", GW), ("output", 1)]
+    d = s.forward(dict(up, ipv6_src="2001:db8:3::a"))
+    assert (d.outputs, d.eth_src, d.eth_dst, d.tun_ipv6_dst) == ((1,), hexmac(n.maars["maar3"].info.mac), hexmac(GW), None)
     # old flows keep their address: uplink into the tunnel to the anchoring MAAR
-    assert s.process(dict(up, ipv6_src="2001:db8:1::a")) == [
-        ("set_field:tun_ipv6_dst", A1), ("set_field:tunnel_id", 0x444D4D), ("output", 2)]
-    assert s.process(dict(up, ipv6_src="2001:db8:2::a"))[0] == ("set_field:tun_ipv6_dst", A2)
+    d = s.forward(dict(up, ipv6_src="2001:db8:1::a"))
+    assert (d.outputs, d.tun_ipv6_dst, d.tunnel_id) == ((2,), A1, 0x444D4D)
+    assert s.forward(dict(up, ipv6_src="2001:db8:2::a")).tun_ipv6_dst == A2
     # downlink for an old prefix arriving from the tunnel goes to the MN with the anchor's DLIF MAC
-    assert s.process({"in_port": 2, "eth_type": ETH_IPV6, "ipv6_src": "2001:db8:99::1", "ipv6_dst": "2001:db8:1::a"}) == [
-        ("set_field:eth_src", n.maars["maar1"].info.mac), ("set_field:eth_dst", MN_MAC), ("output", 10)]
+    d = s.forward({"in_port": 2, "eth_type": ETH_IPV6, "ipv6_src": "2001:db8:99::1", "ipv6_dst": "2001:db8:1::a"})
+    assert (d.outputs, d.eth_src, d.eth_dst) == ((10,), hexmac(n.maars["maar1"].info.mac), hexmac(MN_MAC))
     # downlink for the local prefix from the core
-    assert s.process({"in_port": 1, "eth_type": ETH_IPV6, "ipv6_dst": "2001:db8:3::a"})[-1] == ("output", 10)
+    assert s.forward({"in_port": 1, "eth_type": ETH_IPV6, "ipv6_dst": "2001:db8:3::a"}).outputs == (10,)
     # RS from the MN goes to the agent and the controller
-    assert s.process({"in_port": 10, "eth_type": ETH_IPV6, "ip_proto": 58, "icmpv6_type": 133}) == [
-        ("output", 3), ("output", "CONTROLLER")]
+    assert s.forward({"in_port": 10, "eth_type": ETH_IPV6, "ip_proto": 58, "icmpv6_type": 133}).outputs == (
+        3, CONTROLLER)
     # unknown prefixes are dropped
-    assert s.process(dict(up, ipv6_src="2001:db8:77::1")) == []
+    assert s.forward(dict(up, ipv6_src="2001:db8:77::1")).dropped
 
-    p = FlowTable(pipeline, render(states["maar1"], PORTS, view(n, "maar1"), pipeline))
+    p = switch(pipeline, render(states["maar1"], PORTS, view(n, "maar1"), pipeline))
     # at the anchor, downlink for its prefix goes into the tunnel to the serving MAAR
-    assert p.process({"in_port": 1, "eth_type": ETH_IPV6, "ipv6_dst": "2001:db8:1::a"}) == [
-        ("set_field:tun_ipv6_dst", A3), ("set_field:tunnel_id", 0x444D4D), ("output", 2)]
+    d = p.forward({"in_port": 1, "eth_type": ETH_IPV6, "ipv6_dst": "2001:db8:1::a"})
+    assert (d.outputs, d.tun_ipv6_dst, d.tunnel_id) == ((2,), A3, 0x444D4D)
     # uplink tunnelled back by the serving MAAR is routed natively there
-    assert p.process({"in_port": 2, "eth_type": ETH_IPV6, "ipv6_src": "2001:db8:1::a", "ipv6_dst": "2001:db8:99::1"})[-1] == ("output", 1)
+    d = p.forward({"in_port": 2, "eth_type": ETH_IPV6, "ipv6_src": "2001:db8:1::a", "ipv6_dst": "2001:db8:99::1"})
+    assert d.outputs == (1,)
 
 
 def test_rendering_is_idempotent_per_mn_constant_and_removable(pipeline):
@@ -75,9 +90,11 @@ def test_rendering_is_idempotent_per_mn_constant_and_removable(pipeline):
     assert per_mn == 2 * (1 + 2)  # local route + one tunnel per P-MAAR, two flows each
     many = {f"mn{i}": st for i in range(50) for st in states["maar3"].values()}
     assert len(render(many, PORTS, v, pipeline)) - len(base) == 50 * per_mn
-    table = FlowTable(pipeline, once)
-    table.delete_cookie(cookie_of("mn1"))
-    assert table.flows == set(base)
+    sw = switch(pipeline, once)
+    dp = sw.datapath
+    dp.send_msg(ofsync.delete_cookie(dp, cookie_of("mn1")))
+    assert sorted((e.table_id, e.priority, e.cookie) for e in sw.entries) == sorted(
+        (pipeline.table(f.table).id, f.priority, f.cookie) for f in base)
 
 
 def test_undeclared_use_is_refused(pipeline):

@@ -13,7 +13,7 @@ from tests.conftest import need
 @pytest.mark.parametrize("mode", ["proxy", "relay", "locator"])
 def test_lab_demo(tmp_path, mode):
     need(os.geteuid() == 0, "the lab needs root (network namespaces)")
-    out = subprocess.run([sys.executable, "-m", "ryu_dmm.sigdemo", "--mode", mode, "--out", str(tmp_path)],
+    out = subprocess.run([sys.executable, "-m", "ryu_dmm.lab.sigdemo", "--mode", mode, "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads((tmp_path / "report.json").read_text())
@@ -32,8 +32,8 @@ def test_lab_demo(tmp_path, mode):
 
 def test_lab_refuses_without_root():
     if os.geteuid() == 0:
-        code = "import os; os.geteuid = lambda: 1000; import sys, ryu_dmm.sigdemo as l; sys.exit(l.main(['--out', '/tmp/x']))"
+        code = "import os; os.geteuid = lambda: 1000; import sys, ryu_dmm.lab.sigdemo as l; sys.exit(l.main(['--out', '/tmp/x']))"
     else:
-        code = "import sys, ryu_dmm.sigdemo as l; sys.exit(l.main(['--out', '/tmp/x']))"
+        code = "import sys, ryu_dmm.lab.sigdemo as l; sys.exit(l.main(['--out', '/tmp/x']))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "must run as root" in out.stderr

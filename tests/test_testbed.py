@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ryu_dmm.testbed import topology
+from ryu_dmm.lab import topology
 from tests.conftest import need
 from tests.ovs import available
 
@@ -15,7 +15,7 @@ from tests.ovs import available
 @pytest.mark.parametrize("mode,tunnel", [("proxy", "gre"), ("relay", "gre"), ("locator", "gre"), ("proxy", "vxlan")])
 def test_lab_scenario(tmp_path, mode, tunnel):
     need(available(), "the lab needs root and Open vSwitch")
-    out = subprocess.run([sys.executable, "-m", "ryu_dmm.testbed", "--mode", mode, "--tunnel", tunnel,
+    out = subprocess.run([sys.executable, "-m", "ryu_dmm.lab", "--mode", mode, "--tunnel", tunnel,
                           "--dwell", "1.5", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads((tmp_path / "report.json").read_text())
@@ -42,7 +42,7 @@ def test_bad_topology_and_not_root(tmp_path):
     (tmp_path / "u.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a usable topology"):
         topology.load(str(tmp_path / "u.json"))
-    code = ("import os; os.geteuid = lambda: 1000; import sys, ryu_dmm.testbed.__main__ as m; "
+    code = ("import os; os.geteuid = lambda: 1000; import sys, ryu_dmm.lab.__main__ as m; "
             f"sys.exit(m.main(['--out', '{tmp_path}']))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "must run as root" in out.stderr
@@ -53,7 +53,7 @@ def test_lab_two_mns_crossing_paths(tmp_path):
     need(available(), "the lab needs root and Open vSwitch")
     (tmp_path / "t.json").write_text(json.dumps(
         {"maars": 4, "mns": {"mn1": ["maar1", "maar2", "maar3"], "mn2": ["maar4", "maar1", "maar2"]}, "dwell": 1.5}))
-    out = subprocess.run([sys.executable, "-m", "ryu_dmm.testbed", "--mode", "locator", "--topology",
+    out = subprocess.run([sys.executable, "-m", "ryu_dmm.lab", "--mode", "locator", "--topology",
                           str(tmp_path / "t.json"), "--out", str(tmp_path / "out")],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr

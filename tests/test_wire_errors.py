@@ -8,7 +8,7 @@ from ryu_dmm.wire import (
     BindingUpdate, DecodeError, HandoffIndicatorOption, HomeNetworkPrefix, MobileNodeIdentifier, Prefix,
     Status, UnknownOption, decode, encode, encode_mh, missing_mandatory,
 )
-from tests.wire_samples import ALL, PBU
+from ryu_dmm.lab.samples import ALL, PBU
 
 GOOD = encode(PBU)
 

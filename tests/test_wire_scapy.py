@@ -3,9 +3,9 @@ from scapy.layers.inet import UDP
 from scapy.layers.inet6 import IPv6, in6_chksum, MIP6MH_BA, MIP6MH_BU, MIP6OptMNID
 
 from ryu_dmm.wire import BindingAck, BindingUpdate, decode, encode, encode_mh
-from ryu_dmm.wire import scapy_layers as L
-from ryu_dmm.wire.packets import ipv6_packet
-from tests.wire_samples import PBA_WITH_PMAARS, PBU, PBU_TO_PMAAR
+from ryu_dmm.lab import scapy_layers as L
+from ryu_dmm.lab.packets import ipv6_packet
+from ryu_dmm.lab.samples import PBA_WITH_PMAARS, PBU, PBU_TO_PMAAR
 
 SRC, DST = "2001:db8:ff::1", "2001:db8:ff::100"
 

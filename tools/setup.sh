@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Idempotent set-up on a fresh Debian/Ubuntu machine: system packages (when root), the venv, Ryu.
-# Used by `make venv` (and so by `make test` and `make lab`). Safe to run twice.
+# Idempotent set-up on a fresh Debian/Ubuntu machine: system packages (when root), the venv, Ryu,
+# and this checkout installed editable. Used by `make venv` (and so by `make test` and `make lab`).
+# Safe to run twice; turns an earlier non-editable install into an editable one.
+# Optional: DMM_WIRESHARK_PLUGIN=1 also copies the RFC 8885 Wireshark/tshark dissector
+# (tools/wireshark/rfc8885.lua) into your personal Wireshark Lua plugin folder (docs/wireshark.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -26,9 +29,24 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
-# Ryu 4.34 cannot build under setuptools >= 68 nor in an isolated build (docs/installation.md).
-"$VENV/bin/pip" install -q --disable-pip-version-check "setuptools>=61,<68" pbr wheel
+# Ryu 4.34 cannot build under setuptools >= 68 nor in an isolated build; editable (PEP 660) installs
+# need setuptools >= 64 (docs/installation.md).
+"$VENV/bin/pip" install -q --disable-pip-version-check "setuptools>=64,<68" pbr wheel
 "$VENV/bin/python" -c "import ryu" 2>/dev/null || \
     "$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation ryu==4.34
-"$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation ".[test,lab]"
+# Editable: the venv imports this checkout, so every test, and every process a test starts, runs
+# what is being edited. setup.py puts the start-up hook's .pth into site-packages in this mode too.
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation -e ".[test,lab]"
 echo "setup: ready ($VENV)"
+
+if [ "${DMM_WIRESHARK_PLUGIN:-0}" = 1 ]; then
+    # Wireshark loads every .lua file in this folder at start-up (tshark -G folders shows it).
+    plugdir=""
+    if command -v tshark >/dev/null; then
+        plugdir=$(tshark -G folders 2>/dev/null | sed -n 's/^Personal Lua Plugins:[[:space:]]*//p')
+    fi
+    plugdir=${plugdir:-$HOME/.local/lib/wireshark/plugins}
+    mkdir -p "$plugdir"
+    install -m 0644 tools/wireshark/rfc8885.lua "$plugdir/rfc8885.lua"
+    echo "setup: Wireshark plugin installed: $plugdir/rfc8885.lua"
+fi

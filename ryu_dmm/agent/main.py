@@ -8,12 +8,14 @@ as JSON lines.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
 import socket
 import sys
 import time
+from collections import deque
 from typing import Optional
 
 from .. import domainconf
@@ -22,10 +24,19 @@ from ..mobility.events import (
 )
 from ..mobility.maar import MaarCore
 from ..wire import DecodeError, canonical6, decode, encode, mac_text, parse_mac
-from . import nd
+from . import guard, nd
 from .loop import Loop
 
-MAX_EVENTS = 10_000
+MAX_EVENTS = 10_000  # events kept for the control socket's "events" (older ones are dropped)
+REPLY_BUDGET = 60_000  # bytes of events or bindings in one control reply (a Unix datagram holds ~200 kB)
+MN_LL_MAX = 4096  # MNs whose (MAC, link-local) from their RS is remembered for unicast RAs
+MAX_MN_ID = 254  # bytes of an MN identifier: the MN-ID option's one-byte length minus its subtype (RFC 4283)
+MAX_PORT = 0xFFFFFFFF  # OpenFlow 1.3 port numbers are 32 bits
+CONTROL_OPS = ("attach", "detach", "events", "state")
+
+
+class BadRequest(ValueError):
+    """A control request that is not well formed: answered {"ok": false}, counted in bad_control."""
 
 
 def describe(effect) -> Optional[dict]:
@@ -54,74 +65,149 @@ def mn_id_of(mac: bytes, realm: str = "dmm") -> str:
 
 class Agent:
     def __init__(self, config: str, name: str, port: int, control: str, cmd_port: int,
-                 access_iface: Optional[str] = None, access_port: int = 0) -> None:
+                 access_iface: Optional[str] = None, access_port: int = 0,
+                 limiter: Optional[guard.AttachLimiter] = None) -> None:
         self.domain, _ = domainconf.load(config)
         self.core = MaarCore(self.domain, name)
         self.port, self.cmd_port = port, cmd_port
-        self.loop = Loop(lambda key: self._handle(TimerFired(key)))
-        self.events: list[dict] = []
+        self.loop = Loop(lambda key: self._handle(TimerFired(key)), self._on_loop_error)
+        self.events: deque[dict] = deque(maxlen=MAX_EVENTS)
+        self.events_total = 0  # events ever recorded: the index the next one gets
+        self.counters = guard.Counters()
+        self.lines = guard.LineLimiter()
+        self.limiter = limiter or guard.AttachLimiter()
+        self._stdout = True
         self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         self.sock.bind((self.core.address, port))
-        self.loop.add_reader(self.sock, self._on_signalling)
+        self.loop.add_reader(self.sock, self._on_signalling, "signalling")
         if os.path.exists(control):
             os.unlink(control)
         self.control_path = control
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.control.bind(control)
-        self.loop.add_reader(self.control, self._on_control)
+        self.loop.add_reader(self.control, self._on_control, "control")
         # The access links: ND from the MNs reaches us on the switch's agent port (see the pipeline).
         self.access = None
         self.access_port = access_port
-        self._mn_ll: dict[str, tuple[bytes, str]] = {}  # MN -> (MAC, link-local) from its RS
+        self._mn_ll: guard.LruDict = guard.LruDict(MN_LL_MAX)  # MN -> (MAC, link-local) from its RS
         if access_iface:
             self.access = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(nd.ETH_IPV6))
             self.access.bind((access_iface, 0))
-            self.loop.add_reader(self.access, self._on_access)
+            self.loop.add_reader(self.access, self._on_access, "access")
 
+    # ---- effects of the core -------------------------------------------------------------------
     def _handle(self, event) -> None:
         now = time.time()
-        for e in self.core.handle(event, now):
-            kind = type(e)
-            if kind is Send:
-                port = self.cmd_port if e.dst == self.core.cmd else self.port
-                try:
-                    self.sock.sendto(encode(e.msg), (e.dst, port))
-                except OSError as exc:
-                    self._record({"event": "send-error", "dst": e.dst, "error": str(exc)}, now)
-            elif kind is SetTimer:
-                self.loop.timers.set(e.key, e.at)
-            elif kind is CancelTimer:
-                self.loop.timers.cancel(e.key)
-            else:
-                if kind is Advertise and self.access is not None:
-                    self._send_ra(e)
-                view = describe(e)
-                if view is not None:
-                    self._record(view, now)
+        try:
+            effects = self.core.handle(event, now)
+        except Exception as exc:  # noqa: BLE001 - a core bug must cost one event, not the agent
+            self._internal_error(f"core: {type(event).__name__}", exc)
+            return
+        for e in effects:
+            try:
+                self._apply(e, now)
+            except Exception as exc:  # noqa: BLE001 - say, a message the encoder refuses
+                self._internal_error(f"effect: {type(e).__name__}", exc)
 
+    def _apply(self, e, now: float) -> None:
+        kind = type(e)
+        if kind is Send:
+            port = self.cmd_port if e.dst == self.core.cmd else self.port
+            data = encode(e.msg)
+            try:
+                self.sock.sendto(data, (e.dst, port))
+            except OSError as exc:
+                self._bad("send_errors", "send-error", {"dst": e.dst, "error": str(exc)})
+        elif kind is SetTimer:
+            self.loop.timers.set(e.key, e.at)
+        elif kind is CancelTimer:
+            self.loop.timers.cancel(e.key)
+        else:
+            if kind is DataPlaneChanged and e.mn_id not in self.core.bindings:
+                self._mn_ll.pop(e.mn_id, None)  # the MN is gone: so is what we learnt from its RS
+            if kind is Advertise and self.access is not None:
+                self._send_ra(e)
+            view = describe(e)
+            if view is not None:
+                self._record(view, now)
+
+    # ---- events, counters and rate-limited lines -------------------------------------------------
     def _record(self, view: dict, now: float) -> None:
         view["t"] = now
         view["maar"] = self.core.info.name
         self.events.append(view)
-        del self.events[:-MAX_EVENTS]
-        print(json.dumps(view), flush=True)
+        self.events_total += 1
+        if self._stdout:
+            try:
+                print(json.dumps(view), flush=True)
+            except (OSError, ValueError):  # stdout closed or its reader gone: keep serving, stop printing
+                self._stdout = False
 
+    def _bad(self, counter: str, kind: str, view: dict) -> None:
+        """One piece of bad input or one failure: one counter and one (rate-limited) event line."""
+        self.counters.add(counter)
+        self._line(kind, view)
+
+    def _line(self, kind: str, view: dict) -> None:
+        """An event line of ``kind``, unless LINE_BURST of them came in the last LINE_WINDOW seconds."""
+        emit, held = self.lines.allow(kind, time.monotonic())
+        if not emit:
+            self.counters.add("suppressed_lines")
+            return
+        if held:
+            view["suppressed"] = held
+        self._record({"event": kind, **view}, time.time())
+
+    def _internal_error(self, where: str, exc: BaseException) -> None:
+        self._bad("internal_errors", "internal-error", {"where": where, "error": f"{type(exc).__name__}: {exc}"})
+
+    def _on_loop_error(self, where: str, exc: BaseException) -> None:
+        if isinstance(exc, OSError):
+            self._bad("recv_errors", "recv-error", {"where": where, "error": str(exc)})
+        else:
+            self._internal_error(where, exc)
+
+    # ---- attach triggers -------------------------------------------------------------------------
+    def _attach(self, mn: str, mac: bytes, port: int, via: str, note: Optional[dict] = None) -> Optional[str]:
+        """Hand an attach trigger to the core unless a rate limit refuses it (then the refusal's
+        counter name). ``note``: an event recorded first if it is accepted (an accepted RS is
+        recorded, a refused one only counted and, rate-limited, shown as attach-refused)."""
+        why = self.limiter.check(mac, port, mn not in self.core.bindings, time.monotonic())
+        if why is not None:
+            self.counters.add("refused_attaches")
+            self._bad(why, "attach-refused", {"mn": mn, "mac": mac_text(mac), "port": port, "via": via,
+                                              "reason": why[len("refused_"):]})
+            return why
+        if note is not None:
+            self._record(note, time.time())
+        self._handle(Attach(mn, mac, port))
+        return None
+
+    # ---- the access link -------------------------------------------------------------------------
     def _on_access(self) -> None:
         frame = self.access.recv(65535)
-        sol = nd.parse(frame)
-        if sol is None or sol.src_mac == self.core.info.mac:
+        sol = nd.classify(frame)
+        if sol is None:
+            return
+        if isinstance(sol, str):
+            self._bad("bad_frames", "bad-frame", {"reason": sol, "mac": mac_text(frame[6:12]) if len(frame) >= 12 else None})
+            return
+        if sol.src_mac == self.core.info.mac:
             return
         if sol.kind == nd.RS:
             mn = mn_id_of(sol.src_mac)
-            if sol.src_ip != "::":
-                self._mn_ll[mn] = (sol.src_mac, sol.src_ip)
-            self._record({"event": "rs", "mn": mn, "mac": mac_text(sol.src_mac)}, time.time())
-            self._handle(Attach(mn, sol.src_mac, self.access_port))
+            note = {"event": "rs", "mn": mn, "mac": mac_text(sol.src_mac)}
+            if self._attach(mn, sol.src_mac, self.access_port, "rs", note) is None and sol.src_ip != "::":
+                if mn in self.core.bindings:
+                    self._mn_ll[mn] = (sol.src_mac, sol.src_ip)
         elif sol.kind == nd.NS and sol.src_ip != "::":
             mac = self._dlif_macs().get(sol.target)
             if mac is not None:
-                self.access.send(nd.neighbor_advertisement(mac, sol.target, sol.src_mac, sol.src_ip))
+                try:
+                    self.access.send(nd.neighbor_advertisement(mac, sol.target, sol.src_mac, sol.src_ip))
+                except OSError as exc:
+                    self._bad("send_errors", "send-error", {"dst": mac_text(sol.src_mac), "error": str(exc)})
 
     def _dlif_macs(self) -> dict[str, bytes]:
         """Link-local -> MAC of every logical interface we present: our own and, for each MAAR that
@@ -141,45 +227,103 @@ class Agent:
             for frame in nd.ra_frames(self.core.info, self.core.peers, mac, ll, adv.prefixes):
                 self.access.send(frame)
         except OSError as exc:
-            self._record({"event": "send-error", "dst": adv.mn_id, "error": str(exc)}, time.time())
+            self._bad("send_errors", "send-error", {"dst": adv.mn_id, "error": str(exc)})
 
+    # ---- signalling ------------------------------------------------------------------------------
     def _on_signalling(self) -> None:
         data, addr = self.sock.recvfrom(65535)
         try:
             msg = decode(data)
         except DecodeError as exc:
-            self._record({"event": "decode-error", "src": addr[0], "error": str(exc)}, time.time())
+            self._bad("decode_errors", "decode-error", {"src": addr[0], "error": str(exc)})
             return
         self._handle(Received(canonical6(addr[0].split("%", 1)[0]), msg))
 
+    # ---- control socket --------------------------------------------------------------------------
     def _on_control(self) -> None:
         data, peer = self.control.recvfrom(65535)
         try:
-            reply = self._control(json.loads(data))
-        except (ValueError, KeyError, TypeError) as exc:
+            try:
+                req = json.loads(data)
+            except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested too deep
+                raise BadRequest(f"not JSON: {type(exc).__name__}") from None
+            if not isinstance(req, dict):
+                raise BadRequest(f"a request is a JSON object, not {type(req).__name__}")
+            reply = self._control(req)
+        except BadRequest as exc:
+            self._bad("bad_control", "bad-control", {"error": str(exc)[:200]})
             reply = {"ok": False, "error": f"bad request: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - answered and counted; the loop goes on
+            self._internal_error("control", exc)
+            reply = {"ok": False, "error": f"internal error: {type(exc).__name__}"}
         if peer:
             try:
                 self.control.sendto(json.dumps(reply).encode(), peer)
             except OSError:
-                pass
+                pass  # the asker is gone (timed out) or its socket is full: nothing to answer
 
     def _control(self, req: dict) -> dict:
-        op = req["op"]
+        op = _field(req, "op", str)
+        if op not in CONTROL_OPS:
+            raise BadRequest(f"unknown op {op[:40]!r} (one of {', '.join(CONTROL_OPS)})")
         if op == "attach":
-            self._handle(Attach(str(req["mn"]), parse_mac(req["mac"]), int(req["port"])))
+            mn, port = _mn(req), _field(req, "port", int)
+            try:
+                mac = parse_mac(_field(req, "mac", str))
+            except ValueError as exc:
+                raise BadRequest(str(exc)[:120]) from None
+            if not 0 <= port <= MAX_PORT:
+                raise BadRequest(f"port {port} outside 0..{MAX_PORT}")
+            why = self._attach(mn, mac, port, "control")
+            if why is not None:
+                return {"ok": False, "error": f"attach refused: {why}", "refused": why}
             return {"ok": True, "t": time.time()}
         if op == "detach":
-            self._handle(Detach(str(req["mn"])))
+            self._handle(Detach(_mn(req)))
             return {"ok": True, "t": time.time()}
         if op == "events":
-            since = int(req.get("since", 0))
-            return {"ok": True, "events": self.events[since:], "next": len(self.events)}
-        if op == "state":
-            return {"ok": True, "name": self.core.info.name, "pool_in_use": self.core.pool.in_use,
-                    "bindings": {mn: describe(DataPlaneChanged(mn, self.core.dataplane(mn)))
-                                 for mn in self.core.bindings}}
-        raise ValueError(f"unknown op {op!r}")
+            return self._events(_field(req, "since", int, 0))
+        return self._state(req)
+
+    def _events(self, since: int) -> dict:
+        """Events from index ``since`` on (indexes count every event ever recorded), at most
+        REPLY_BUDGET bytes of them; ``next`` is where to go on from, ``dropped`` how many between
+        ``since`` and the oldest kept were already dropped."""
+        if since < 0:
+            raise BadRequest("since must be >= 0")
+        first = self.events_total - len(self.events)
+        start = min(max(since, first), self.events_total)
+        out, size, index = [], 0, start
+        for index, e in enumerate(itertools.islice(self.events, start - first, None), start):
+            size += len(json.dumps(e)) + 2
+            if out and size > REPLY_BUDGET:
+                break
+            out.append(e)
+        else:
+            index = self.events_total
+        return {"ok": True, "events": out, "next": index, "more": index < self.events_total,
+                "dropped": max(0, first - since)}
+
+    def _state(self, req: dict) -> dict:
+        only = _mn(req) if "mn" in req else None
+        if only is None:
+            names = list(self.core.bindings)
+        else:
+            names = [only] if only in self.core.bindings else []
+        bindings, size = {}, 0
+        for mn in names:
+            view = describe(DataPlaneChanged(mn, self.core.dataplane(mn)))
+            size += len(json.dumps(mn)) + len(json.dumps(view)) + 4  # '"mn": {...}, '
+            if bindings and size > REPLY_BUDGET:
+                break
+            bindings[mn] = view
+        lim = self.limiter
+        return {"ok": True, "name": self.core.info.name, "pool_in_use": self.core.pool.in_use,
+                "pool_capacity": self.core.pool.capacity, "bindings": bindings,
+                "bindings_total": len(self.core.bindings), "counters": dict(self.counters),
+                "limits": {"new_mn": [lim.ports.limit, lim.ports.window], "mac": [lim.macs.limit, lim.macs.window],
+                           "tracked_macs": len(lim.macs), "tracked_ports": len(lim.ports),
+                           "known_mn_ll": len(self._mn_ll), "events_kept": len(self.events)}}
 
     def close(self) -> None:
         self.sock.close()
@@ -190,18 +334,54 @@ class Agent:
             os.unlink(self.control_path)
 
 
+def _field(req: dict, name: str, kind: type, default=None):
+    if name not in req:
+        if default is not None:
+            return default
+        raise BadRequest(f"missing {name!r}")
+    value = req[name]
+    if type(value) is not kind:  # (bool is not an int here)
+        raise BadRequest(f"{name!r} must be a {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _mn(req: dict) -> str:
+    mn = _field(req, "mn", str)
+    try:
+        size = len(mn.encode())
+    except UnicodeEncodeError:  # a lone surrogate ("\\ud800") is valid JSON but not UTF-8
+        raise BadRequest("'mn' is not valid UTF-8") from None
+    if not 1 <= size <= MAX_MN_ID:
+        raise BadRequest(f"'mn' must be 1..{MAX_MN_ID} bytes of UTF-8")
+    return mn
+
+
 def request(control: str, req: dict, timeout: float = 2.0) -> dict:
     """Send one JSON request to an agent's control socket and return its reply."""
     me = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     path = f"{control}.{os.getpid()}.{time.monotonic_ns()}"
-    me.bind(path)
     try:
+        me.bind(path)
         me.settimeout(timeout)
         me.sendto(json.dumps(req).encode(), control)
-        return json.loads(me.recv(1 << 20))
+        reply = json.loads(me.recv(1 << 20))  # replies are at most REPLY_BUDGET bytes of payload and then some
     finally:
         me.close()
-        os.unlink(path)
+        if os.path.exists(path):
+            os.unlink(path)
+    if not isinstance(reply, dict):
+        raise ValueError(f"not a reply from an agent: {type(reply).__name__}")
+    return reply
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # for argparse's "invalid int value" message
+    return parse
 
 
 def main(argv=None) -> int:
@@ -214,6 +394,16 @@ def main(argv=None) -> int:
     ap.add_argument("--access-iface", default=None,
                     help="interface of the switch's agent port: RS/NS from MNs arrive there, RA/NA leave there")
     ap.add_argument("--access-port", type=int, default=0, help="OpenFlow port number of the MNs' access link")
+    lim = ap.add_argument_group("attach rate limits (docs/limits-agent.md)")
+    lim.add_argument("--new-mn-limit", type=_positive(int), default=guard.NEW_MN_LIMIT, metavar="N",
+                     help=f"new MNs (attaches that take a prefix) per access port per window "
+                          f"(default {guard.NEW_MN_LIMIT})")
+    lim.add_argument("--new-mn-window", type=_positive(float), default=guard.NEW_MN_WINDOW, metavar="SECONDS",
+                     help=f"that window (default {guard.NEW_MN_WINDOW:g} s)")
+    lim.add_argument("--mac-limit", type=_positive(int), default=guard.MAC_LIMIT, metavar="M",
+                     help=f"attach triggers (RS or control attach) per MAC per window (default {guard.MAC_LIMIT})")
+    lim.add_argument("--mac-window", type=_positive(float), default=guard.MAC_WINDOW, metavar="SECONDS",
+                     help=f"that window (default {guard.MAC_WINDOW:g} s)")
     args = ap.parse_args(argv)
     try:
         domain, settings = domainconf.load(args.config)
@@ -226,7 +416,8 @@ def main(argv=None) -> int:
         return 2
     try:
         agent = Agent(args.config, args.name, args.port, args.control or f"/tmp/ryu-dmm-{args.name}.sock",
-                      args.cmd_port or settings.port, args.access_iface, args.access_port)
+                      args.cmd_port or settings.port, args.access_iface, args.access_port,
+                      guard.AttachLimiter(args.new_mn_limit, args.new_mn_window, args.mac_limit, args.mac_window))
     except OSError as exc:
         print(f"ryu-dmm-maar: cannot open sockets: {exc}", file=sys.stderr)
         return 1

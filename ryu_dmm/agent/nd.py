@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from ..mobility.events import RaPrefix
 from ..wire.addr import pack6, unpack6
@@ -14,6 +14,8 @@ ETH_IPV6 = 0x86DD
 ICMPV6 = 58
 RS, RA, NS, NA = 133, 134, 135, 136
 ALL_NODES = "ff02::1"
+_IP, _ICMP = 14, 14 + 40  # offsets of the IPv6 and ICMPv6 headers in an Ethernet frame
+_SOLICITED_NODE = bytes.fromhex("ff0200000000000000000001ff")  # ff02::1:ff00:0/104
 # Advertised link MTU: leaves room for the tunnel headers (outer IPv6 40 + GRE with key 8, or
 # VXLAN 8 + UDP 8 + Ethernet 14) on a 1500-byte underlay, so an MN's flows fit through a tunnel
 # after a handover (OVS's userspace tunnels neither fragment nor send Packet Too Big).
@@ -28,20 +30,63 @@ class Solicitation:
     target: Optional[str] = None  # NS only
 
 
-def parse(frame: bytes) -> Optional[Solicitation]:
-    """An RS or NS in an Ethernet frame, else None (anything malformed is just not one)."""
-    if len(frame) < 14 + 40 + 8 or struct.unpack_from("!H", frame, 12)[0] != ETH_IPV6:
+def classify(frame: bytes) -> Union[Solicitation, str, None]:
+    """An RS or NS that passes RFC 4861's validation (§6.1.1, §7.1.1) as a ``Solicitation``; a
+    frame that claims to be one but fails it (or a truncated IPv6 frame) as the reason, a short
+    string; any other frame (other IPv6 traffic, our own advertisements) as None."""
+    if len(frame) < 14 or struct.unpack_from("!H", frame, 12)[0] != ETH_IPV6:
         return None
-    if frame[14 + 6] != ICMPV6 or frame[14 + 7] != 255:  # next header, hop limit 255 (RFC 4861 §6.1)
+    if len(frame) < _IP + 40:
+        return "truncated IPv6 header"
+    if frame[_IP] >> 4 != 6:
+        return "IP version is not 6"
+    if frame[_IP + 6] != ICMPV6:
+        return None  # not ICMPv6 (or behind extension headers, which RS/NS from hosts do not use)
+    if len(frame) <= _ICMP:
+        return "truncated ICMPv6 header"
+    kind = frame[_ICMP]
+    if kind not in (RS, NS):
         return None
-    icmp = 14 + 40
-    kind = frame[icmp]
-    src_ip = unpack6(frame[14 + 8:14 + 24])
+    plen = struct.unpack_from("!H", frame, _IP + 4)[0]
+    if _ICMP + plen > len(frame):
+        return "IPv6 payload length overruns the frame"
+    icmp = frame[_ICMP:_ICMP + plen]  # without any Ethernet padding
+    if frame[_IP + 7] != 255:
+        return "hop limit is not 255"
+    least = 8 if kind == RS else 24
+    if len(icmp) < least:
+        return f"ICMP length {len(icmp)} below {least}"
+    src, dst = frame[_IP + 8:_IP + 24], frame[_IP + 24:_IP + 40]
+    if internet_checksum(src + dst + struct.pack("!I3xB", len(icmp), ICMPV6) + icmp):
+        return "bad ICMPv6 checksum"
+    if icmp[1] != 0:
+        return "ICMP code is not 0"
+    pos, has_sllao = least, False
+    while pos < len(icmp):
+        if pos + 2 > len(icmp) or icmp[pos + 1] == 0 or pos + icmp[pos + 1] * 8 > len(icmp):
+            return "option of length 0 or overrunning the message"
+        has_sllao = has_sllao or icmp[pos] == 1
+        pos += icmp[pos + 1] * 8
+    unspecified = src == bytes(16)
+    if unspecified and has_sllao:
+        return "source link-layer address option from the unspecified address"
+    src_mac, src_ip = frame[6:12], unpack6(src)
+    if src_mac[0] & 1:  # IEEE 802: a source address is never a group address
+        return "multicast source MAC"
     if kind == RS:
-        return Solicitation(RS, frame[6:12], src_ip)
-    if kind == NS and len(frame) >= icmp + 24:
-        return Solicitation(NS, frame[6:12], src_ip, unpack6(frame[icmp + 8:icmp + 24]))
-    return None
+        return Solicitation(RS, src_mac, src_ip)
+    target = icmp[8:24]
+    if target[0] == 0xFF:
+        return "multicast target"
+    if unspecified and dst[:13] != _SOLICITED_NODE:
+        return "unspecified source to other than a solicited-node address"
+    return Solicitation(NS, src_mac, src_ip, unpack6(target))
+
+
+def parse(frame: bytes) -> Optional[Solicitation]:
+    """A valid RS or NS in an Ethernet frame, else None (anything malformed is just not one)."""
+    got = classify(frame)
+    return got if isinstance(got, Solicitation) else None
 
 
 def _frame(src_mac: bytes, dst_mac: bytes, src_ip: str, dst_ip: str, icmp: bytes) -> bytes:

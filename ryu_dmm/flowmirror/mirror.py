@@ -19,8 +19,8 @@ from typing import Iterable, Optional
 
 from ..mobility.events import BindingChanged, Send, SetTimer, CancelTimer, TimerFired
 from ..mobility.views import Session, dataplanes
-from ..pipeline import Flow, InstalledFlow, MaarView, Pipeline, SwitchPorts, base_flows, cookie_of, flow_key, \
-    mn_flows, undeclared
+from ..pipeline import Flow, InstalledFlow, MaarView, Pipeline, SwitchPorts, base_flows, cookie_of, diff, mn_flows, \
+    undeclared
 from ..wire import BindingAck
 from .events import (
     ApplyDiff, BarrierReplied, CoreOutput, FlowStatsReady, FlowStatsReplied, FlowsConfirmed, MirrorKey, MirrorTimer,
@@ -319,10 +319,7 @@ class FlowMirror:
 
     def _reconcile(self, maar: str, installed: tuple[InstalledFlow, ...]) -> None:
         """Delete what no session wants, add what is missing, then a barrier."""
-        wanted = {flow_key(self.pipeline, f): f for f in self.wanted_flows(maar)}
-        present = {i.key for i in installed}
-        delete = tuple(i for i in installed if i.key not in wanted)
-        add = tuple(f for k, f in wanted.items() if k not in present)
+        delete, add = diff(self.pipeline, self.wanted_flows(maar), installed)
         self._out += [ApplyDiff(maar, delete, add, next(self._ids)),
                       Noted(NoteKind.RECONCILED, maar, f"{len(delete)} removed, {len(add)} added")]
 

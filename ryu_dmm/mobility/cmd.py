@@ -67,6 +67,12 @@ class CmdCore:
         self._pools = {m.address: PrefixPool(m.pool, m.prefix_length) for m in domain.maars}
         self.cache: dict[str, Bce] = {}
         self.retx = Retransmitter(domain.timers)
+        # prefix -> the MN whose session holds it (serving or P-MAAR prefix): at most sessions x
+        # (1 + max_pmaars) entries. Sessions served per MAAR, for timers.max_sessions.
+        self._owner: dict[Prefix, str] = {}
+        self._served: dict[str, int] = {}
+        # Messages accepted without RFC 8885's D flag (§4.1, §4.2), e.g. from a plain PMIPv6 peer.
+        self.counters = {"pbu_without_d": 0, "pba_without_d": 0}
 
     # ---- public view -------------------------------------------------------------------------
     def session(self, mn_id: str) -> Optional[Session]:
@@ -115,6 +121,8 @@ class CmdCore:
             return self._reject(src, pbu, Status.MAG_NOT_AUTHORIZED_FOR_PROXY_REG, f"{src} is not a MAAR")
         if not pbu.is_proxy:
             return self._reject(src, pbu, Status.PROXY_REG_NOT_ENABLED, "Binding Update without the P flag")
+        if not pbu.d:
+            self.counters["pbu_without_d"] += 1
         missing = missing_mandatory(pbu)
         if missing is not None:
             return self._reject(src, pbu, missing, f"missing option ({missing.name})")
@@ -148,13 +156,27 @@ class CmdCore:
                 return self._reject(src, pbu, Status.SEQUENCE_NUMBER_OUT_OF_WINDOW, "stale sequence number")
         if pbu.lifetime == 0:
             return self._on_dereg(src, pbu, prefix, bce, now)
+        owner = self._owner.get(prefix)
+        if owner is not None and owner != mn_id:
+            return self._reject(src, pbu, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
+                                f"{prefix} is bound to another MN")
+        if (bce is not None and bce.serving == src and bce.prefix != prefix
+                and pbu.handoff == M.HI_REREGISTRATION):
+            return self._reject(src, pbu, Status.BCE_PBU_PREFIX_SET_DO_NOT_MATCH,
+                                f"re-registration with {prefix}, the session holds {bce.prefix}")
+        if (bce is None or bce.serving != src) and self._served.get(src, 0) >= self.timers.max_sessions:
+            return self._reject(src, pbu, Status.INSUFFICIENT_RESOURCES,
+                                f"{self.maars[src].name} serves {self.timers.max_sessions} sessions already")
         lifetime = min(pbu.lifetime, self.timers.lifetime)
         expires = now + lifetime
         if bce is None:
             bce = self.cache[mn_id] = Bce(mn_id, src, prefix, expires, pbu.att, pbu.mn_ll_id or b"", ts or 0,
                                           pbu.sequence)
-            return [Send(src, M.pba_for(pbu, Status.ACCEPTED, lifetime)), self._life_timer(mn_id, expires),
-                    _changed(bce), Report(ReportKind.REGISTERED, mn_id, self.maars[src].name)]
+            self._owner[prefix] = mn_id
+            self._served[src] = self._served.get(src, 0) + 1
+            return ([Send(src, M.pba_for(pbu, Status.ACCEPTED, lifetime)), self._life_timer(mn_id, expires),
+                     _changed(bce), Report(ReportKind.REGISTERED, mn_id, self.maars[src].name)]
+                    + self._confirm(bce, lifetime, now))
         bce.expires = expires
         bce.last_ts = ts or bce.last_ts
         if bce.serving == src and bce.prefix == prefix:  # re-registration, or a retransmitted PBU
@@ -172,20 +194,37 @@ class CmdCore:
 
     def _handover(self, bce: Bce, src: str, prefix: Prefix, pbu: BindingUpdate, lifetime: int,
                   now: float) -> list[Effect]:
-        effects: list[Effect] = [self._life_timer(bce.mn_id, bce.expires)]
+        """``src`` serves the MN now (a move, a return to a P-MAAR, or the serving MAAR attaching it
+        anew with a new prefix after it lost its binding)."""
+        mn_id = bce.mn_id
+        effects: list[Effect] = [self._life_timer(mn_id, bce.expires)]
+        stale = self.retx.outstanding(src, mn_id)  # before the superseded handover cancels them
         if bce.handover is not None:
             effects += self._close_handover(bce, now, superseded=True)
         pmaars = dict(bce.pmaars)
-        pmaars.pop(src, None)  # the MN came back to a MAAR that anchors one of its prefixes
+        back = pmaars.pop(src, None)  # the MN came back to a MAAR that anchors one of its prefixes
+        if back is not None and back != prefix:
+            self._owner.pop(back, None)  # that MAAR anchors a new prefix for it instead
         if bce.serving != src:
             pmaars[bce.serving] = bce.prefix
+            self._served[bce.serving] -= 1
+            self._served[src] = self._served.get(src, 0) + 1
+        else:
+            self._owner.pop(bce.prefix, None)  # a new attachment at the serving MAAR: its old prefix is gone
+        released = []
+        while len(pmaars) > self.timers.max_pmaars:  # the oldest anchor goes (insertion order)
+            addr = next(iter(pmaars))
+            released.append((addr, pmaars.pop(addr)))
         bce.serving, bce.prefix, bce.last_seq = src, prefix, pbu.sequence
+        self._owner[prefix] = mn_id
         bce.mac = pbu.mn_ll_id or bce.mac
         bce.pmaars = tuple(pmaars.items())
         ho = Handover(src, pbu.sequence, pbu, now)
         bce.handover = ho
-        mn_id = bce.mn_id
         effects.append(_changed(bce))
+        effects += self._confirm(bce, lifetime, now, stale)
+        for addr, anchored in released:
+            effects += self._release(bce, addr, anchored, now)
         if self.mode is Mode.PROXY:  # answer the S-MAAR first, then tell the P-MAARs (§3.4)
             ho.smaar_answered = True
             effects.append(Send(src, M.pba_for(pbu, Status.ACCEPTED, lifetime,
@@ -193,7 +232,7 @@ class CmdCore:
         for addr, anchored in bce.pmaars:
             def build(seq: int, t: float, anchored=anchored, smaar=src) -> BindingUpdate:
                 return M.pbu(seq, t, mn_id, anchored, lifetime, M.HI_BETWEEN_MAARS, bce.att, serving=smaar)
-            sent, ho.waiting[addr] = self.retx.send(addr, mn_id, build, now, context=ho)
+            sent, ho.waiting[addr] = self._send_pbu(addr, mn_id, build, now, ho)
             effects += sent
         if not ho.waiting:
             effects += self._close_handover(bce, now)
@@ -233,8 +272,11 @@ class CmdCore:
     # ---- PBA from a P-MAAR -------------------------------------------------------------------
     def _on_pba(self, src: str, pba: BindingAck, now: float) -> list[Effect]:
         out = self.retx.pending.get((src, pba.sequence))
-        if out is None or pba.mn_id != out.mn_id:
-            return []  # late, duplicated, or not an answer to anything we sent: ignored (RFC 5213 §6.9.1)
+        if not pba.d:
+            self.counters["pba_without_d"] += 1
+        if out is None or not M.echo_matches(out.sent, pba):
+            return []  # late, duplicated, not an answer to anything we sent, or its echo does not match:
+            # ignored (RFC 5213 §6.9.1)
         self.retx.acknowledge(src, pba.sequence)
         effects: list[Effect] = [CancelTimer(out.key)]
         bce = self.cache.get(out.mn_id)
@@ -245,6 +287,9 @@ class CmdCore:
         if pba.accepted:
             ho.answered.add(src)
         else:
+            for a, p in bce.pmaars:
+                if a == src:
+                    self._owner.pop(p, None)
             bce.pmaars = tuple((a, p) for a, p in bce.pmaars if a != src)
             effects += [_changed(bce), Report(ReportKind.REJECTED, bce.mn_id, f"P-MAAR {self.maars[src].name} refused",
                                               pba.status)]
@@ -285,6 +330,39 @@ class CmdCore:
                     Report(ReportKind.RENEWED, pbu.mn_id, f"P-MAAR {self.maars[src].name} for {remaining} s")]
         return [Send(src, M.pba_for(pbu, Status.ACCEPTED, 0))]  # nothing here: let it clean up
 
+    def _send_pbu(self, dst: str, mn_id: str, build, now: float, context) -> tuple[list[Effect], Outstanding]:
+        """Send a PBU with retransmission; a PBU evicted to make room (retransmit.py) fails at once."""
+        sent, out, evicted = self.retx.send(dst, mn_id, build, now, context=context)
+        return (sent + self._on_peer_failed(evicted, now) if evicted is not None else sent), out
+
+    def _confirm(self, bce: Bce, lifetime: int, now: float, stale=None) -> list[Effect]:
+        """Our PBUs to the new serving MAAR about this MN, written before we accepted its registration,
+        may still be on their way (or be sent again); one arriving after our PBA would take the serving
+        role away. Cancel them and follow with a PBU naming that MAAR itself as serving, newer than
+        all of them by our clock: the MAAR then refuses the stale ones with 157, or takes its role back
+        if one came first (docs/mobility.md, Decisions)."""
+        src, mn_id = bce.serving, bce.mn_id
+        stale = self.retx.outstanding(src, mn_id) if stale is None else stale
+        if not stale:
+            return []
+        effects: list[Effect] = []
+        for out in stale:
+            effects += self.retx.cancel(out)
+
+        def build(seq: int, t: float, prefix=bce.prefix) -> BindingUpdate:
+            return M.pbu(seq, t, mn_id, prefix, lifetime, M.HI_REREGISTRATION, bce.att, serving=src)
+        return effects + self._send_pbu(src, mn_id, build, now, "confirm")[0]
+
+    def _release(self, bce: Bce, addr: str, prefix: Prefix, now: float) -> list[Effect]:
+        """The P-MAAR list is full: de-register the oldest anchor for this MN (PBU, lifetime 0)."""
+        self._owner.pop(prefix, None)
+
+        def build(seq: int, t: float) -> BindingUpdate:
+            return M.pbu(seq, t, bce.mn_id, prefix, 0, M.HI_UNKNOWN, bce.att)
+        return self._send_pbu(addr, bce.mn_id, build, now, "dereg")[0] + [
+            Report(ReportKind.DEREGISTERED, bce.mn_id, f"P-MAAR {self.maars[addr].name} released ({prefix}): "
+                   f"more than {self.timers.max_pmaars} P-MAARs")]
+
     def _shorten(self, bce: Bce, now: float) -> int:
         lifetime = min(self.timers.partial_lifetime, self.timers.lifetime)
         bce.expires = now + lifetime
@@ -304,6 +382,9 @@ class CmdCore:
     def _end_session(self, bce: Bce, now: float, notify_serving: bool) -> list[Effect]:
         """Delete the BCE and tell every MAAR involved to remove its state (PBU, lifetime 0)."""
         del self.cache[bce.mn_id]
+        for _, prefix in ((bce.serving, bce.prefix),) + bce.pmaars:
+            self._owner.pop(prefix, None)
+        self._served[bce.serving] -= 1
         effects: list[Effect] = [CancelTimer(TimerKey(TimerKind.LIFETIME, bce.mn_id)),
                                  CancelTimer(TimerKey(TimerKind.AGGREGATE, bce.mn_id)), BindingChanged(bce.mn_id, None)]
         if bce.handover is not None:
@@ -313,7 +394,7 @@ class CmdCore:
         for addr, anchored in targets:
             def build(seq: int, t: float, anchored=anchored) -> BindingUpdate:
                 return M.pbu(seq, t, bce.mn_id, anchored, 0, M.HI_UNKNOWN, bce.att)
-            effects += self.retx.send(addr, bce.mn_id, build, now, context="dereg")[0]
+            effects += self._send_pbu(addr, bce.mn_id, build, now, "dereg")[0]
         effects.append(Report(ReportKind.DEREGISTERED, bce.mn_id, "lifetime expired" if notify_serving else
                               f"by {self.maars[bce.serving].name}"))
         return effects

@@ -25,9 +25,19 @@ class Dereg(str, Enum):
     RENEWAL = "renewal"  # a P-MAAR de-registers at expiry; the CMD renews while the MN is in the domain
 
 
+# The most P-MAARs a PBA can list. Largest possible PBA, in bytes (option layouts in FACTS.md):
+# 12 (MH header and BA data) + echoes at most once each (messages.pba_for): MN-ID 2+1+254 = 257,
+# HNP 20, HI 4, ATT 4, MN-LL-ID 2+2+253 = 257, Timestamp 10, Serving MAAR 18, plus at most 7 bytes
+# of padding before each of the 4 aligned ones = 598; then per P-MAAR a Previous MAAR option 36,
+# DLIF link-local 18 and DLIF link-layer 10 (6-byte MAC), at most 7 + 7 padding = 78; and at most
+# 7 bytes of final padding. 12 + 598 + 78 n + 7 <= 2048 (the Mobility Header limit) gives n <= 18.
+MAX_PMAARS_LIMIT = 18
+
+
 @dataclass(frozen=True)
 class Timers:
-    """Seconds. Defaults from RFC 5213 §9 and §6.9.4 where it has one."""
+    """Timers (seconds; defaults from RFC 5213 §9 and §6.9.4 where it has one) and the bounds on
+    the cores' state (counts). All are keys of the ``[timers]`` section."""
 
     lifetime: int = 3600  # granted binding lifetime (multiple of 4)
     reregister_fraction: float = 0.8  # re-register after this share of the lifetime
@@ -39,6 +49,21 @@ class Timers:
     partial_lifetime: int = 8  # lifetime granted with a partial answer: the S-MAAR comes back soon
     min_delay_before_bce_delete: float = C.MIN_DELAY_BEFORE_BCE_DELETE
     timestamp_window: float = C.TIMESTAMP_VALIDITY_WINDOW
+    # An MN's P-MAAR list holds at most this many anchors; a handover beyond it releases the oldest.
+    # 8 keeps the largest PBA at 1,184 bytes (at most 1,241 in any option order; see MAX_PMAARS_LIMIT)
+    # and a handover's fan-out at 8 PBUs.
+    max_pmaars: int = 8
+    # PBUs awaiting an answer from one peer; one more evicts the oldest as failed. Half the 16-bit
+    # sequence space at most, so that numbers in flight stay unambiguous.
+    max_outstanding: int = 4096
+    # Sessions one MAAR serves or anchors (MaarCore bindings; the CMD's sessions served by a MAAR);
+    # beyond it a registration is answered 130 (insufficient resources).
+    max_sessions: int = 65536
+    # Unsolicited Router Advertisements to each attached MN (RFC 4861 §6.2.1: MaxRtrAdvInterval
+    # default 600 s, AdvDefaultLifetime 3 x that = 1800 s). At most a third of the router lifetime,
+    # so that two lost RAs in a row still leave the MN its default route.
+    ra_interval: float = 600.0
+    router_lifetime: int = 1800
 
     def __post_init__(self) -> None:
         for name in ("lifetime", "partial_lifetime"):
@@ -49,6 +74,15 @@ class Timers:
             raise ValueError("timers.reregister_fraction must be between 0 and 1")
         if self.max_tries < 1 or self.max_update_rate < 1:
             raise ValueError("timers.max_tries and timers.max_update_rate must be at least 1")
+        if not 1 <= self.max_pmaars <= MAX_PMAARS_LIMIT:
+            raise ValueError(f"timers.max_pmaars {self.max_pmaars} must be within 1..{MAX_PMAARS_LIMIT}")
+        if not 1 <= self.max_outstanding <= 0x8000:
+            raise ValueError(f"timers.max_outstanding {self.max_outstanding} must be within 1..32768")
+        if not 4 <= self.ra_interval <= self.router_lifetime / 3 or not 0 < self.router_lifetime <= 9000:
+            raise ValueError("timers.ra_interval must be within 4 s and router_lifetime / 3, and "
+                             "timers.router_lifetime within 1..9000 s (RFC 4861 §6.2.1)")
+        if self.max_sessions < 1:
+            raise ValueError("timers.max_sessions must be at least 1")
         for name in ("initial_bindack_timeout", "max_bindack_timeout", "aggregate_timeout", "timestamp_window"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"timers.{name} must be positive")

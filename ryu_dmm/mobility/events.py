@@ -23,6 +23,7 @@ class TimerKind(Enum):
     AGGREGATE = "agg"  # CMD, relay/locator: answer the S-MAAR with the P-MAARs that answered
     REREGISTER = "rereg"  # MAAR: refresh the serving registration
     EXPIRE = "expire"  # MAAR: a binding's lifetime ran out
+    ADVERTISE = "ra"  # MAAR: the next unsolicited Router Advertisement to an attached MN
 
 
 class TimerKey(NamedTuple):
@@ -134,12 +135,16 @@ class RaPrefix:
 
 @dataclass(frozen=True, slots=True)
 class Advertise:
-    """Send the MN a Router Advertisement with these prefixes (new one preferred, old ones deprecated)."""
+    """Send the MN a Router Advertisement with these prefixes (new one preferred, old ones deprecated;
+    a withdrawn one with valid lifetime 0). ``router_lifetime``: for the serving MAAR's own RA (the
+    DLIFs' RAs carry 0); the MAAR sends one at least every ``timers.ra_interval`` while the MN is
+    attached, so neither it nor the prefixes' lifetimes lapse between two."""
 
     mn_id: str
     mac: bytes
     port: int
     prefixes: tuple[RaPrefix, ...]
+    router_lifetime: int = 1800
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ MN comes back to a MAAR that still anchors a prefix for it, that prefix is reuse
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Optional
 
 from ..wire import BindingAck, BindingUpdate, Prefix, Status, missing_mandatory
@@ -20,6 +21,16 @@ from .pool import PrefixPool
 from .retransmit import Outstanding, Retransmitter
 
 
+class Role(Enum):
+    """What this MAAR is for one MN. ``REGISTERING`` with ``serving_maar`` set: the MN came back to
+    a MAAR that anchors one of its prefixes (or the CMD placed it elsewhere while our registration
+    was in flight): we keep tunnelling to that MAAR until our registration is accepted."""
+
+    REGISTERING = "registering"  # the MN is attached here; our registration is not accepted yet
+    SERVING = "serving"  # S-MAAR: the CMD accepted our registration
+    ANCHOR = "anchor"  # P-MAAR: the MN is elsewhere; we tunnel our prefix to its serving MAAR
+
+
 @dataclass(slots=True)
 class Binding:
     """This MAAR's BCE for one MN: the prefix anchored here and the MAAR's current role for it."""
@@ -27,19 +38,21 @@ class Binding:
     mn_id: str
     prefix: Prefix
     fresh: bool  # allocated for the registration in flight: returned at once if it is refused
-    serving: bool  # the MN is attached here (S-MAAR role), else we are one of its P-MAARs
+    role: Role
     mac: bytes = b""
     port: int = 0
     att: int = 3
     attached: bool = False
-    confirmed: bool = False  # the CMD accepted our registration (S-MAAR role)
     expires: float = 0.0
     serving_maar: Optional[str] = None  # P-MAAR role: where to tunnel our prefix (also kept while
     # a registration of ours is in flight: the CMD's latest word on where the MN is, applied if refused)
     anchors: dict[str, Prefix] = field(default_factory=dict)  # S-MAAR role: P-MAAR -> its prefix
     dlif: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # P-MAAR -> (mac, link-local)
     detached_at: float = 0.0
-    last_cmd_ts: int = 0
+    last_cmd_ts: int = 0  # the last CMD PBU applied: its timestamp, sequence number and Serving MAAR
+    last_cmd_seq: int = -1
+    last_cmd_smaar: Optional[str] = None
+    retried: bool = False  # this attachment's registration was sent once more (Decisions: clock skew)
     pbu: Optional[Outstanding] = None  # our registration or de-registration in flight
 
 
@@ -60,27 +73,44 @@ class MaarCore:
         self.pool = PrefixPool(self.info.pool, self.info.prefix_length)
         self.bindings: dict[str, Binding] = {}
         self.retx = Retransmitter(domain.timers)
+        self._peer_pools = {m.address: PrefixPool(m.pool, m.prefix_length) for m in domain.maars}
+        # Messages accepted without RFC 8885's D flag (§4.1, §4.2), e.g. from a plain PMIPv6 peer.
+        self.counters = {"pbu_without_d": 0, "pba_without_d": 0}
 
     # ---- views -------------------------------------------------------------------------------
     def dataplane(self, mn_id: str) -> MnDataPlane:
         b = self.bindings.get(mn_id)
         if b is None:
             return EMPTY
-        if not b.serving or not b.confirmed and b.serving_maar:  # (the latter: an MN back, not yet confirmed)
+        if b.role is Role.ANCHOR or b.role is Role.REGISTERING and b.serving_maar:  # (the latter: an MN back, not yet confirmed)
             return MnDataPlane(to_serving=(TunnelToServing(b.prefix, b.serving_maar),) if b.serving_maar else ())
-        local = (LocalRoute(b.prefix, b.mac, b.port),) if b.confirmed else ()
+        local = (LocalRoute(b.prefix, b.mac, b.port),) if b.role is Role.SERVING else ()
         remote = tuple(TunnelToAnchor(p, a, b.mac, b.port) for a, p in sorted(b.anchors.items()))
         return MnDataPlane(local=local, to_anchor=remote)
 
     def _changed(self, mn_id: str) -> DataPlaneChanged:
         return DataPlaneChanged(mn_id, self.dataplane(mn_id))
 
-    def _advertise(self, b: Binding, now: float) -> Advertise:
+    def _advertise(self, b: Binding, now: float, withdrawn=()) -> Advertise:
+        """The MN's prefixes with their remaining lifetimes: ours preferred, each anchor's deprecated
+        (RFC 8885 §3.7); ``withdrawn`` anchors, (address, prefix) that left the P-MAAR list, with
+        valid lifetime 0 so that the MN drops those addresses."""
         valid = max(0, int(b.expires - now))
         ras = [RaPrefix(b.prefix, valid, valid)]
         for anchor, prefix in sorted(b.anchors.items()):
             ras.append(RaPrefix(prefix, 0, valid, anchor))
-        return Advertise(b.mn_id, b.mac, b.port, tuple(ras))
+        for anchor, prefix in sorted(withdrawn):
+            ras.append(RaPrefix(prefix, 0, 0, anchor))
+        return Advertise(b.mn_id, b.mac, b.port, tuple(ras), min(self.timers.router_lifetime, valid))
+
+    def _advertised(self, b: Binding, now: float, withdrawn=()) -> list[Effect]:
+        """An RA now and, while the MN is attached to us as its serving MAAR, the next one in
+        ``ra_interval`` (RFC 4861 §6.2.4: unsolicited RAs; re-registration alone would leave the MN
+        without a default route for most of each lifetime)."""
+        effects: list[Effect] = [self._advertise(b, now, withdrawn)]
+        if b.role is Role.SERVING and b.attached:
+            effects.append(SetTimer(TimerKey(TimerKind.ADVERTISE, b.mn_id), now + self.timers.ra_interval))
+        return effects
 
     # ---- dispatch ----------------------------------------------------------------------------
     def handle(self, event, now: float) -> list[Effect]:
@@ -108,32 +138,45 @@ class MaarCore:
     def _on_attach(self, ev: Attach, now: float) -> list[Effect]:
         b = self.bindings.get(ev.mn_id)
         handoff = ev.handoff
-        if b is not None and b.serving and b.attached:  # a repeated trigger for the same attachment
+        if b is not None and b.role is not Role.ANCHOR and b.attached:  # a repeated trigger for the same attachment
             moved = (b.mac, b.port) != (ev.mac, ev.port)
             b.mac, b.port = ev.mac, ev.port
-            if not b.confirmed:
+            if b.role is Role.REGISTERING:
                 return []  # registration already in flight
-            return ([self._changed(b.mn_id)] if moved else []) + [self._advertise(b, now)]
+            return ([self._changed(b.mn_id)] if moved else []) + self._advertised(b, now)
         if b is None:
+            if len(self.bindings) >= self.timers.max_sessions:
+                return [Report(ReportKind.FAILED, ev.mn_id, f"{self.timers.max_sessions} sessions here already",
+                               Status.INSUFFICIENT_RESOURCES)]
             prefix = self.pool.allocate(now)
             if prefix is None:
                 return [Report(ReportKind.FAILED, ev.mn_id, f"prefix pool {self.info.pool} exhausted")]
-            b = self.bindings[ev.mn_id] = Binding(ev.mn_id, prefix, True, True)
+            b = self.bindings[ev.mn_id] = Binding(ev.mn_id, prefix, True, Role.REGISTERING)
         else:
             # Back after a detachment, or back at a MAAR that still anchors a prefix for the MN: the MN
             # may have been elsewhere meanwhile, so this is a new registration with a newer timestamp.
-            if not b.serving:  # serving_maar is kept in case this registration is refused
-                b.serving, b.confirmed, b.fresh = True, False, False
+            if b.role is Role.ANCHOR:  # serving_maar is kept in case this registration is refused
+                b.role, b.fresh = Role.REGISTERING, False
             handoff = M.HI_BETWEEN_MAARS
-        b.mac, b.port, b.att, b.attached = ev.mac, ev.port, ev.att, True
+        b.mac, b.port, b.att, b.attached, b.retried = ev.mac, ev.port, ev.att, True, False
         return self._register(b, handoff, now)
 
     def _on_detach(self, mn_id: str, now: float) -> list[Effect]:
         b = self.bindings.get(mn_id)
-        if b is None or not b.serving:
+        if b is None or not b.attached:
             return []
         b.attached, b.detached_at = False, now  # the session lives until its lifetime runs out
-        return [CancelTimer(TimerKey(TimerKind.REREGISTER, mn_id))]
+        if b.role is Role.ANCHOR:
+            return []
+        if b.pbu is not None and not b.pbu.context[2]:
+            # A registration in flight is not sent again: a copy stamped after the MN left could be
+            # ordered after its next attachment elsewhere when clocks are skewed. An answer to the
+            # copies already sent is still taken until the current timeout.
+            b.pbu.final = True
+        effects: list[Effect] = [CancelTimer(TimerKey(TimerKind.REREGISTER, mn_id))]
+        if b.role is Role.REGISTERING and b.pbu is None:  # refused, waiting for its retry: no more
+            effects += self._abandoned(b, now)
+        return effects
 
     def _register(self, b: Binding, handoff: int, now: float, lifetime: Optional[int] = None) -> list[Effect]:
         effects: list[Effect] = self.retx.cancel(b.pbu) if b.pbu is not None else []
@@ -144,18 +187,20 @@ class MaarCore:
             # MN may have attached elsewhere since, with that newer timestamp.
             stamp = t if b.attached or life == 0 else min(t, b.detached_at)
             return M.pbu(seq, stamp, b.mn_id, b.prefix, life, handoff, b.att, b.mac or None)
-        sent, b.pbu = self.retx.send(self.cmd, b.mn_id, build, now, context=(handoff, b.att, life == 0))
-        return effects + sent
+        sent, b.pbu, evicted = self.retx.send(self.cmd, b.mn_id, build, now, context=(handoff, b.att, life == 0))
+        return effects + sent + (self._failed(evicted, now) if evicted is not None else [])
 
     def _rereg_at(self, b: Binding, now: float) -> float:
         return now + max(1.0, (b.expires - now) * self.timers.reregister_fraction)
 
     # ---- PBAs --------------------------------------------------------------------------------
     def _on_pba(self, src: str, pba: BindingAck, now: float) -> list[Effect]:
+        if not pba.d:
+            self.counters["pba_without_d"] += 1
         if src != self.cmd:
             return self._on_direct_pba(src, pba, now)
         out = self.retx.pending.get((src, pba.sequence))
-        if out is None or pba.mn_id != out.mn_id or (pba.handoff, pba.att) != out.context[:2]:
+        if out is None or not M.echo_matches(out.sent, pba):
             return []  # not an answer to a PBU in flight, or its echo does not match: ignored
         self.retx.acknowledge(src, pba.sequence)
         effects: list[Effect] = [CancelTimer(out.key)]
@@ -170,11 +215,14 @@ class MaarCore:
             return effects + self._remove(b, now, ReportKind.DEREGISTERED, "lifetime expired")
         if not pba.accepted or pba.lifetime == 0:
             return effects + self._refused(b, now, pba.status, out.tries)
-        b.confirmed, b.fresh, b.serving_maar = True, False, None
+        b.role, b.fresh, b.serving_maar = Role.SERVING, False, None
         b.expires = now + pba.lifetime
+        before = b.anchors
         b.anchors = {p.maar: p.prefix for p in pba.previous_maars if p.maar != self.address}
         b.dlif = {a: d for a in b.anchors if (d := M.dlif_of(pba, a)) is not None}
-        effects += [self._changed(b.mn_id), self._advertise(b, now), SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), b.expires)]
+        withdrawn = set(before.items()) - set(b.anchors.items())
+        effects += [self._changed(b.mn_id), *self._advertised(b, now, withdrawn),
+                    SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), b.expires)]
         if b.attached:
             effects.append(SetTimer(TimerKey(TimerKind.REREGISTER, b.mn_id), self._rereg_at(b, now)))
         kind = ReportKind.HANDOVER if b.anchors else ReportKind.REGISTERED
@@ -184,22 +232,38 @@ class MaarCore:
         """Locator mode (§3.3): a P-MAAR tells us directly which prefix it anchors for our MN."""
         b = self.bindings.get(pba.mn_id or "")
         hnps = pba.hnps
-        if (src not in self.peers or b is None or not b.serving or not pba.accepted or len(hnps) != 1
-                or pba.serving_maar != self.address):
-            return []
+        if (src not in self.peers or b is None or b.role is Role.ANCHOR or not pba.accepted or len(hnps) != 1
+                or pba.serving_maar != self.address or not self._peer_pools[src].contains(hnps[0])):
+            return []  # only a MAAR of the domain, about our MN, with a prefix of its own pool
         b.anchors[src] = hnps[0]
         dlif = M.dlif_of(pba, None)
         if dlif is not None:
             b.dlif[src] = dlif
         effects: list[Effect] = [self._changed(b.mn_id)]
-        return effects + ([self._advertise(b, now)] if b.confirmed else [])
+        return effects + (self._advertised(b, now) if b.role is Role.SERVING else [])
 
     def _refused(self, b: Binding, now: float, status: int, tries: int) -> list[Effect]:
         detail = f"registration refused by the CMD ({status})"
-        if b.confirmed and b.serving_maar is None:  # an update refused: the accepted binding stands
+        if (status == Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED and b.role is Role.REGISTERING and b.attached
+                and not b.retried):
+            # The MN is here, yet the CMD holds a newer registration: with clocks up to a window apart
+            # that may be a move that came after ours in time. Send once more, a fresh timestamp two
+            # windows later, which is then newer than any stamped before our attachment (Decisions).
+            b.retried = True
+            return [SetTimer(TimerKey(TimerKind.REREGISTER, b.mn_id), now + 2 * self.timers.timestamp_window)]
+        if (status == Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX and b.role is Role.REGISTERING and b.fresh
+                and b.attached and not b.retried):
+            # The CMD still binds this prefix to another MN (its session outlived our quarantine):
+            # keep it out of use a while longer and register once more with the next one.
+            fresh = self.pool.allocate(now)
+            self.pool.release(b.prefix, now + self._unanswered())
+            if fresh is not None:
+                b.prefix, b.retried = fresh, True
+                return self._register(b, M.HI_NEW_INTERFACE, now)
+        if b.role is Role.SERVING and b.serving_maar is None:  # an update refused: the accepted binding stands
             return [Report(ReportKind.REJECTED, b.mn_id, detail + "; the earlier registration stays", status)]
         if b.serving_maar is not None:  # the CMD places the MN elsewhere: be (or stay) its P-MAAR there
-            b.serving, b.attached, b.confirmed, b.fresh, b.anchors, b.dlif = False, False, False, False, {}, {}
+            b.role, b.fresh, b.anchors, b.dlif = Role.ANCHOR, False, {}, {}
             return [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), self._changed(b.mn_id), Report(ReportKind.REJECTED, b.mn_id, detail, status)]
         if tries > 1:  # an earlier transmission may have been accepted, its PBA lost
             quarantine = self._unanswered()
@@ -208,6 +272,30 @@ class MaarCore:
         else:
             quarantine = self.timers.min_delay_before_bce_delete
         return self._remove(b, now, ReportKind.REJECTED, detail, status, quarantine)
+
+    def _failed(self, failed: Outstanding, now: float) -> list[Effect]:
+        """Our PBU ``failed``: unanswered after its tries, or evicted by newer ones (retransmit.py)."""
+        b = self.bindings.get(failed.mn_id)
+        if b is None or b.pbu is not failed:
+            return []
+        b.pbu = None
+        if failed.final and not failed.context[2]:  # the MN left while we registered it
+            return self._abandoned(b, now)
+        return self._remove(b, now, ReportKind.FAILED, f"no PBA from the CMD after {failed.tries} tries",
+                            quarantine=self._unanswered())
+
+    def _abandoned(self, b: Binding, now: float) -> list[Effect]:
+        """Our registration went unanswered and the MN left meanwhile: keep what the CMD last told us."""
+        if b.serving_maar is not None:  # the CMD placed the MN elsewhere: tunnel our prefix there
+            b.role, b.fresh, b.anchors, b.dlif = Role.ANCHOR, False, {}, {}
+            effects: list[Effect] = [self._changed(b.mn_id)]
+            if self.domain.dereg is Dereg.SERVING_ONLY:
+                effects.append(CancelTimer(TimerKey(TimerKind.EXPIRE, b.mn_id)))
+            return effects
+        if b.role is Role.SERVING:
+            return []  # the accepted registration stands; its lifetime governs it
+        return self._remove(b, now, ReportKind.DEREGISTERED, "registration abandoned: the MN left before it "
+                            "was answered", quarantine=self._unanswered())
 
     def _unanswered(self) -> float:
         """Quarantine for a prefix whose PBU went unanswered: the CMD may hold a BCE for it until
@@ -222,8 +310,9 @@ class MaarCore:
         effects: list[Effect] = self.retx.cancel(b.pbu) if b.pbu is not None else []
         if quarantine is None:
             quarantine = self.timers.min_delay_before_bce_delete
-        self.pool.release(b.prefix, now + quarantine)
+        self.pool.release(b.prefix, now + quarantine, b.last_cmd_ts)
         return effects + [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), CancelTimer(TimerKey(TimerKind.EXPIRE, b.mn_id)),
+                          CancelTimer(TimerKey(TimerKind.ADVERTISE, b.mn_id)),
                           DataPlaneChanged(b.mn_id, EMPTY), Report(kind, b.mn_id, detail, status)]
 
     # ---- PBUs from the CMD -------------------------------------------------------------------
@@ -237,33 +326,60 @@ class MaarCore:
         missing = missing_mandatory(pbu)
         if missing is not None:
             return self._answer(pbu, missing, 0, (src,))
+        if not pbu.d:
+            self.counters["pbu_without_d"] += 1
         b = self.bindings.get(pbu.mn_id)
+        smaar = pbu.serving_maar
+        if smaar is not None and smaar != self.address and smaar not in self.peers:
+            # we would tunnel the MN's traffic to a host that is not a MAAR of the domain
+            return self._answer(pbu, Status.ADMINISTRATIVELY_PROHIBITED, 0, (src,))
         ts = pbu.timestamp
         if ts is not None:
             if abs(ts / 65536 - now) > self.timers.timestamp_window:
                 return self._answer(pbu, Status.TIMESTAMP_MISMATCH, 0, (src,))
+            if (b is not None and pbu.sequence == b.last_cmd_seq and smaar == b.last_cmd_smaar
+                    and ts >= b.last_cmd_ts):
+                # A copy of the CMD PBU we applied last (duplicated, or sent again because our answer
+                # was lost): answer it again and change nothing, whatever happened here since.
+                return self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
             if b is not None and ts < b.last_cmd_ts:
                 return self._answer(pbu, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, 0, (src,))
         if b is None or pbu.hnps[0] != b.prefix:
             if pbu.lifetime == 0:
                 return self._answer(pbu, Status.ACCEPTED, 0, (src,))  # already gone
-            if b is None and pbu.serving_maar and self.pool.adopt(pbu.hnps[0]):
+            if b is None and len(self.bindings) >= self.timers.max_sessions:
+                return self._answer(pbu, Status.INSUFFICIENT_RESOURCES, 0, (src,))
+            if b is None and smaar and smaar != self.address and self.pool.adopt(pbu.hnps[0], ts or 0):
                 # We dropped this binding (say, our registration seemed unanswered) but the CMD holds it:
                 # the CMD is the source of truth, so anchor the prefix again.
-                b = self.bindings[pbu.mn_id] = Binding(pbu.mn_id, pbu.hnps[0], False, False, att=pbu.att or 3)
+                b = self.bindings[pbu.mn_id] = Binding(pbu.mn_id, pbu.hnps[0], False, Role.ANCHOR, att=pbu.att or 3)
             else:
                 return self._answer(pbu, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, 0, (src,))
-        b.last_cmd_ts = ts or b.last_cmd_ts
-        if pbu.lifetime == 0:  # the session ended: remove everything for this MN
+        b.last_cmd_ts, b.last_cmd_seq, b.last_cmd_smaar = ts or b.last_cmd_ts, pbu.sequence, smaar
+        if pbu.lifetime == 0:
+            if b.role is not Role.ANCHOR and b.attached:
+                # The MN is here: a de-registration written before our latest registration, or the
+                # CMD let the session expire. Keep serving and register again (unless in flight).
+                effects = self._answer(pbu, Status.ACCEPTED, 0, (src,))
+                return effects + (self._register(b, M.HI_REREGISTRATION, now) if b.pbu is None else [])
+            # the session ended: remove everything for this MN
             return self._answer(pbu, Status.ACCEPTED, 0, (src,)) + self._remove(b, now, ReportKind.DEREGISTERED, "by the CMD")
-        smaar = pbu.serving_maar
-        if smaar is None or smaar == self.address:
+        if smaar == self.address:  # the CMD confirms that we serve the MN (Decisions: stale CMD PBUs)
+            effects = self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
+            if b.role is not Role.ANCHOR:
+                return effects
+            # A stale PBU took our serving role away before this, newer, word of the CMD arrived:
+            # serve again; our registration brings back the P-MAAR list.
+            b.role, b.fresh = Role.REGISTERING, False
+            return effects + [self._changed(b.mn_id), Report(ReportKind.MOVED, b.mn_id, "back here: the CMD "
+                                                             "confirms we serve")] + self._register(b, M.HI_REREGISTRATION, now)
+        if smaar is None:
             return self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
-        if b.serving and b.attached and b.pbu is not None:
+        if b.role is not Role.ANCHOR and b.attached and b.pbu is not None:
             # The MN is attached here and our registration is in flight: the CMD wrote this before it
             # saw that registration, which will move the session here. Remember it in case it is refused.
             b.serving_maar = smaar
-            effects = [self._changed(b.mn_id)] if not b.confirmed else []
+            effects = [self._changed(b.mn_id)] if b.role is Role.REGISTERING else []
             return effects + self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
         return self._become_previous(b, pbu, smaar, now)
 
@@ -271,9 +387,9 @@ class MaarCore:
         """§3.2-3.4: the MN is at ``smaar`` now: tunnel our prefix there, answer the CMD (and, in
         locator mode, the S-MAAR)."""
         effects: list[Effect] = self.retx.cancel(b.pbu) if b.pbu is not None else []
-        superseded = b.pbu is not None and b.serving
+        superseded = b.pbu is not None and b.role is not Role.ANCHOR
         b.pbu = None
-        b.serving, b.attached, b.confirmed, b.fresh = False, False, False, False
+        b.role, b.fresh = Role.ANCHOR, False
         b.serving_maar, b.anchors, b.dlif = smaar, {}, {}
         effects += [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), self._changed(b.mn_id)]
         if self.domain.dereg is Dereg.SERVING_ONLY:
@@ -292,20 +408,17 @@ class MaarCore:
     def _on_timer(self, key, now: float) -> list[Effect]:
         if type(key) is RetxKey:
             effects, failed = self.retx.fire(key, now)
-            if failed is None:
-                return effects
-            b = self.bindings.get(failed.mn_id)
-            if b is None or b.pbu is not failed:
-                return effects
-            b.pbu = None
-            return effects + self._remove(b, now, ReportKind.FAILED, f"no PBA from the CMD after {failed.tries} tries",
-                                          quarantine=self._unanswered())
+            return effects + self._failed(failed, now) if failed is not None else effects
         b = self.bindings.get(key.mn_id)
         if b is None:
             return []
-        if key.kind is TimerKind.REREGISTER and b.serving and b.attached and b.confirmed and b.pbu is None:
+        if key.kind is TimerKind.ADVERTISE:
+            return self._advertised(b, now) if b.role is Role.SERVING and b.attached else []
+        if key.kind is TimerKind.REREGISTER and b.role is Role.SERVING and b.attached and b.pbu is None:
             return self._register(b, M.HI_REREGISTRATION, now)
+        if key.kind is TimerKind.REREGISTER and b.role is Role.REGISTERING and b.attached and b.pbu is None:
+            return self._register(b, M.HI_BETWEEN_MAARS, now)  # the one retry after a 157
         if key.kind is TimerKind.EXPIRE and b.expires <= now and b.pbu is None:
-            if b.serving or self.domain.dereg is Dereg.RENEWAL:
+            if b.role is not Role.ANCHOR or self.domain.dereg is Dereg.RENEWAL:
                 return self._register(b, M.HI_UNKNOWN, now, lifetime=0)
         return []

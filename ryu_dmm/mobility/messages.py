@@ -29,10 +29,24 @@ def dlif_options(maar: MaarInfo) -> tuple:
 
 
 def pba_for(req: BindingUpdate, status: int, lifetime: int, extra: Iterable = ()) -> BindingAck:
-    """A PBA answering ``req``: echoes MN-ID, HNPs, HI, ATT, MN-LL-ID, timestamp and Serving MAAR."""
-    opts = [o for o in req.options if type(o) in _ECHOED]
+    """A PBA answering ``req``: echoes MN-ID, HNP, HI, ATT, MN-LL-ID, timestamp and Serving MAAR, at
+    most the first of each type, so that an answer's size is bounded whatever the request holds
+    (``config.MAX_PMAARS_LIMIT`` has the arithmetic)."""
+    opts, seen = [], set()
+    for o in req.options:
+        kind = type(o)
+        if kind in _ECHOED and kind not in seen:
+            seen.add(kind)
+            opts.append(o)
     opts.extend(extra)
     return BindingAck(status, req.sequence, lifetime, tuple(opts))
+
+
+def echo_matches(req: Optional[BindingUpdate], ans: BindingAck) -> bool:
+    """Whether ``ans`` echoes ``req``'s MN-ID, HI, ATT and MN-LL-ID (FACTS.md: a PBA whose echo does
+    not match is ignored). An option absent from both matches."""
+    return (req is not None and ans.mn_id == req.mn_id and ans.handoff == req.handoff and ans.att == req.att
+            and ans.mn_ll_id == req.mn_ll_id)
 
 
 def previous_maar_options(pmaars: Iterable[tuple[str, Prefix]], infos: dict[str, MaarInfo]) -> list:
@@ -64,6 +78,7 @@ def dlif_of(msg, anchor: str) -> Optional[tuple[bytes, str]]:
 
 _ECHOED = {MobileNodeIdentifier, HomeNetworkPrefix, HandoffIndicatorOption, AccessTechnologyTypeOption,
            MNLinkLayerIdentifier, Timestamp, ServingMaar}
+HI_NEW_INTERFACE = int(HandoffIndicator.NEW_INTERFACE)
 HI_REREGISTRATION = int(HandoffIndicator.NO_HANDOFF)
 HI_BETWEEN_MAARS = int(HandoffIndicator.BETWEEN_MAGS)
 HI_UNKNOWN = int(HandoffIndicator.UNKNOWN)

@@ -25,6 +25,7 @@ class PrefixPool:
         self._next = 0
         self._free: list[int] = []  # indexes returned and past quarantine
         self._quarantine: list[tuple[float, int]] = []
+        self._stamps: dict[int, int] = {}  # quarantined index -> CMD timestamp of its release
         self._used: set[int] = set()
 
     @property
@@ -46,7 +47,9 @@ class PrefixPool:
 
     def allocate(self, now: float) -> Optional[Prefix]:
         while self._quarantine and self._quarantine[0][0] <= now:
-            heapq.heappush(self._free, heapq.heappop(self._quarantine)[1])
+            index = heapq.heappop(self._quarantine)[1]
+            self._stamps.pop(index, None)
+            heapq.heappush(self._free, index)
         while self._free and self._free[0] in self._used:  # adopted while free
             heapq.heappop(self._free)
         if self._free:
@@ -61,24 +64,30 @@ class PrefixPool:
         self._used.add(index)
         return self._prefix(index)
 
-    def adopt(self, prefix: Prefix) -> bool:
+    def adopt(self, prefix: Prefix, stamp: int = 0) -> bool:
         """Take ``prefix`` back into use (even from quarantine) unless it is in use: for when the
-        CMD, the source of truth, says we still anchor it for an MN. False if not ours or in use."""
+        CMD, the source of truth, says we still anchor it for an MN. False if not ours, in use, or
+        released by a CMD message newer than ``stamp`` (the asking PBU's timestamp: a late one)."""
         if not self.contains(prefix):
             return False
         index = (int.from_bytes(prefix.packed, "big") - self._base) // self._step
-        if index in self._used:
+        if index in self._used or self._stamps.get(index, 0) > stamp:
             return False
+        self._stamps.pop(index, None)
         self._quarantine = [(t, i) for t, i in self._quarantine if i != index]
         heapq.heapify(self._quarantine)
         self._used.add(index)
         return True
 
-    def release(self, prefix: Prefix, reusable_at: float) -> None:
+    def release(self, prefix: Prefix, reusable_at: float, stamp: int = 0) -> None:
+        """Return ``prefix`` after quarantine; ``stamp``: the timestamp of the CMD PBU that ended its
+        binding, if any (``adopt`` refuses older ones)."""
         index = (int.from_bytes(prefix.packed, "big") - self._base) // self._step
         if index in self._used:
             self._used.discard(index)
             heapq.heappush(self._quarantine, (reusable_at, index))
+            if stamp:
+                self._stamps[index] = stamp
 
     def __repr__(self) -> str:
         return f"PrefixPool({self.block}, /{self.length}, in use {self.in_use}/{self.capacity})"

@@ -4,7 +4,8 @@ RFC 5213 §6.9.4 / RFC 6275 §11.8: a PBU not acknowledged within INITIAL_BINDAC
 again with a fresh timestamp, the timeout doubling up to MAX_BINDACK_TIMEOUT; after ``max_tries``
 transmissions the failure is returned to the caller. At most MAX_UPDATE_RATE PBUs a second go to one
 peer about one MN (the RFC's limit is per mobile node; a per-peer cap would stall a MAAR that serves
-thousands of MNs); a PBU over the limit is held until it may go.
+thousands of MNs); a PBU over the limit is held until it may go. Everything here is bounded (see
+``Retransmitter``).
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class Outstanding:
     context: Any
     tries: int = 0
     timeout: float = 0.0
+    final: bool = False  # the copy in flight is the last: when its timer fires, give up
+    sent: Optional[BindingUpdate] = None  # the copy sent last, for checking a PBA's echo
 
     @property
     def key(self) -> RetxKey:
@@ -34,9 +37,21 @@ class Outstanding:
 
 
 class Retransmitter:
+    """Every PBU of one sender that awaits its PBA.
+
+    Bounded: at most ``timers.max_outstanding`` PBUs per peer await an answer (a sequence number is
+    never reused while in flight, so the bound also keeps ``_next_seq`` finite); sending one more to
+    a full peer evicts that peer's oldest, which ``send`` returns as failed, as if it had timed out.
+    The rate-limit memory holds send times of the last one to two seconds in two generations of at
+    most ``timers.max_outstanding`` keys each; a full generation starts the next one early (the rate
+    limit then forgets the oldest generation sooner: it errs towards sending).
+    """
+
     def __init__(self, timers: Timers) -> None:
         self.timers = timers
         self.pending: dict[tuple[str, int], Outstanding] = {}
+        self._of_peer: dict[str, dict[int, Outstanding]] = {}  # oldest first
+        self._of_mn: dict[tuple[str, str], dict[int, Outstanding]] = {}
         self._seq: dict[str, int] = {}
         # Send times per (peer, MN) over the last one to two seconds, in two generations.
         self._recent: dict[tuple[str, str], tuple[float, ...]] = {}
@@ -51,17 +66,47 @@ class Retransmitter:
         return seq
 
     def _send_times(self, key: tuple[str, str], now: float) -> tuple[float, ...]:
-        if now - self._generation >= 1.0:
+        if now - self._generation >= 1.0 or len(self._recent) >= self.timers.max_outstanding:
             self._older, self._recent = (self._recent if now - self._generation < 2.0 else {}), {}
             self._generation = now
         got = self._recent.get(key)
         return got if got is not None else self._older.get(key, ())
 
+    def outstanding(self, dst: str, mn_id: str) -> list[Outstanding]:
+        """The PBUs about ``mn_id`` that await an answer from ``dst``, oldest first."""
+        return list(self._of_mn.get((dst, mn_id), {}).values())
+
+    def count(self, dst: str) -> int:
+        return len(self._of_peer.get(dst, ()))
+
+    def _add(self, out: Outstanding) -> None:
+        self.pending[(out.dst, out.seq)] = out
+        self._of_peer.setdefault(out.dst, {})[out.seq] = out
+        self._of_mn.setdefault((out.dst, out.mn_id), {})[out.seq] = out
+
+    def _drop(self, dst: str, seq: int) -> Optional[Outstanding]:
+        out = self.pending.pop((dst, seq), None)
+        if out is not None:
+            for index, key in ((self._of_peer, dst), (self._of_mn, (dst, out.mn_id))):
+                group = index[key]
+                del group[seq]
+                if not group:
+                    del index[key]
+        return out
+
     def send(self, dst: str, mn_id: str, build: Builder, now: float,
-             context: Any = None) -> tuple[list[Effect], Outstanding]:
+             context: Any = None) -> tuple[list[Effect], Outstanding, Optional[Outstanding]]:
+        """Send a new PBU. Returns its effects, its record, and the PBU evicted to make room (the
+        peer's oldest, to be handled as a failure) or None."""
+        effects: list[Effect] = []
+        evicted = None
+        peer = self._of_peer.get(dst)
+        if peer is not None and len(peer) >= self.timers.max_outstanding:
+            evicted = self._drop(dst, next(iter(peer)))
+            effects.append(CancelTimer(evicted.key))
         out = Outstanding(dst, self._next_seq(dst), mn_id, build, context)
-        self.pending[(dst, out.seq)] = out
-        return self._transmit(out, now), out
+        self._add(out)
+        return effects + self._transmit(out, now), out, evicted
 
     def _transmit(self, out: Outstanding, now: float) -> list[Effect]:
         key = (out.dst, out.mn_id)
@@ -73,14 +118,16 @@ class Retransmitter:
         out.tries += 1
         out.timeout = (self.timers.initial_bindack_timeout if out.tries == 1
                        else min(out.timeout * 2, self.timers.max_bindack_timeout))
-        return [Send(out.dst, out.build(out.seq, now)), SetTimer(out.key, now + out.timeout)]
+        out.sent = out.build(out.seq, now)
+        return [Send(out.dst, out.sent), SetTimer(out.key, now + out.timeout)]
 
     def acknowledge(self, dst: str, seq: int) -> Optional[Outstanding]:
         """The outstanding PBU a PBA from ``dst`` with ``seq`` answers, removed; None if none."""
-        return self.pending.pop((dst, seq), None)
+        return self._drop(dst, seq)
 
     def cancel(self, out: Outstanding) -> list[Effect]:
-        self.pending.pop((out.dst, out.seq), None)
+        if self.pending.get((out.dst, out.seq)) is out:
+            self._drop(out.dst, out.seq)
         return [CancelTimer(out.key)]
 
     def fire(self, key: RetxKey, now: float) -> tuple[list[Effect], Optional[Outstanding]]:
@@ -88,7 +135,7 @@ class Retransmitter:
         out = self.pending.get((key.peer, key.seq))
         if out is None:
             return [], None
-        if out.tries >= self.timers.max_tries:
-            del self.pending[(out.dst, out.seq)]
+        if out.tries >= self.timers.max_tries or out.final:
+            self._drop(out.dst, out.seq)
             return [], out
         return self._transmit(out, now), None

@@ -29,11 +29,15 @@ class MobileNodeIdentifier:
 
     @classmethod
     def nai(cls, name: str) -> MobileNodeIdentifier:
-        return cls(name.encode())
+        """The option for ``name``; the inverse of ``text`` (bytes that were not UTF-8 come back exactly)."""
+        return cls(name.encode("utf-8", "surrogateescape"))
 
     @property
     def text(self) -> str:
-        return self.identifier.decode(errors="backslashreplace")
+        """The identifier as a str that round-trips to the exact bytes (PEP 383 ``surrogateescape``):
+        distinct identifiers give distinct strs, so this is the MN's identity. Never log it raw: use
+        ``show_mn_id``."""
+        return self.identifier.decode("utf-8", "surrogateescape")
 
     def body(self) -> bytes:
         if not self.identifier or len(self.identifier) > 254:
@@ -46,6 +50,27 @@ class MobileNodeIdentifier:
     @classmethod
     def decode(cls, data: bytes, start: int, end: int) -> MobileNodeIdentifier:
         return cls(data[start + 1:end], data[start])
+
+
+def show_mn_id(mn_id: Union[str, bytes]) -> str:
+    """An MN-ID for logs and REST, unambiguous and on one line: printable characters other than the
+    backslash as they are; the backslash, control and other non-printable characters (as their UTF-8
+    bytes) and bytes that were not UTF-8 as ``\\xNN``. Distinct identifiers show distinctly (the shown
+    text maps back to the exact bytes), and no identifier can show a newline or forge a log line."""
+    if isinstance(mn_id, (bytes, bytearray)):
+        mn_id = bytes(mn_id).decode("utf-8", "surrogateescape")
+    if mn_id.isprintable() and "\\" not in mn_id:
+        return mn_id
+    out = []
+    for c in mn_id:
+        code = ord(c)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif c == "\\" or not c.isprintable():
+            out.extend(f"\\x{byte:02x}" for byte in c.encode("utf-8", "surrogatepass"))
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 @dataclass(frozen=True, slots=True)

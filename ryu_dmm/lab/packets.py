@@ -9,9 +9,9 @@ import socket
 import struct
 from typing import BinaryIO, Iterable
 
-from .addr import pack6
-from .checksum import internet_checksum
-from .constants import IPPROTO_MH, PMIP6_CNTL_PORT
+from ..wire import pack6
+from ..wire.checksum import internet_checksum
+from ..wire.constants import IPPROTO_MH, PMIP6_CNTL_PORT
 
 LINKTYPE_RAW = 101  # each record starts with an IPv4 or IPv6 header
 _UDP = struct.Struct("!HHHH")

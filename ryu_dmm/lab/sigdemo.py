@@ -1,11 +1,11 @@
-"""``make demo`` / ``python -m ryu_dmm.sigdemo``: the signalling-only demo on real processes.
+"""``make demo`` / ``python -m ryu_dmm.lab.sigdemo``: the signalling-only demo on real processes.
 
 A private network namespace holds the CMD (``ryu-manager ryu_dmm.cmd``) and one MAAR agent process
 per MAAR, each on its own IPv6 address; an MN moves across the MAARs (explicit attach triggers, as a
 lower layer would give) and the demo reports, per handover, the signalling time measured by the
 agents and the session the CMD shows over REST. Everything it starts is stopped by pid and the
 namespace is deleted by name, also on Ctrl-C. No switch and no real host: that is ``make lab``
-(``ryu_dmm.testbed``); this demo needs only root and iproute2.
+(``ryu_dmm.lab``); this demo needs only root and iproute2.
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from . import domainconf
-from .labtools import lab_maars, remove_namespace, wait_until
-from .agent.main import request
-from .mobility.config import Domain, Mode, Timers
+from .. import domainconf
+from ..agent.main import request
+from ..mobility.config import Domain, Mode, Timers
+from .common import lab_maars, remove_namespace, wait_until
 
 BIN = Path(sys.executable).parent
 CMD_ADDRESS = "2001:db8:ff::100"
@@ -61,9 +61,9 @@ def outer(args) -> int:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         for addr in [CMD_ADDRESS] + [m.address for m in domain.maars]:
             sh("ip", "-n", ns, "addr", "add", f"{addr}/128", "dev", "lo", "nodad")
-        inner_proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "ryu_dmm.sigdemo", "--inside",
-                                       "--mode", args.mode, "--maars", str(args.maars), "--out", str(out),
-                                       "--namespace", ns])
+        inner_proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "ryu_dmm.lab.sigdemo",
+                                       "--inside", "--mode", args.mode, "--maars", str(args.maars),
+                                       "--out", str(out), "--namespace", ns])
         return inner_proc.wait()
     except KeyboardInterrupt:
         print("\nlab: interrupted, cleaning up", file=sys.stderr)
@@ -199,7 +199,7 @@ def print_report(report: dict) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ryu_dmm.sigdemo", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m ryu_dmm.lab.sigdemo", description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=[m.value for m in Mode], default="proxy")
     ap.add_argument("--maars", type=int, default=3, help="number of MAARs (2..200)")
     ap.add_argument("--out", default="lab-out", help="folder for the JSON report and the logs")

@@ -1,10 +1,10 @@
-"""Messages of every kind, shared by the wire tests."""
-from ryu_dmm.wire import (
+"""Messages of every kind, shared by the wire tests and the codec benchmark."""
+from ..wire import (
     AccessTechnologyTypeOption, AnchoredPrefix, BindingAck, BindingUpdate, DlifLinkLayerAddress,
     DlifLinkLocalAddress, HandoffIndicatorOption, HomeNetworkPrefix, LinkLocalAddress, LocalPrefix,
     MNLinkLayerIdentifier, MobileNodeIdentifier, Prefix, PreviousMaar, ServingMaar, Timestamp,
 )
-from ryu_dmm.wire.constants import BU_A, BU_D, BU_P
+from ..wire.constants import BU_A, BU_D, BU_P
 
 PREF1 = Prefix.parse("2001:db8:1:1::/64")
 PREF2 = Prefix.parse("2001:db8:2:7::/64")

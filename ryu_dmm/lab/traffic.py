@@ -1,7 +1,7 @@
 """Traffic for the lab, run inside the hosts' namespaces: a TCP sink on the CN recording what
 arrives when, and a paced TCP source on the MN bound to one of its addresses (a long-lived flow).
 
-``python -m ryu_dmm.testbed.traffic sink ADDR PORT OUT.json`` / ``source SRC DST PORT RATE``.
+``python -m ryu_dmm.lab.traffic sink ADDR PORT OUT.json`` / ``source SRC DST PORT RATE``.
 Both stop on SIGTERM; the sink then writes (time, bytes) samples to OUT.json.
 """
 from __future__ import annotations

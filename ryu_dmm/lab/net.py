@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import domainconf
-from ..labtools import LabError, lab_maars, remove_namespace, wait_until
 from ..mobility.config import Domain, MaarInfo, Mode, Timers
+from .common import LabError, lab_maars, remove_namespace, wait_until
 from .ovs import SCHEMA, PrivateOvs
 from .topology import Topology
 

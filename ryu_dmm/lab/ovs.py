@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ..labtools import LabError
+from .common import LabError
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 

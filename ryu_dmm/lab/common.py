@@ -1,4 +1,4 @@
-"""Small helpers shared by the lab tools (``testbed``, ``sigdemo``): polling, namespace removal."""
+"""Small helpers shared by the lab tools (the lab runner, ``sigdemo``): polling, namespace removal."""
 from __future__ import annotations
 
 import os
@@ -7,8 +7,8 @@ import subprocess
 import time
 from typing import Callable, Iterable, TypeVar
 
-from .mobility.config import MaarInfo
-from .wire import Prefix
+from ..mobility.config import MaarInfo
+from ..wire import Prefix
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from scapy.fields import (
 from scapy.layers import inet6
 from scapy.layers.inet6 import _MIP6OptAlign
 
-from .constants import AccessTechnology, HandoffIndicator, OptionType
+from ..wire import AccessTechnology, HandoffIndicator, OptionType
 
 _NAMES = {int(t): t.name.replace("_", " ").title() for t in OptionType}
 

@@ -1,4 +1,4 @@
-"""``make lab`` / ``python -m ryu_dmm.testbed``: build the lab, run the handover scenario, report.
+"""``make lab`` / ``python -m ryu_dmm.lab``: build the lab, run the handover scenario, report.
 
 Each MN attaches to its first MAAR and gets a prefix by SLAAC from our Router Advertisement, opens a
 long-lived flow to the CN (a ping and a paced TCP stream from that first address), then moves along
@@ -22,7 +22,7 @@ from pathlib import Path
 from ..agent.main import request
 from ..mobility.config import Mode
 from . import topology as topo_mod
-from ..labtools import LabError, wait_until
+from .common import LabError, wait_until
 from .net import CN_ADDR, Lab, preflight, run
 
 PING_INTERVAL = 0.02
@@ -53,10 +53,10 @@ def run_scenario(lab: Lab, out: Path) -> dict:
                                               if ipaddress.IPv6Address(a) in pool and s == "preferred"), None),
                                  15, f"{mn}'s address by SLAAC")
         port = 5000 + j
-        flows.append(lab.start(lab.cn_ns, [sys.executable, "-m", "ryu_dmm.testbed.traffic", "sink", CN_ADDR, str(port),
+        flows.append(lab.start(lab.cn_ns, [sys.executable, "-m", "ryu_dmm.lab.traffic", "sink", CN_ADDR, str(port),
                                            str(lab.work / f"tcp-{mn}.json")], f"sink-{mn}.log"))
         time.sleep(0.2)
-        flows.append(lab.start(ns, [sys.executable, "-m", "ryu_dmm.testbed.traffic", "source", old_addr[mn], CN_ADDR,
+        flows.append(lab.start(ns, [sys.executable, "-m", "ryu_dmm.lab.traffic", "source", old_addr[mn], CN_ADDR,
                                     str(port), str(TCP_RATE)], f"source-{mn}.log"))
         flows.append(lab.start(ns, ["ping", "-6", "-D", "-n", "-i", str(PING_INTERVAL), "-I", old_addr[mn], CN_ADDR],
                                f"ping-old-{mn}.log"))
@@ -249,7 +249,7 @@ def print_report(report: dict) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ryu_dmm.testbed", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m ryu_dmm.lab", description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=[m.value for m in Mode], default="proxy")
     ap.add_argument("--topology", help="JSON topology file (default: 3 MAARs, one MN visiting them in turn)")
     ap.add_argument("--maars", type=int, default=3, help="MAARs in the default topology")

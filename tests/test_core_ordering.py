@@ -1,0 +1,147 @@
+"""Issue 8 items 5 and 6: reordered CMD PBUs and skewed MAAR clocks never leave an MN without a
+serving MAAR."""
+import heapq
+
+import pytest
+
+from ryu_dmm.mobility import messages as M
+from ryu_dmm.mobility.config import Mode
+from ryu_dmm.mobility.events import Attach, Received, Send
+from ryu_dmm.mobility.maar import MaarCore, Role
+from ryu_dmm.wire import Prefix, Status, decode
+from tests.sim import CMD, START, Net, domain
+
+A1, A2 = "2001:db8:ff::1", "2001:db8:ff::2"
+P1, P2 = Prefix.parse("2001:db8:1::/64"), Prefix.parse("2001:db8:2::/64")
+MAC = bytes.fromhex("020000000001")
+
+
+def hold(n: Net, extra: float, test) -> int:
+    """Delay every queued message for which ``test(src, dst, msg)`` holds by ``extra`` seconds."""
+    held, queue = 0, []
+    for at, count, kind, payload in n._queue:
+        if kind == "msg" and test(payload[0], payload[1], decode(payload[2])):
+            at, held = at + extra, held + 1
+        queue.append((at, count, kind, payload))
+    heapq.heapify(queue)
+    n._queue = queue
+    return held
+
+
+def served_at(n: Net, mn: str, maar: str) -> None:
+    """``mn`` is served at ``maar``: the CMD says so, the MAAR routes its prefix, and every P-MAAR
+    tunnels to it."""
+    addr = n.maars[maar].address
+    bce = n.cmd.cache[mn]
+    assert bce.serving == addr
+    b = n.maars[maar].bindings[mn]
+    assert b.role is Role.SERVING and b.prefix == bce.prefix and n.maars[maar].dataplane(mn).local
+    for anchor, prefix in bce.pmaars:
+        p = n.maars[n.name[anchor]].bindings[mn]
+        assert p.role is Role.ANCHOR and p.serving_maar == addr and p.prefix == prefix
+
+
+def stale_pbu_to_maar1(src, dst, msg) -> bool:
+    return dst == A1 and type(msg).__name__ == "BindingUpdate" and msg.serving_maar == A2
+
+
+def confirm_to_maar1(src, dst, msg) -> bool:
+    return dst == A1 and type(msg).__name__ == "BindingUpdate" and msg.serving_maar == A1
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("stale_first", [False, True])
+def test_stale_cmd_pbu_after_return_does_not_strand(mode, stale_first):
+    """MN at maar1, moves to maar2 and straight back; the CMD's PBU for the first move (Serving
+    MAAR = maar2) reaches maar1 only after maar1's return was accepted."""
+    n = Net(domain(2, mode=mode))
+    n.attach("maar1", "mn1")
+    n.run(0.1)
+    n.detach("maar1", "mn1")
+    n.attach("maar2", "mn1")
+    n.run(0.003)  # maar2's PBU reached the CMD, whose PBU to maar1 is on its way
+    assert hold(n, 0.15, stale_pbu_to_maar1) == 1
+    n.detach("maar2", "mn1")
+    n.attach("maar1", "mn1")
+    n.run(0.003)  # the CMD accepted maar1's return; its confirmation to maar1 is on its way
+    if stale_first:
+        assert hold(n, 0.25, confirm_to_maar1) == 1  # after the stale one, inside the window
+    n.run(0.05)
+    assert n.maars["maar1"].bindings["mn1"].role is Role.SERVING  # before the stale PBU arrives
+    n.run(5)
+    served_at(n, "mn1", "maar1")
+    assert n.maars["maar2"].bindings["mn1"].serving_maar == A1
+    confirm = [d.msg for d in n.log if confirm_to_maar1(d.src, d.dst, d.msg)]
+    assert len(confirm) == 1 and confirm[0].hnps == (P1,)
+    answers = [d.msg for d in n.log if d.src == A1 and d.dst == CMD and d.msg.serving_maar == A2]
+    if stale_first:  # taken, then undone by the newer confirmation
+        assert any(r.detail.startswith("back here") for r in n.reports_of("moved", "maar1"))
+    else:  # refused as older than the confirmation
+        assert answers[-1].status == Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED
+
+
+def test_copy_of_applied_cmd_pbu_changes_nothing():
+    """A copy (same sequence number, fresher timestamp: a retransmission) of a CMD PBU applied while
+    our own registration was in flight must not take away the role that registration then won."""
+    maar = MaarCore(domain(2), "maar1")
+    (reg,) = [e.msg for e in maar.handle(Attach("mn1", MAC, 1), START) if type(e) is Send]
+    stale = M.pbu(7, START + 0.01, "mn1", reg.hnps[0], 40, 3, 3, serving=A2)
+    maar.handle(Received(CMD, stale), START + 0.01)  # remembered, role kept (registration in flight)
+    maar.handle(Received(CMD, M.pba_for(reg, Status.ACCEPTED, 40)), START + 0.02)
+    assert maar.bindings["mn1"].role is Role.SERVING
+    again = M.pbu(7, START + 0.03, "mn1", reg.hnps[0], 40, 3, 3, serving=A2)
+    (answer,) = [e.msg for e in maar.handle(Received(CMD, again), START + 0.03) if type(e) is Send]
+    assert answer.status == Status.ACCEPTED and maar.bindings["mn1"].role is Role.SERVING
+
+
+def test_move_refused_for_clock_skew_is_retried():
+    """maar1's clock 200 ms ahead, maar2's 50 ms behind (both inside the 300 ms window): a move
+    100 ms after the attachment carries an older timestamp than the attachment, and the CMD answers
+    157. maar2, whose MN is attached, registers once more with a fresh timestamp 0.6 s later."""
+    d = domain(2)
+    n = Net(d, skew={A1: 0.2, A2: -0.05})
+    n.attach("maar1", "mn1")
+    n.run(0.1)
+    n.detach("maar1", "mn1")
+    n.attach("maar2", "mn1")
+    n.run(0.05)
+    first = [d.msg for d in n.log if d.dst == A2 and type(d.msg).__name__ == "BindingAck"]
+    assert first[0].status == Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED
+    assert n.maars["maar2"].bindings["mn1"].role is Role.REGISTERING  # kept for the retry
+    n.run(2)
+    served_at(n, "mn1", "maar2")
+    assert any(where == "maar2" for _, where, _ in n.adverts)
+    sends = [round(d.at - START, 3) for d in n.log if d.src == A2 and type(d.msg).__name__ == "BindingUpdate"]
+    assert len(sends) == 2 and sends[1] - sends[0] == pytest.approx(0.6, abs=0.01)
+
+
+def test_skew_retry_is_not_made_for_a_detached_mn():
+    n = Net(domain(2), skew={A1: 0.2, A2: -0.05})
+    n.attach("maar1", "mn1")
+    n.run(0.1)
+    n.detach("maar1", "mn1")
+    n.attach("maar2", "mn1")
+    n.run(0.05)
+    n.detach("maar2", "mn1")  # gone again before the retry
+    n.run(2)
+    assert n.cmd.cache["mn1"].serving == A1
+    assert len([d for d in n.log if d.src == A2 and type(d.msg).__name__ == "BindingUpdate"]) == 1
+
+
+def test_unanswered_return_after_detach_follows_the_cmds_last_word():
+    """Back at maar1 (registration in flight), the CMD's PBU places the MN at maar2, the MN leaves
+    again and the registration goes unanswered: maar1 ends as maar2's P-MAAR, not as serving."""
+    from ryu_dmm.mobility.events import Detach, TimerFired
+    maar = MaarCore(domain(2), "maar1")
+    (reg,) = [e.msg for e in maar.handle(Attach("mn1", MAC, 1), START) if type(e) is Send]
+    maar.handle(Received(CMD, M.pba_for(reg, Status.ACCEPTED, 40)), START)
+    maar.handle(Detach("mn1"), START + 1)
+    assert [e for e in maar.handle(Attach("mn1", MAC, 1), START + 2) if type(e) is Send]
+    maar.handle(Received(CMD, M.pbu(3, START + 2.01, "mn1", reg.hnps[0], 40, 3, 3, serving=A2)), START + 2.01)
+    assert maar.bindings["mn1"].role is Role.SERVING  # kept while our registration is in flight
+    maar.handle(Detach("mn1"), START + 2.5)
+    out = maar.bindings["mn1"].pbu
+    assert not [e for e in maar.handle(TimerFired(out.key), START + 3) if type(e) is Send]  # none after the detach
+    b = maar.bindings["mn1"]
+    assert b.role is Role.ANCHOR and b.serving_maar == A2
+    assert maar.dataplane("mn1").to_serving and not maar.dataplane("mn1").local
