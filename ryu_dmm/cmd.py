@@ -4,8 +4,7 @@ A thin shell: datagrams are decoded and handed to ``CmdCore``, whose effects pas
 ``FlowMirror`` (which renders the switches' flows and holds PBAs until their flows are confirmed);
 the shell carries out what comes out on sockets, OpenFlow datapaths and one timer heap, and turns
 OpenFlow events back into mirror events. It holds no mobility or flow state. See
-docs/architecture.md. Unexpected exceptions are contained per datagram, timer, effect, OpenFlow
-event and REST request; untrusted text is logged escaped and rate-limited (docs/limits-rest.md).
+docs/architecture.md; containment of exceptions, safe logs and other bounds: docs/limits-rest.md.
 """
 import itertools
 import logging
@@ -79,8 +78,7 @@ class CmdApp(app_manager.RyuApp):
         self.core = CmdCore(self.domain)
         self.mirror = FlowMirror(self.pipeline, switches(self.domain, self.settings))
         self.stats = Stats(self.domain.mode.value)
-        self.log = SafeLog(self.logger)
-        self.guard = Guard(self.stats.count, self.log)
+        self.guard = Guard(self.stats.count, SafeLog(self.logger))  # its .log: escaped, rate-limited lines
         self.endpoint = self.timers = self._flusher = None
         self._datapaths = {}  # MAAR address -> its connected datapath
         self._maar_of = {m.datapath_id: m.address for m in self.domain.maars if m.datapath_id is not None}
@@ -89,7 +87,7 @@ class CmdApp(app_manager.RyuApp):
         self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,
                                lambda: self.endpoint.receive_path() if self.endpoint is not None else {})
         kwargs["wsgi"].register(rest.DmmRestController, rest.registration(self.view, self.guard))
-        rest.install_server(limits, self.log)
+        rest.install_server(limits, self.guard.log)
 
     def start(self):
         thread = super().start()
@@ -103,7 +101,7 @@ class CmdApp(app_manager.RyuApp):
             raise SystemExit(2) from None
         self.timers = HubTimers(self.guard.wrap("timer", self._on_timer))
         self.endpoint.serve(self.on_datagram)
-        self._flusher = hub.spawn(self.guard.repeat, hub.sleep, 1.0, "log_flush", self.log.flush)
+        self._flusher = hub.spawn(self.guard.repeat, hub.sleep, 1.0, "log_flush", self.guard.log.flush)
         install_clean_exit(self.logger)
         self.logger.info("ryu-dmm CMD started: %s mode, %d MAAR(s), PMIPv6 on [%s]:%d, config %s",
                          self.domain.mode.value, len(self.domain.maars), s.listen, self.endpoint.bound_port,
@@ -129,8 +127,8 @@ class CmdApp(app_manager.RyuApp):
             msg = decode(data, src, raw_dst) if raw_dst else decode(data)
         except DecodeError as exc:
             self.stats.count(f"decode_error.{exc.reason}")
-            self.log.warning(src, f"decode_error.{exc.reason}", "dropped datagram from [%s]:%d: %s", addr[0],
-                             addr[1], exc)
+            self.guard.log.warning(src, f"decode_error.{exc.reason}", "dropped datagram from [%s]:%d: %s",
+                                   addr[0], addr[1], exc)
             return
         self.stats.received(msg)
         self._core_event(Received(src, msg))
@@ -157,7 +155,7 @@ class CmdApp(app_manager.RyuApp):
                         self.stats.sent(e.msg)
                     except OSError as exc:
                         self.stats.count("send_error")
-                        self.log.warning(e.dst, f"send_error.{exc.errno}", "cannot send to %s: %s", e.dst, exc)
+                        self.guard.log.warning(e.dst, f"send_error.{exc.errno}", "cannot send to %s: %s", e.dst, exc)
                 elif kind is SetTimer:
                     self.timers.set(e.key, e.at)
                 elif kind is CancelTimer:
@@ -165,9 +163,8 @@ class CmdApp(app_manager.RyuApp):
                 elif kind is Report:
                     reports.append(e)  # routine events only counted (in /dmm/v1/stats) unless debugging
                     level = logging.WARNING if e.kind in (ReportKind.FAILED, ReportKind.REJECTED) else logging.DEBUG
-                    if self.logger.isEnabledFor(level):  # keyed by the peer whose datagram is being handled
-                        self.log.log(level, self.endpoint.current_source, f"{e.kind.value}.{e.status}",
-                                     "%s %s %s (status %s)", e.kind.value, e.mn_id, e.detail, e.status)
+                    self.guard.log.log(level, self.endpoint.current_source, (e.kind.value, e.status),  # key: its peer
+                                       "%s %s %s (status %s)", e.kind.value, e.mn_id, e.detail, e.status)
                 elif kind in _SWITCH_EFFECTS:
                     dp = self._datapaths.get(e.maar)
                     if dp is not None:
@@ -176,8 +173,8 @@ class CmdApp(app_manager.RyuApp):
                 elif kind is Noted:
                     self.stats.count(e.kind.value)
                     if e.kind in _WARN or e.kind is NoteKind.RECONCILED:
-                        self.log.log(logging.WARNING if e.kind in _WARN else logging.INFO, e.maar, e.kind.value,
-                                     "%s %s: %s", e.kind.value, e.maar, e.detail)
+                        self.guard.log.log(logging.WARNING if e.kind in _WARN else logging.INFO, e.maar,
+                                           e.kind.value, "%s %s: %s", e.kind.value, e.maar, e.detail)
                 elif kind is FlowsConfirmed:
                     self.stats.flow_latency(e.confirmed_at - e.pushed_at)
                 elif kind is FlowStatsReady:

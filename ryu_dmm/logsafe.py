@@ -74,11 +74,14 @@ class SafeLog:
     def warning(self, source, reason: str, fmt: str, *args, exc_text: Optional[str] = None) -> bool:
         return self.log(logging.WARNING, source, reason, fmt, *args, exc_text=exc_text)
 
-    def log(self, level: int, source, reason: str, fmt: str, *args, exc_text: Optional[str] = None) -> bool:
-        """Write one record unless its key is over its budget; True if written. ``exc_text``: a
+    def log(self, level: int, source, reason, fmt: str, *args, exc_text: Optional[str] = None) -> bool:
+        """Write one record unless its key is over its budget; True if written. ``reason``: text, or
+        a tuple of parts joined with "." (formatted only when the level is enabled). ``exc_text``: a
         traceback to append (escaped line by line, each continuation line starting with ``  | ``)."""
         if not self.logger.isEnabledFor(level):
             return False
+        if type(reason) is tuple:
+            reason = ".".join(map(str, reason))
         now = self.clock()
         key = (escape(source, 64), escape(reason, 64))
         entry = self._keys.get(key)

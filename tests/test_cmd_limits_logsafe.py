@@ -139,3 +139,15 @@ def test_defaults_are_the_documented_ones():
     assert (logsafe.LINES, logsafe.INTERVAL, logsafe.MAX_KEYS, logsafe.MAX_CHARS) == (5, 10.0, 256, 200)
     for fragment in ("5 lines", "10 s", "256", "200 characters"):
         assert fragment in text
+
+
+def test_a_tuple_reason_is_joined_and_only_formatted_when_enabled(logger):
+    clock = Clock()
+    log = SafeLog(logger, lines=1, clock=clock)
+    assert log.warning("::1", ("rejected", 129), "first") and not log.warning("::1", ("rejected", 129), "second")
+    logger.setLevel(logging.ERROR)
+    assert not log.warning("::1", ("rejected", 130), "off")
+    logger.setLevel(logging.DEBUG)
+    clock.t += 10
+    log.flush()
+    assert logger.records == ["first", "suppressed 1 similar message(s) (rejected.129 from ::1) in the last 10 s"]
