@@ -4,7 +4,7 @@ A thin shell: datagrams are decoded and handed to ``CmdCore``, whose effects pas
 ``FlowMirror`` (which renders the switches' flows and holds PBAs until their flows are confirmed);
 the shell carries out what comes out on sockets, OpenFlow datapaths and one timer heap, and turns
 OpenFlow events back into mirror events. It holds no mobility or flow state. See
-docs/architecture.md.
+docs/architecture.md; containment of exceptions, safe logs and other bounds: docs/limits-rest.md.
 """
 import itertools
 import logging
@@ -21,6 +21,7 @@ from ryu.lib.packet import ethernet, icmpv6, packet
 from ryu.ofproto import ofproto_v1_3
 
 from . import domainconf, ofsync, pipeline, rest
+from .logsafe import Guard, SafeLog, contained
 from .domainview import DomainView
 from .flowmirror import (
     ApplyDiff, BarrierReplied, CoreOutput, FlowMirror, FlowsConfirmed, FlowStatsReady, FlowStatsReplied, MirrorKey,
@@ -68,6 +69,7 @@ class CmdApp(app_manager.RyuApp):
         try:
             self.domain, self.settings = domainconf.load(path)
             self.pipeline = pipeline.load()
+            limits = rest.ServerLimits.from_conf(cfg.CONF)
         except (domainconf.ConfigError, ValueError) as exc:
             # Before anything is bound or started: nothing is half-applied.
             print(f"ryu_dmm.cmd: bad configuration: {exc}", file=sys.stderr, flush=True)
@@ -76,32 +78,41 @@ class CmdApp(app_manager.RyuApp):
         self.core = CmdCore(self.domain)
         self.mirror = FlowMirror(self.pipeline, switches(self.domain, self.settings))
         self.stats = Stats(self.domain.mode.value)
-        self.endpoint = self.timers = None
+        self.guard = Guard(self.stats.count, SafeLog(self.logger))  # its .log: escaped, rate-limited lines
+        self.endpoint = self.timers = self._flusher = None
         self._datapaths = {}  # MAAR address -> its connected datapath
         self._maar_of = {m.datapath_id: m.address for m in self.domain.maars if m.datapath_id is not None}
         self._queries = {}  # token -> (hub.Event, [flows]) of REST requests waiting for flow stats
         self._tokens = itertools.count(1)
-        self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows)
-        kwargs["wsgi"].register(rest.DmmRestController, {rest.APP_KEY: self.view})
+        self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,
+                               lambda: self.endpoint.receive_path() if self.endpoint is not None else {})
+        kwargs["wsgi"].register(rest.DmmRestController, rest.registration(self.view, self.guard))
+        rest.install_server(limits, self.guard.log)
 
     def start(self):
         thread = super().start()
         s = self.settings
         try:
-            self.endpoint = Endpoint(s.listen, s.port, s.raw_mh, self.domain.cmd_address, self.core.maars)
+            self.endpoint = Endpoint(s.listen, s.port, s.raw_mh, self.domain.cmd_address, self.core.maars,
+                                     s.rcvbuf, self.guard.error)
         except OSError as exc:
             print(f"ryu_dmm.cmd: cannot open the PMIPv6 endpoint on [{s.listen}]:{s.port}"
                   f"{' (and raw MH)' if s.raw_mh else ''}: {exc.strerror}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
-        self.timers = HubTimers(self._on_timer)
+        self.timers = HubTimers(self.guard.wrap("timer", self._on_timer))
         self.endpoint.serve(self.on_datagram)
+        self._flusher = hub.spawn(self.guard.repeat, hub.sleep, 1.0, "log_flush", self.guard.log.flush)
         install_clean_exit(self.logger)
         self.logger.info("ryu-dmm CMD started: %s mode, %d MAAR(s), PMIPv6 on [%s]:%d, config %s",
                          self.domain.mode.value, len(self.domain.maars), s.listen, self.endpoint.bound_port,
                          self.config_path)
+        for text in self.endpoint.shortfalls():
+            self.logger.warning("%s", text)
         return thread
 
     def stop(self):
+        if self._flusher is not None:
+            hub.kill(self._flusher)
         if self.timers is not None:
             self.timers.stop()
         if self.endpoint is not None:
@@ -111,12 +122,13 @@ class CmdApp(app_manager.RyuApp):
     # ---- signalling and timers -------------------------------------------------------------------
     def on_datagram(self, data: bytes, src: str, addr: tuple, raw_dst=None) -> None:
         """One PMIPv6 message from UDP (``raw_dst`` None) or raw IPv6 (checksum verified against
-        the source and ``raw_dst``)."""
+        the source and ``raw_dst``). The endpoint contains whatever this raises."""
         try:
             msg = decode(data, src, raw_dst) if raw_dst else decode(data)
         except DecodeError as exc:
             self.stats.count(f"decode_error.{exc.reason}")
-            self.logger.warning("dropped datagram from [%s]:%d: %s", addr[0], addr[1], exc)
+            self.guard.log.warning(src, f"decode_error.{exc.reason}", "dropped datagram from [%s]:%d: %s",
+                                   addr[0], addr[1], exc)
             return
         self.stats.received(msg)
         self._core_event(Received(src, msg))
@@ -126,10 +138,7 @@ class CmdApp(app_manager.RyuApp):
         self._apply(self.mirror.handle(CoreOutput(tuple(self.core.handle(event, now))), now))
 
     def _on_timer(self, key) -> None:
-        if type(key) is MirrorKey:
-            self._mirror_event(TimerFired(key))
-        else:
-            self._core_event(TimerFired(key))
+        (self._mirror_event if type(key) is MirrorKey else self._core_event)(TimerFired(key))
 
     def _mirror_event(self, event) -> None:
         self._apply(self.mirror.handle(event, time.time()))
@@ -138,42 +147,43 @@ class CmdApp(app_manager.RyuApp):
         reports = []
         for e in effects:
             kind = type(e)
-            if kind is Send:
-                data = encode(e.msg)
-                try:
-                    self.endpoint.send(data, self.endpoint.sockaddr(e.dst))
-                    self.stats.sent(e.msg)
-                except OSError as exc:
-                    self.stats.count("send_error")
-                    self.logger.warning("cannot send to %s: %s", e.dst, exc)
-            elif kind is SetTimer:
-                self.timers.set(e.key, e.at)
-            elif kind is CancelTimer:
-                self.timers.cancel(e.key)
-            elif kind is Report:
-                reports.append(e)
-                # Routine events are counted in /dmm/v1/stats; logging each costs more than handling it.
-                if e.kind in (ReportKind.FAILED, ReportKind.REJECTED):
-                    self.logger.warning("%s %s %s (status %s)", e.kind.value, e.mn_id, e.detail, e.status)
-                elif self.logger.isEnabledFor(logging.DEBUG):
-                    self.logger.debug("%s %s %s", e.kind.value, e.mn_id, e.detail)
-            elif kind in _SWITCH_EFFECTS:
-                dp = self._datapaths.get(e.maar)
-                if dp is not None:
-                    for msg in ofsync.messages(dp, self.pipeline, e):
-                        dp.send_msg(msg)
-            elif kind is Noted:
-                self.stats.count(e.kind.value)
-                if e.kind in _WARN or e.kind is NoteKind.RECONCILED:
-                    log = self.logger.warning if e.kind in _WARN else self.logger.info
-                    log("%s %s: %s", e.kind.value, e.maar, e.detail)
-            elif kind is FlowsConfirmed:
-                self.stats.flow_latency(e.confirmed_at - e.pushed_at)
-            elif kind is FlowStatsReady:
-                waiting = self._queries.get(e.token)
-                if waiting is not None:
-                    waiting[1].append(e.flows)
-                    waiting[0].set()
+            try:  # one effect failing (e.g. a PBA that cannot be encoded) leaves the others carried out
+                if kind is Send:
+                    data = encode(e.msg)
+                    try:
+                        self.endpoint.send(data, self.endpoint.sockaddr(e.dst))
+                        self.stats.sent(e.msg)
+                    except OSError as exc:
+                        self.stats.count("send_error")
+                        self.guard.log.warning(e.dst, f"send_error.{exc.errno}", "cannot send to %s: %s", e.dst, exc)
+                elif kind is SetTimer:
+                    self.timers.set(e.key, e.at)
+                elif kind is CancelTimer:
+                    self.timers.cancel(e.key)
+                elif kind is Report:
+                    reports.append(e)  # routine events only counted (in /dmm/v1/stats) unless debugging
+                    level = logging.WARNING if e.kind in (ReportKind.FAILED, ReportKind.REJECTED) else logging.DEBUG
+                    self.guard.log.log(level, self.endpoint.current_source, (e.kind.value, e.status),  # key: its peer
+                                       "%s %s %s (status %s)", e.kind.value, e.mn_id, e.detail, e.status)
+                elif kind in _SWITCH_EFFECTS:
+                    dp = self._datapaths.get(e.maar)
+                    if dp is not None:
+                        for msg in ofsync.messages(dp, self.pipeline, e):
+                            dp.send_msg(msg)
+                elif kind is Noted:
+                    self.stats.count(e.kind.value)
+                    if e.kind in _WARN or e.kind is NoteKind.RECONCILED:
+                        self.guard.log.log(logging.WARNING if e.kind in _WARN else logging.INFO, e.maar,
+                                           e.kind.value, "%s %s: %s", e.kind.value, e.maar, e.detail)
+                elif kind is FlowsConfirmed:
+                    self.stats.flow_latency(e.confirmed_at - e.pushed_at)
+                elif kind is FlowStatsReady:
+                    waiting = self._queries.get(e.token)
+                    if waiting is not None:
+                        waiting[1].append(e.flows)
+                        waiting[0].set()
+            except Exception as exc:  # noqa: BLE001 - containment boundary
+                self.guard.error("send" if kind is Send else "effect", exc)
         self.stats.reported(reports)
 
     def query_flows(self, maar: str):
@@ -188,6 +198,7 @@ class CmdApp(app_manager.RyuApp):
 
     # ---- OpenFlow --------------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    @contained("openflow")
     def _state_change(self, ev):
         dp = ev.datapath
         maar = self._maar_of.get(dp.id)
@@ -204,12 +215,14 @@ class CmdApp(app_manager.RyuApp):
             self._mirror_event(SwitchDown(maar))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    @contained("openflow")
     def _barrier_reply(self, ev):
         maar = self._maar_of.get(ev.msg.datapath.id)
         if maar is not None:
             self._mirror_event(BarrierReplied(maar, ev.msg.xid))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    @contained("openflow")
     def _flow_stats_reply(self, ev):
         msg = ev.msg
         maar = self._maar_of.get(msg.datapath.id)
@@ -218,6 +231,7 @@ class CmdApp(app_manager.RyuApp):
             self._mirror_event(FlowStatsReplied(maar, msg.xid, ofsync.installed(msg.body), more))
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    @contained("openflow")
     def _packet_in(self, ev):
         """An MN's Router Solicitation tells us its access port (the switch reports it to its controller)."""
         msg = ev.msg

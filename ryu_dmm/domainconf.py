@@ -30,6 +30,7 @@ class CmdSettings:
     tunnel: str = "gre"
     tunnel_key: int = 0x444D4D
     switches: tuple = ()  # SwitchSettings of the MAARs that have a datapath
+    rcvbuf: int = 2 << 20  # bytes of receive buffer to ask for per signalling socket (0: kernel default)
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class SwitchSettings:
     core_gateway_mac: bytes
 
 
-_DMM_KEYS = {"cmd_address", "mode", "dereg", "listen", "port", "raw_mh", "tunnel", "tunnel_key"}
+_DMM_KEYS = {"cmd_address", "mode", "dereg", "listen", "port", "raw_mh", "tunnel", "tunnel_key", "rcvbuf"}
 _SWITCH_KEYS = {"core_port", "tunnel_port", "agent_port", "access_ports", "core_gateway_mac"}
 _MAAR_KEYS = {"address", "pool", "prefix_length", "mac", "datapath_id"} | _SWITCH_KEYS
 _TIMER_KEYS = {f.name: f.type for f in fields(Timers)}
@@ -157,6 +158,7 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     port = _int("dmm", "port", dmm.get("port", "5436"), 1, 65535)
     raw_mh = _bool("dmm", "raw_mh", dmm.get("raw_mh", "false"))
     tunnel_key = _int("dmm", "tunnel_key", dmm.get("tunnel_key", str(0x444D4D)), 0, 2**32 - 1)
+    rcvbuf = _int("dmm", "rcvbuf", dmm.get("rcvbuf", str(CmdSettings.rcvbuf)), 0, 2**30)
     timers_kw: dict = {}
     if parser.has_section("timers"):
         items = dict(parser.items("timers"))
@@ -208,7 +210,7 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     dpids = [m.datapath_id for m in maars if m.datapath_id is not None]
     if len(dpids) != len(set(dpids)):
         raise ConfigError("two MAARs have the same datapath_id")
-    return domain, CmdSettings(listen, port, raw_mh, tunnel, tunnel_key, tuple(switches))
+    return domain, CmdSettings(listen, port, raw_mh, tunnel, tunnel_key, tuple(switches), rcvbuf=rcvbuf)
 
 
 def load(path: Optional[str]) -> tuple[Domain, CmdSettings]:
@@ -230,7 +232,7 @@ def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[
     lines += ["[dmm]", f"cmd_address = {domain.cmd_address}", f"mode = {domain.mode.value}",
               f"dereg = {domain.dereg.value}", f"listen = {settings.listen}", f"port = {settings.port}",
               f"raw_mh = {str(settings.raw_mh).lower()}", f"tunnel = {settings.tunnel}",
-              f"tunnel_key = {settings.tunnel_key:#x}", "", "[timers]"]
+              f"tunnel_key = {settings.tunnel_key:#x}", f"rcvbuf = {settings.rcvbuf}", "", "[timers]"]
     switches = {s.maar: s for s in settings.switches}
     lines += [f"{f.name} = {getattr(domain.timers, f.name)}" for f in fields(Timers)]
     for m in domain.maars:

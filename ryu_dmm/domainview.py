@@ -2,7 +2,13 @@
 
 It reads the CMD core, the flow mirror and the counters only through their public queries, and
 asks the shell for a switch's installed flows through one callable (each request correlated on its
-own, so several may run at once and during a reconciliation).
+own, so several may run at once and during a reconciliation), and for the signalling sockets'
+receive path (buffers, kernel drops) through another.
+
+Cost: every query here runs on the hub between datagrams. ``sessions()`` builds a view per session
+and must be consumed at once (it iterates the live binding cache); a caller that wants to spread a
+long walk over several hub turns takes ``session_ids()`` (a copy of the keys in registration order,
+about 1 ms per 100,000 sessions) and looks each id up with ``session()`` as it goes.
 """
 from __future__ import annotations
 
@@ -19,12 +25,17 @@ from .stats import Stats
 FlowQuery = Callable[[str], Optional[tuple[InstalledFlow, ...]]]
 
 
+def _nothing() -> dict:
+    return {}
+
+
 class DomainView:
     def __init__(self, domain: Domain, settings: CmdSettings, core: CmdCore, mirror: FlowMirror, stats: Stats,
-                 query_flows: FlowQuery) -> None:
+                 query_flows: FlowQuery, receive_path: Callable[[], dict] = _nothing) -> None:
         self.domain = domain
         self.settings = settings
         self._core, self._mirror, self._stats, self._query = core, mirror, stats, query_flows
+        self._receive_path = receive_path
         self._by_name = {m.name: m for m in domain.maars}
         self._by_address = domain.by_address()
 
@@ -61,7 +72,14 @@ class DomainView:
         return self._core.session(mn_id)
 
     def sessions(self) -> Iterator[Session]:
+        """Every session now; consume it without yielding to the hub (it walks the live cache)."""
         return self._core.sessions()
+
+    def session_ids(self) -> list[str]:
+        """The MN IDs of every session now, in registration order: a snapshot (a C-level copy of the
+        binding cache's keys; ``CmdCore.cache`` is read directly because the core offers no cheaper
+        public way: ``sessions()`` would build a view per session)."""
+        return list(self._core.cache)
 
     def session_count(self) -> int:
         return len(self._core)
@@ -75,4 +93,5 @@ class DomainView:
         body["sessions"] = len(self._core)
         body["mode"] = self.domain.mode.value
         body["dereg"] = self.domain.dereg.value
+        body["receive_path"] = self._receive_path()
         return body
