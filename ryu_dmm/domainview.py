@@ -76,10 +76,8 @@ class DomainView:
         return self._core.sessions()
 
     def session_ids(self) -> list[str]:
-        """The MN IDs of every session now, in registration order: a snapshot (a C-level copy of the
-        binding cache's keys; ``CmdCore.cache`` is read directly because the core offers no cheaper
-        public way: ``sessions()`` would build a view per session)."""
-        return list(self._core.cache)
+        """The MN IDs of every session now, in registration order: a snapshot (no view is built)."""
+        return self._core.mn_ids()
 
     def session_count(self) -> int:
         return len(self._core)

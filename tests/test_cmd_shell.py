@@ -48,6 +48,8 @@ class Wsgi:
 class Endpoint:
     """Records what the shell sends; answers go to the sender's port 5436."""
 
+    current_source = "-"
+
     def __init__(self):
         self.sent = []
 

@@ -47,6 +47,9 @@ class Core:
     def sessions(self):
         return iter(list(self.cache.values()))
 
+    def mn_ids(self):
+        return list(self.cache)
+
     def __len__(self):
         return len(self.cache)
 

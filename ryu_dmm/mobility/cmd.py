@@ -83,6 +83,10 @@ class CmdCore:
         """Every session, in registration order (a generator: views are built as they are read)."""
         return (_view(b) for b in self.cache.values())
 
+    def mn_ids(self) -> list[str]:
+        """A snapshot of every MN with a session (cheap: no views are built)."""
+        return list(self.cache)
+
     def __len__(self) -> int:
         return len(self.cache)
 
