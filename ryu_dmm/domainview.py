@@ -1,4 +1,4 @@
-"""A read-only view of the running domain: what REST (and later metrics) may see of the CMD.
+"""A read-only view of the running domain: what REST and the Prometheus metrics may see of the CMD.
 
 It reads the CMD core, the flow mirror and the counters only through their public queries, and
 asks the shell for a switch's installed flows through one callable (each request correlated on its
@@ -93,3 +93,12 @@ class DomainView:
         body["dereg"] = self.domain.dereg.value
         body["receive_path"] = self._receive_path()
         return body
+
+    def counters(self) -> dict:
+        """The raw counts behind ``stats()`` (by peer, status, MAAR) and the latency histograms:
+        a copy (``Stats.snapshot``), cheap enough for every metrics scrape."""
+        return self._stats.snapshot()
+
+    def receive_path(self) -> dict:
+        """The signalling sockets' buffers and kernel drop counters now (read from /proc)."""
+        return self._receive_path()
