@@ -7,6 +7,7 @@ raises ``ConfigError`` naming the section and key, and nothing starts half-confi
 from __future__ import annotations
 
 import configparser
+import ipaddress
 from dataclasses import dataclass, fields
 from typing import Optional
 
@@ -31,6 +32,10 @@ class CmdSettings:
     tunnel_key: int = 0x444D4D
     switches: tuple = ()  # SwitchSettings of the MAARs that have a datapath
     rcvbuf: int = 2 << 20  # bytes of receive buffer to ask for per signalling socket (0: kernel default)
+    # Prometheus metrics (docs/observability.md). Port None: the default, 9460, which is given up
+    # with a warning if that port is taken; a port set in the file must open; 0 disables metrics.
+    metrics_listen: str = "127.0.0.1"
+    metrics_port: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,8 @@ class SwitchSettings:
     core_gateway_mac: bytes
 
 
-_DMM_KEYS = {"cmd_address", "mode", "dereg", "listen", "port", "raw_mh", "tunnel", "tunnel_key", "rcvbuf"}
+_DMM_KEYS = {"cmd_address", "mode", "dereg", "listen", "port", "raw_mh", "tunnel", "tunnel_key", "rcvbuf",
+             "metrics_listen", "metrics_port"}
 _SWITCH_KEYS = {"core_port", "tunnel_port", "agent_port", "access_ports", "core_gateway_mac"}
 _MAAR_KEYS = {"address", "pool", "prefix_length", "mac", "datapath_id"} | _SWITCH_KEYS
 _TIMER_KEYS = {f.name: f.type for f in fields(Timers)}
@@ -89,6 +95,14 @@ def _address(section: str, key: str, text: str) -> str:
         return canonical6(text.strip())
     except ValueError:
         raise ConfigError(f"[{section}] {key}: {text!r} is not an IPv6 address") from None
+
+
+def _ip(section: str, key: str, text: str) -> str:
+    """An IPv4 or IPv6 address to listen on, as text."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise ConfigError(f"[{section}] {key}: {text!r} is not an IPv4 or IPv6 address") from None
 
 
 def _ports(section: str, text: str) -> tuple[int, ...]:
@@ -159,6 +173,8 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     raw_mh = _bool("dmm", "raw_mh", dmm.get("raw_mh", "false"))
     tunnel_key = _int("dmm", "tunnel_key", dmm.get("tunnel_key", str(0x444D4D)), 0, 2**32 - 1)
     rcvbuf = _int("dmm", "rcvbuf", dmm.get("rcvbuf", str(CmdSettings.rcvbuf)), 0, 2**30)
+    metrics_listen = _ip("dmm", "metrics_listen", dmm.get("metrics_listen", CmdSettings.metrics_listen))
+    metrics_port = _int("dmm", "metrics_port", dmm["metrics_port"], 0, 65535) if "metrics_port" in dmm else None
     timers_kw: dict = {}
     if parser.has_section("timers"):
         items = dict(parser.items("timers"))
@@ -210,7 +226,8 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     dpids = [m.datapath_id for m in maars if m.datapath_id is not None]
     if len(dpids) != len(set(dpids)):
         raise ConfigError("two MAARs have the same datapath_id")
-    return domain, CmdSettings(listen, port, raw_mh, tunnel, tunnel_key, tuple(switches), rcvbuf=rcvbuf)
+    return domain, CmdSettings(listen, port, raw_mh, tunnel, tunnel_key, tuple(switches), rcvbuf=rcvbuf,
+                               metrics_listen=metrics_listen, metrics_port=metrics_port)
 
 
 def load(path: Optional[str]) -> tuple[Domain, CmdSettings]:
@@ -232,7 +249,11 @@ def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[
     lines += ["[dmm]", f"cmd_address = {domain.cmd_address}", f"mode = {domain.mode.value}",
               f"dereg = {domain.dereg.value}", f"listen = {settings.listen}", f"port = {settings.port}",
               f"raw_mh = {str(settings.raw_mh).lower()}", f"tunnel = {settings.tunnel}",
-              f"tunnel_key = {settings.tunnel_key:#x}", f"rcvbuf = {settings.rcvbuf}", "", "[timers]"]
+              f"tunnel_key = {settings.tunnel_key:#x}", f"rcvbuf = {settings.rcvbuf}",
+              f"metrics_listen = {settings.metrics_listen}"]
+    if settings.metrics_port is not None:
+        lines.append(f"metrics_port = {settings.metrics_port}")
+    lines += ["", "[timers]"]
     switches = {s.maar: s for s in settings.switches}
     lines += [f"{f.name} = {getattr(domain.timers, f.name)}" for f in fields(Timers)]
     for m in domain.maars:
