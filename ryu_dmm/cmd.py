@@ -17,10 +17,9 @@ from ryu.base import app_manager
 from ryu.controller import ofp_event
 from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from ryu.lib import hub
-from ryu.lib.packet import ethernet, icmpv6, packet
 from ryu.ofproto import ofproto_v1_3
 
-from . import domainconf, ofsync, pipeline, rest
+from . import domainconf, metrics, ofsync, packetin, pipeline, rest
 from .logsafe import Guard, SafeLog, contained
 from .domainview import DomainView
 from .flowmirror import (
@@ -33,7 +32,7 @@ from .mobility.cmd import CmdCore
 from .mobility.events import CancelTimer, Received, Report, ReportKind, Send, SetTimer, TimerFired
 from .signalling import Endpoint
 from .stats import Stats
-from .wire import DecodeError, decode, encode, parse_mac
+from .wire import DecodeError, decode, encode
 
 QUERY_TIMEOUT = 5.0  # seconds a REST request waits for a switch's flows (the mirror answers by then)
 _SWITCH_EFFECTS = (ReplaceFlows, ApplyDiff, RequestFlowStats)
@@ -77,9 +76,9 @@ class CmdApp(app_manager.RyuApp):
         self.config_path = path or "<embedded default>"
         self.core = CmdCore(self.domain)
         self.mirror = FlowMirror(self.pipeline, switches(self.domain, self.settings))
-        self.stats = Stats(self.domain.mode.value)
+        self.stats = Stats(self.domain.mode.value, peers=self.core.maars)  # by MAAR; others as "other"
         self.guard = Guard(self.stats.count, SafeLog(self.logger))  # its .log: escaped, rate-limited lines
-        self.endpoint = self.timers = self._flusher = None
+        self.endpoint = self.timers = self._flusher = self.metrics = None
         self._datapaths = {}  # MAAR address -> its connected datapath
         self._maar_of = {m.datapath_id: m.address for m in self.domain.maars if m.datapath_id is not None}
         self._queries = {}  # token -> (hub.Event, [flows]) of REST requests waiting for flow stats
@@ -99,6 +98,7 @@ class CmdApp(app_manager.RyuApp):
             print(f"ryu_dmm.cmd: cannot open the PMIPv6 endpoint on [{s.listen}]:{s.port}"
                   f"{' (and raw MH)' if s.raw_mh else ''}: {exc.strerror}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+        self.metrics = metrics.start(self.view, s, self.guard)  # Prometheus (docs/observability.md)
         self.timers = HubTimers(self.guard.wrap("timer", self._on_timer))
         self.endpoint.serve(self.on_datagram)
         self._flusher = hub.spawn(self.guard.repeat, hub.sleep, 1.0, "log_flush", self.guard.log.flush)
@@ -115,6 +115,8 @@ class CmdApp(app_manager.RyuApp):
             hub.kill(self._flusher)
         if self.timers is not None:
             self.timers.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.endpoint is not None:
             self.endpoint.close()
         super().stop()
@@ -130,7 +132,7 @@ class CmdApp(app_manager.RyuApp):
             self.guard.log.warning(src, f"decode_error.{exc.reason}", "dropped datagram from [%s]:%d: %s",
                                    addr[0], addr[1], exc)
             return
-        self.stats.received(msg)
+        self.stats.received(msg, src)
         self._core_event(Received(src, msg))
 
     def _core_event(self, event) -> None:
@@ -152,7 +154,7 @@ class CmdApp(app_manager.RyuApp):
                     data = encode(e.msg)
                     try:
                         self.endpoint.send(data, self.endpoint.sockaddr(e.dst))
-                        self.stats.sent(e.msg)
+                        self.stats.sent(e.msg, e.dst)
                     except OSError as exc:
                         self.stats.count("send_error")
                         self.guard.log.warning(e.dst, f"send_error.{exc.errno}", "cannot send to %s: %s", e.dst, exc)
@@ -171,7 +173,7 @@ class CmdApp(app_manager.RyuApp):
                         for msg in ofsync.messages(dp, self.pipeline, e):
                             dp.send_msg(msg)
                 elif kind is Noted:
-                    self.stats.count(e.kind.value)
+                    self.stats.note(e.kind.value, e.maar)
                     if e.kind in _WARN or e.kind is NoteKind.RECONCILED:
                         self.guard.log.log(logging.WARNING if e.kind in _WARN else logging.INFO, e.maar,
                                            e.kind.value, "%s %s: %s", e.kind.value, e.maar, e.detail)
@@ -236,14 +238,8 @@ class CmdApp(app_manager.RyuApp):
         """An MN's Router Solicitation tells us its access port (the switch reports it to its controller)."""
         msg = ev.msg
         maar = self._maar_of.get(msg.datapath.id)
-        if maar is None:
-            return
-        try:
-            pkt = packet.Packet(msg.data)
-        except Exception:  # noqa: BLE001 - a frame Ryu cannot parse is just not an RS
+        mac = packetin.rs_source(msg.data) if maar is not None else None
+        if mac is packetin.UNPARSED:
             self.stats.count("packet_in.unparsed")
-            return
-        rs = pkt.get_protocol(icmpv6.icmpv6)
-        eth = pkt.get_protocols(ethernet.ethernet)
-        if rs is not None and rs.type_ == icmpv6.ND_ROUTER_SOLICIT and eth:
-            self._mirror_event(PortLearnt(maar, parse_mac(eth[0].src), msg.match["in_port"]))
+        elif mac is not None:
+            self._mirror_event(PortLearnt(maar, mac, msg.match["in_port"]))
