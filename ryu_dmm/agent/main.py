@@ -23,8 +23,9 @@ from ..mobility.events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, Send, SetTimer, TimerFired,
 )
 from ..mobility.maar import MaarCore
+from ..stats import Stats
 from ..wire import DecodeError, canonical6, decode, encode, mac_text, parse_mac
-from . import guard, nd
+from . import guard, metrics, nd
 from .loop import Loop
 
 MAX_EVENTS = 10_000  # events kept for the control socket's "events" (older ones are dropped)
@@ -70,7 +71,10 @@ class Agent:
         self.domain, _ = domainconf.load(config)
         self.core = MaarCore(self.domain, name)
         self.port, self.cmd_port = port, cmd_port
-        self.loop = Loop(lambda key: self._handle(TimerFired(key)), self._on_loop_error)
+        self.loop = Loop(self._on_timer, self._on_loop_error)
+        # For the metrics (agent/metrics.py): messages by peer and status, reports, attaches.
+        self.stats = Stats(self.domain.mode.value, peers={self.core.cmd, *self.core.peers})
+        self.metrics: Optional[metrics.MetricsHttp] = None
         self.events: deque[dict] = deque(maxlen=MAX_EVENTS)
         self.events_total = 0  # events ever recorded: the index the next one gets
         self.counters = guard.Counters()
@@ -97,6 +101,13 @@ class Agent:
             self.loop.add_reader(self.access, self._on_access, "access")
 
     # ---- effects of the core -------------------------------------------------------------------
+    def _on_timer(self, key) -> None:
+        if type(key) is metrics.HttpKey:
+            if self.metrics is not None:
+                self.metrics.on_timer(key)
+        else:
+            self._handle(TimerFired(key))
+
     def _handle(self, event) -> None:
         now = time.time()
         try:
@@ -117,6 +128,7 @@ class Agent:
             data = encode(e.msg)
             try:
                 self.sock.sendto(data, (e.dst, port))
+                self.stats.sent(e.msg, e.dst)
             except OSError as exc:
                 self._bad("send_errors", "send-error", {"dst": e.dst, "error": str(exc)})
         elif kind is SetTimer:
@@ -124,6 +136,8 @@ class Agent:
         elif kind is CancelTimer:
             self.loop.timers.cancel(e.key)
         else:
+            if kind is Report:
+                self.stats.reported((e,))
             if kind is DataPlaneChanged and e.mn_id not in self.core.bindings:
                 self._mn_ll.pop(e.mn_id, None)  # the MN is gone: so is what we learnt from its RS
             if kind is Advertise and self.access is not None:
@@ -181,6 +195,7 @@ class Agent:
             return why
         if note is not None:
             self._record(note, time.time())
+        self.stats.count("attaches")
         self._handle(Attach(mn, mac, port))
         return None
 
@@ -237,7 +252,9 @@ class Agent:
         except DecodeError as exc:
             self._bad("decode_errors", "decode-error", {"src": addr[0], "error": str(exc)})
             return
-        self._handle(Received(canonical6(addr[0].split("%", 1)[0]), msg))
+        src = canonical6(addr[0].split("%", 1)[0])
+        self.stats.received(msg, src)
+        self._handle(Received(src, msg))
 
     # ---- control socket --------------------------------------------------------------------------
     def _on_control(self) -> None:
@@ -326,6 +343,8 @@ class Agent:
                            "known_mn_ll": len(self._mn_ll), "events_kept": len(self.events)}}
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
         self.sock.close()
         self.control.close()
         if self.access is not None:
@@ -404,6 +423,12 @@ def main(argv=None) -> int:
                      help=f"attach triggers (RS or control attach) per MAC per window (default {guard.MAC_LIMIT})")
     lim.add_argument("--mac-window", type=_positive(float), default=guard.MAC_WINDOW, metavar="SECONDS",
                      help=f"that window (default {guard.MAC_WINDOW:g} s)")
+    mx = ap.add_argument_group("Prometheus metrics (docs/observability.md)")
+    mx.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                    help=f"TCP port of GET /metrics (default {metrics.DEFAULT_PORT_BASE} + the position of this "
+                         "MAAR's section in the domain file, given up if taken; 0: no metrics)")
+    mx.add_argument("--metrics-listen", default=metrics.DEFAULT_LISTEN, metavar="ADDRESS",
+                    help=f"address to serve the metrics on (default {metrics.DEFAULT_LISTEN})")
     args = ap.parse_args(argv)
     try:
         domain, settings = domainconf.load(args.config)
@@ -421,13 +446,24 @@ def main(argv=None) -> int:
     except OSError as exc:
         print(f"ryu-dmm-maar: cannot open sockets: {exc}", file=sys.stderr)
         return 1
+    try:
+        agent.metrics, warning = metrics.serve(agent, args.metrics_listen, args.metrics_port,
+                                               metrics.default_port(domain, args.name), agent._internal_error)
+    except (OSError, ValueError) as exc:  # ValueError: not an address
+        print(f"ryu-dmm-maar: cannot open the metrics port on [{args.metrics_listen}]:{args.metrics_port}: {exc}",
+              file=sys.stderr)
+        agent.close()
+        return 1
+    if warning:
+        print(f"ryu-dmm-maar: {warning}", file=sys.stderr, flush=True)
 
     def stop(_signum, _frame):
         agent.loop.running = False
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(json.dumps({"event": "started", "maar": args.name, "address": agent.core.address, "port": args.port}),
-          flush=True)
+    served = agent.metrics.url if agent.metrics is not None else None
+    print(json.dumps({"event": "started", "maar": args.name, "address": agent.core.address, "port": args.port,
+                      "metrics": served}), flush=True)
     try:
         agent.loop.run()
     finally:
