@@ -240,8 +240,9 @@ def registry(view: DomainView, pause: Callable[[], None] = _no_pause) -> Collect
 
 
 def wsgi_app(reg: CollectorRegistry, guard: Guard):
-    """``GET /metrics`` (and HEAD): the text exposition; 404 elsewhere. An exception while
-    collecting is contained: counted as ``internal_errors{where="metrics"}``, answered 500."""
+    """``GET /metrics``: the text exposition (HEAD: its headers; other methods as prometheus_client
+    answers them); 404 elsewhere. An exception while collecting is contained: counted as
+    ``dmm_internal_errors_total{where="metrics"}``, answered 500."""
     metrics = make_wsgi_app(reg)
 
     def app(environ, start_response):
@@ -249,6 +250,9 @@ def wsgi_app(reg: CollectorRegistry, guard: Guard):
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
             return [f"not found: the metrics are at {PATH}\n".encode()]
         try:
+            if environ.get("REQUEST_METHOD") == "HEAD":  # prometheus_client answers GET only: its headers, no body
+                metrics(dict(environ, REQUEST_METHOD="GET"), start_response)
+                return [b""]
             return metrics(environ, start_response)
         except Exception as exc:  # noqa: BLE001 - containment boundary: one scrape, one error count
             guard.error("metrics", exc)
