@@ -281,3 +281,14 @@ def test_agent_http_connections_are_bounded_in_number_and_time():
         c.close()
     s.server.close()
     assert len(s.loop.selector.get_map()) == 0  # neither the listener nor a connection is left registered
+
+
+def test_every_family_is_documented():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "observability.md").read_text()
+    for name, (kind, _, labels) in {**metrics.FAMILIES, **agent_metrics.FAMILIES}.items():
+        exposed = name + "_total" if kind == "counter" else name
+        rows = [line for line in doc.splitlines() if line.startswith(f"| `{exposed}` |")]
+        assert len(rows) == 1, f"{exposed} is not in docs/observability.md's tables"
+        cells = [c.strip() for c in rows[0].split("|")]
+        assert cells[2] == kind and cells[3] == (", ".join(labels) or "-"), rows[0]
