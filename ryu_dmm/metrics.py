@@ -18,6 +18,7 @@ seconds (scrapes close together walk once); ``dmm_session_walk_seconds`` tells w
 """
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import sys
@@ -29,6 +30,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
+from ryu import cfg
 from ryu.lib import hub
 
 from . import __version__, rest
@@ -300,6 +302,8 @@ def start(view: DomainView, settings: CmdSettings, guard: Guard) -> Optional[Met
         return None
     host = settings.metrics_listen
     try:
+        if port == getattr(cfg.CONF, "wsapi_port", None):  # Ryu binds REST after us: it would fail instead
+            raise OSError(errno.EADDRINUSE, "it is [DEFAULT] wsapi_port, REST's port")
         sock = listen(host, port)
     except OSError as exc:
         if settings.metrics_port is not None:

@@ -424,7 +424,7 @@ def main(argv=None) -> int:
     lim.add_argument("--mac-window", type=_positive(float), default=guard.MAC_WINDOW, metavar="SECONDS",
                      help=f"that window (default {guard.MAC_WINDOW:g} s)")
     mx = ap.add_argument_group("Prometheus metrics (docs/observability.md)")
-    mx.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+    mx.add_argument("--metrics-port", type=metrics.tcp_port, default=None, metavar="PORT",
                     help=f"TCP port of GET /metrics (default {metrics.DEFAULT_PORT_BASE} + the position of this "
                          "MAAR's section in the domain file, given up if taken; 0: no metrics)")
     mx.add_argument("--metrics-listen", default=metrics.DEFAULT_LISTEN, metavar="ADDRESS",

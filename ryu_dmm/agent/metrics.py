@@ -15,6 +15,7 @@ CMD (``cmd``), a MAAR of the domain or ``other``.
 """
 from __future__ import annotations
 
+import argparse
 import itertools
 import selectors
 import socket
@@ -74,6 +75,17 @@ for _name, _family in COUNTER_FAMILIES.items():
     FAMILIES[_family] = ("counter", _COUNTER_HELP.get(_name, _name.replace("_", " ") + "."), ("maar",))
 
 _KINDS = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
+
+
+def tcp_port(text: str) -> int:
+    """``--metrics-port``'s type: 0..65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0..65535 (0: no metrics), not {text!r}")
+    return value
 
 
 def default_port(domain, name: str) -> int:
