@@ -43,7 +43,8 @@ from .stats import OTHER, status_name
 DEFAULT_PORT = 9460  # FAUCET uses 9302/9303; the agents default to 9461 and up (agent/metrics.py)
 DEFAULT_LISTEN = "127.0.0.1"
 PATH = "/metrics"
-WALK_MAX_AGE = 1.0  # seconds a walk over the sessions is reused
+WALK_MAX_AGE = 1.0  # seconds a walk over the sessions is reused at least ...
+WALK_SHARE = 0.05  # ... and longer if need be, so that walks take at most this share of the time
 WALK_YIELD_EVERY = 500  # sessions looked at between two hub yields (about 1 ms of work)
 MAX_CONNECTIONS = 8  # scrapes served at once; more wait in the kernel's accept queue
 
@@ -112,18 +113,21 @@ def _no_pause() -> None:
 
 class SessionWalk:
     """Per-MAAR session counts and P-MAAR list lengths: one walk over a snapshot of the MN IDs,
-    pausing (a hub yield) every ``WALK_YIELD_EVERY`` sessions; reused for ``max_age`` seconds, and a
-    scrape that comes while a walk runs takes the previous result."""
+    pausing (a hub yield) every ``WALK_YIELD_EVERY`` sessions. A result is reused for ``max_age``
+    seconds, or for the last walk's duration divided by ``share`` if that is longer (however often
+    someone scrapes, walking takes at most that share of the time); a scrape that comes while a
+    walk runs takes the previous result."""
 
     def __init__(self, view: DomainView, pause: Callable[[], None] = _no_pause, max_age: float = WALK_MAX_AGE,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.view, self.pause, self.max_age, self.clock = view, pause, max_age, clock
+                 clock: Callable[[], float] = time.monotonic, share: float = WALK_SHARE) -> None:
+        self.view, self.pause, self.max_age, self.clock, self.share = view, pause, max_age, clock, share
         self._result: Optional[dict] = None
         self._at = 0.0
         self._running = False
 
     def get(self) -> dict:
-        fresh = self._result is not None and self.clock() - self._at < self.max_age
+        fresh = self._result is not None and \
+            self.clock() - self._at < max(self.max_age, self._result["seconds"] / self.share)
         if fresh or (self._running and self._result is not None):
             return self._result
         self._running = True

@@ -132,14 +132,23 @@ def test_the_walk_yields_and_survives_sessions_ending_while_it_pauses():
         pauses.append(1)
         for i in range(1000, 1100):  # the hub ran someone else: 100 sessions ended
             core.cache.pop(f"mn{i}", None)
-    walk = metrics.SessionWalk(view(core), pause)
+    now = [100.0]
+    walk = metrics.SessionWalk(view(core), pause, clock=lambda: now[0])
     result = walk.get()
     assert len(pauses) == 1200 // metrics.WALK_YIELD_EVERY
     assert result["serving"][M1] == 1100 and result["by_pmaars"][0] == 1100
     core.add("late", M2)
+    now[0] += metrics.WALK_MAX_AGE - 0.01
     assert walk.get() is result  # reused within WALK_MAX_AGE
-    walk.max_age = 0
-    assert walk.get()["serving"][M2] == 1
+    now[0] += 0.02
+    again = walk.get()
+    assert again is not result and again["serving"][M2] == 1
+    # a walk that took 1 s is reused for 1 / WALK_SHARE = 20 s: walking takes at most 5 % of the time
+    again["seconds"] = 1.0
+    now[0] += 19.9
+    assert walk.get() is again
+    now[0] += 0.2
+    assert walk.get() is not again
 
 
 def test_every_sample_has_exactly_its_declared_labels():
