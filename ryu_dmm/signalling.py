@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from eventlet.hubs import trampoline
 from ryu.lib import hub
 
-from .wire import canonical6
+from .wire import peer_address
 
 RECV_SIZE = 65535
 RESOLVED_MAX = 4096  # cached socket addresses (a MAAR that changes its source port adds one each time)
@@ -64,10 +64,6 @@ def kernel_counters(sock: socket.socket, table: str) -> Optional[dict]:
         pass
     return None
 
-
-def peer_address(host: str) -> str:
-    """Canonical text of a datagram's source (scope dropped; IPv4 shows as ::ffff:a.b.c.d)."""
-    return canonical6(host.split("%", 1)[0])
 
 
 def raw_mh_socket(listen: str) -> socket.socket:

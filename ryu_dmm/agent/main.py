@@ -23,7 +23,7 @@ from ..mobility.events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, Send, SetTimer, TimerFired,
 )
 from ..mobility.maar import MaarCore
-from ..wire import DecodeError, canonical6, decode, encode, mac_text, parse_mac
+from ..wire import DecodeError, decode, encode, mac_text, parse_mac, peer_address
 from . import guard, nd
 from .loop import Loop
 
@@ -237,7 +237,7 @@ class Agent:
         except DecodeError as exc:
             self._bad("decode_errors", "decode-error", {"src": addr[0], "error": str(exc)})
             return
-        self._handle(Received(canonical6(addr[0].split("%", 1)[0]), msg))
+        self._handle(Received(peer_address(addr[0]), msg))
 
     # ---- control socket --------------------------------------------------------------------------
     def _on_control(self) -> None:
