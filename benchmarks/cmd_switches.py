@@ -11,10 +11,10 @@ flow-based tunnel ports), agent 3 (internal ports) and access 10. MAAR k signals
 
 Workloads (each MN i: home MAAR A(i), second MAAR B(i), one prefix at each, a MAC):
 - registrations: PBUs of new MNs at their home MAAR (cmd_udp.py's request);
-- handovers: a registered MN moves back and forth between A(i) and B(i) (PBU with HI=3, between MAGs, from the new MAAR); the
-  CMD answers the new MAAR and sends a PBU with a Serving MAAR option to the old one, which the
-  client answers (proxy mode). The time measured is PBU -> PBA at the new MAAR. An MN moves again
-  only after both; enough MNs (4096) keep each below the CMD's limit of 3 PBUs a second to one
+- handovers: a registered MN moves back and forth between A(i) and B(i) (PBU with HI=3, between
+  MAGs, from the new MAAR); the CMD answers the new MAAR and sends a PBU with a Serving MAAR
+  option to the old one, which the client answers (proxy mode). The time measured is PBU -> PBA
+  at the new MAAR. An MN moves again only after both; enough MNs (4096) keep each below the CMD's limit of 3 PBUs a second to one
   MAAR about one MN (RFC 6275 MAX_UPDATE_RATE), which would otherwise hold the CMD's PBUs back.
 With switches, the PBA leaves the CMD only once the new MAAR's switch has answered the barrier
 after that MN's flows, and only once the CMD knows the MN's access port there from a Router
@@ -718,7 +718,8 @@ def main() -> None:
         learnt = counter(cmd.stats(), "mn_ports_learnt") - learnt0
         per_packet_in = (cpu_seconds(cmd.proc.pid) - cpu0) / max(learnt, 1)
         notes.append(f"  RS packet-ins: {learnt} MN ports learnt of {2 * len(mns)} RSs injected (every MN at both its "
-                     f"MAARs) in {time.monotonic() - t0:.1f} s; the CMD used {per_packet_in * 1e6:.0f} us CPU per packet-in")
+                     f"MAARs) in {time.monotonic() - t0:.1f} s; the CMD used {per_packet_in * 1e6:.0f} us CPU "
+                     f"per packet-in")
         c = Client(dom, cmd.udp)
         s0, meter = cmd.stats(), Meter({"CMD": cmd.proc.pid, "ovs-vswitchd": sw.pid}, c, cmd.udp)
         peak, done = register_listed(c, mns, args.window)
