@@ -14,8 +14,9 @@ Workloads (each MN i: home MAAR A(i), second MAAR B(i), one prefix at each, a MA
 - handovers: a registered MN moves back and forth between A(i) and B(i) (PBU with HI=3, between
   MAGs, from the new MAAR); the CMD answers the new MAAR and sends a PBU with a Serving MAAR
   option to the old one, which the client answers (proxy mode). The time measured is PBU -> PBA
-  at the new MAAR. An MN moves again only after both; enough MNs (4096) keep each below the CMD's limit of 3 PBUs a second to one
-  MAAR about one MN (RFC 6275 MAX_UPDATE_RATE), which would otherwise hold the CMD's PBUs back.
+  at the new MAAR. An MN moves again only after both; enough MNs (4096) keep each below the
+  CMD's limit of 3 PBUs a second to one MAAR about one MN (RFC 6275 MAX_UPDATE_RATE), which would
+  otherwise hold the CMD's PBUs back.
 With switches, the PBA leaves the CMD only once the new MAAR's switch has answered the barrier
 after that MN's flows, and only once the CMD knows the MN's access port there from a Router
 Solicitation packet-in. The client injects every MN's RS at both of its MAARs first (``ovs-ofctl
