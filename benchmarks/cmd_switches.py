@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import ipaddress
 import json
 import os
 import re
@@ -657,6 +658,8 @@ def main() -> None:
     ap.add_argument("--mns", type=int, default=4096, help="MNs handed over (default 4096)")
     ap.add_argument("--profile-seconds", type=float, default=5.0, help="py-spy record time; 0: no profile")
     ap.add_argument("--top", type=int, default=12, help="profile entries shown per list")
+    ap.add_argument("--no-micro", dest="micro", action="store_false",
+                    help="skip the in-process measurement of the OpenFlow-out path")
     ap.add_argument("--keep", type=Path, help="copy the CMD logs, configurations and raw profile here")
     args = ap.parse_args()
     if os.geteuid() != 0 or not Path(SCHEMA).exists():
@@ -730,7 +733,9 @@ def main() -> None:
                      f"pushed per registration {delta(s0, s1, 'flow_groups_pushed') / max(done, 1):.2f}")
         notes += cpu_lines(used, "registration")
 
+        idle0 = cpu_seconds(sw.pid), time.monotonic()
         time.sleep(1.2)  # ovs-vswitchd adds up its counters once a second
+        ovs_idle = (cpu_seconds(sw.pid) - idle0[0]) / (time.monotonic() - idle0[1])
         s0, of0 = cmd.stats(), sw.openflow_received()
         meter = Meter({"CMD": cmd.proc.pid, "ovs-vswitchd": sw.pid}, c, cmd.udp)
         peak, lat, lost = measure_handovers(c, args.seconds, args.window, [i for i in mns if i in c.at], cmd.udp)
@@ -743,6 +748,7 @@ def main() -> None:
         groups = delta(s0, s1, "flow_groups_pushed")
         notes.append(f"{args.switches} switches, handovers of {len(mns)} MNs: CMD events {events(s0, s1)}")
         notes += cpu_lines(used, "handover")
+        notes.append(f"  (ovs-vswitchd with {args.switches} idle bridges: {ovs_idle * 100:.0f}% of one core)")
         notes.append(f"  per handover (PBA accepted): {groups / n:.2f} flow groups pushed (/dmm/v1/stats "
                      f"flow_groups_pushed; a group = 1 delete by cookie + its flow adds + 1 barrier); ovs-vswitchd "
                      f"received {(of1 - of0) / n:.2f} OpenFlow messages (coverage ofproto_recv_openflow; "
@@ -809,7 +815,131 @@ def main() -> None:
                 if f.is_file():
                     shutil.copy(f, args.keep)
         shutil.rmtree(work, ignore_errors=True)
+    if args.micro:
+        prof += openflow_out_micro()
     report(args, rows, notes, prof, load, time.monotonic() - t_start)
+
+
+# ---- in-process: the CMD's OpenFlow-out path for one handover -------------------------------------
+_OXM = {"in_port": (0x8000, 0, 4), "eth_dst": (0x8000, 3, 6), "eth_src": (0x8000, 4, 6), "eth_type": (0x8000, 5, 2),
+        "ip_proto": (0x8000, 10, 1), "ipv6_src": (0x8000, 26, 16), "ipv6_dst": (0x8000, 27, 16),
+        "icmpv6_type": (0x8000, 29, 1), "tunnel_id": (0x8000, 38, 8), "tun_ipv6_dst": (0x0001, 110, 16)}
+
+
+def _oxm(field: str, value) -> bytes:
+    cls, fid, n = _OXM[field]
+    mask = None
+    if isinstance(value, bytes):
+        val = value
+    elif field in ("ipv6_src", "ipv6_dst", "tun_ipv6_dst"):
+        net = ipaddress.IPv6Network(value, strict=False)
+        val, mask = net.network_address.packed, (net.netmask.packed if net.prefixlen < 128 else None)
+    else:
+        val = int(value).to_bytes(n, "big")
+    if mask is None:
+        return struct.pack("!HBB", cls, fid << 1, n) + val
+    return struct.pack("!HBB", cls, fid << 1 | 1, 2 * n) + val + mask
+
+
+def _pad8(b: bytes) -> bytes:
+    return b + bytes(-len(b) % 8)
+
+
+def sketch_replace_flows(tables: dict, cookie: int, flows, barrier: int) -> list[bytes]:
+    """A SKETCH for comparison, not used by the CMD: the OpenFlow 1.3 messages of one ReplaceFlows
+    (delete by cookie, adds, barrier) packed with struct for exactly the fields and actions the
+    dmm-edge declaration allows; byte for byte what ofsync + Ryu send (checked below), xids aside."""
+    msgs = [struct.pack("!BBHIQQBBHHHIIIH2xHH4x", 4, 14, 56, 0, cookie, 2**64 - 1, 0xFF, 3, 0, 0, 0x8000,
+                        0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0, 1, 4)]
+    for f in flows:
+        acts = b""
+        for kind, arg in f.actions:
+            if kind == "output":
+                acts += struct.pack("!HHIH6x", 0, 16, 0xFFFFFFFD if arg == "CONTROLLER" else int(arg), 0xFFFF)
+            else:
+                a = _pad8(b"\0\x19\0\0" + _oxm(kind.split(":", 1)[1], arg))
+                acts += struct.pack("!HH", 25, len(a)) + a[4:]
+        inst = struct.pack("!HH4x", 4, 8 + len(acts)) + acts if acts else b""
+        if f.goto is not None:
+            inst += struct.pack("!HHB3x", 1, 8, tables[f.goto])
+        fields = b"".join(_oxm(k, v) for k, v in sorted(f.match, key=lambda kv: _OXM[kv[0]][0] << 7 | _OXM[kv[0]][1]))
+        body = struct.pack("!QQBBHHHIIIH2x", f.cookie, 0, tables[f.table], 0, 0, 0, f.priority, 0xFFFFFFFF, 0, 0, 0)
+        body += _pad8(struct.pack("!HH", 1, 4 + len(fields)) + fields) + inst
+        msgs.append(struct.pack("!BBHI", 4, 14, 8 + len(body), 0) + body)
+    return msgs + [struct.pack("!BBHI", 4, 20, 8, barrier)]
+
+
+def openflow_out_micro() -> list[str]:
+    """What one handover's two ReplaceFlows cost in this process: ofsync.messages (Ryu objects) and
+    Ryu's serialize, as the CMD does it, against the struct sketch above; one sendall per message
+    against one per group on a loopback TCP socket."""
+    import timeit
+    from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
+    from ryu_dmm import ofsync, pipeline as P
+    from ryu_dmm.flowmirror import ReplaceFlows
+    from ryu_dmm.mobility.dataplane import LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
+
+    class Dp:  # what ofsync and Ryu's serialize need of a datapath
+        ofproto, ofproto_parser, id = ofproto_v1_3, ofproto_v1_3_parser, 1
+
+    pl = P.load()
+    tables = {t.name: t.id for t in pl.tables}
+    ports = P.SwitchPorts(CORE, TUNNEL, AGENT, (ACCESS,))
+    a, b = "::ffff:127.0.0.2", "::ffff:127.0.0.3"
+    dlif = {a: bytes.fromhex("020000000002"), b: bytes.fromhex("020000000003")}
+    view = P.MaarView(dlif[b], bytes.fromhex("02000000ffff"), 0x444D4D, dlif)
+    dom, mac = Domain(2), Domain.mac(5)
+    p1, p2 = dom.prefix(5, 1), dom.prefix(5, 0)
+    serving = MnDataPlane(local=(LocalRoute(p2, mac, ACCESS),), to_anchor=(TunnelToAnchor(p1, a, mac, ACCESS),))
+    previous = MnDataPlane(to_serving=(TunnelToServing(p1, b),))
+    cookie = P.cookie_of("mn5")
+    effects = [ReplaceFlows(b, cookie, tuple(P.mn_flows("mn5", serving, ports, view)), 7),
+               ReplaceFlows(a, cookie, tuple(P.mn_flows("mn5", previous, ports, view)), 8)]
+    dp = Dp()
+
+    def ryu_build():
+        return [m for e in effects for m in ofsync.messages(dp, pl, e)]
+
+    def ryu_bytes():
+        out = []
+        for m in ryu_build():
+            if m.xid is None:
+                m.set_xid(0)
+            m.serialize()
+            out.append(bytes(m.buf))
+        return out
+
+    def sketch():
+        return [m for e in effects for m in sketch_replace_flows(tables, e.cookie, e.flows, e.barrier)]
+    ours, theirs = ryu_bytes(), sketch()
+    same = len(ours) == len(theirs) and all(x[:4] + x[8:] == y[:4] + y[8:] for x, y in zip(ours, theirs))
+
+    def best(fn, n):
+        return min(timeit.repeat(fn, number=n, repeat=5)) / n * 1e6
+    t_build, t_all, t_sketch = best(ryu_build, 300), best(ryu_bytes, 300), best(sketch, 3000)
+    t_match = best(lambda: [ofsync._match(ofproto_v1_3_parser, f.match) for e in effects for f in e.flows], 300)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    reader = subprocess.Popen([sys.executable, "-c", "import socket, sys\ns = socket.create_connection(('127.0.0.1', "
+                               "int(sys.argv[1])))\nwhile s.recv(1 << 20):\n    pass", str(srv.getsockname()[1])])
+    conn, _ = srv.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    groups = [b"".join(ours[:6]), b"".join(ours[6:])]
+    try:
+        t_each = best(lambda: [conn.sendall(m) for m in ours], 3000)
+        t_joined = best(lambda: [conn.sendall(g) for g in groups], 3000)
+    finally:
+        conn.close()
+        srv.close()
+        reader.wait(10)
+    return [f"in-process, one handover's OpenFlow out ({len(ours)} messages, {sum(map(len, ours))} bytes: 2 deletes by "
+            f"cookie, 4 + 2 flow adds, 2 barriers), best of 5:",
+            f"  ofsync.messages (Ryu OFPMatch/OFPFlowMod objects) {t_build:.0f} us, of which the 6 OFPMatch "
+            f"{t_match:.0f} us; with Ryu's serialize {t_all:.0f} us",
+            f"  struct sketch (sketch_replace_flows above) {t_sketch:.0f} us = {t_all / t_sketch:.0f}x less; "
+            f"byte-identical to Ryu's messages (xid aside): {'yes' if same else 'NO'}",
+            f"  loopback TCP, plain sockets: one sendall per message {t_each:.1f} us, one per group {t_joined:.1f} us"]
 
 
 def warn_rate(notes: list, rate: float, mns: int) -> None:
