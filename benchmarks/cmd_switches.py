@@ -27,9 +27,10 @@ hold timeout (1 s) that a benchmark without packet-ins would measure instead.
 Peak: a closed loop with WINDOW handovers (or registrations) in flight for SECONDS; latency: an
 open loop paced at half that peak (p50/p90/p99). Then: flow-mods and barriers per handover (from
 /dmm/v1/stats and ovs-vswitchd's own OpenFlow message counter), the CPU each process used, every
-bridge's flow table against REST /dmm/v1/maars/NAME/flows, and a py-spy profile of the CMD under a
-closed-loop handover load (py-spy in the venv: ``pip install py-spy``; without it the profile is
-skipped). Every process is started and stopped by its own pid; OVS with ``exit --cleanup``; the
+bridge's flow table against REST /dmm/v1/maars/NAME/flows (then every switch reconnects: each
+reconciliation must change nothing), a py-spy profile of the CMD under a closed-loop handover load
+(py-spy in the venv: ``pip install py-spy``; without it the profile is skipped), and, in-process,
+what one handover's OpenFlow messages cost to build (docs/performance-switches.md). Every process is started and stopped by its own pid; OVS with ``exit --cleanup``; the
 temporary folder is removed. Usage: python benchmarks/cmd_switches.py [--seconds 5] [--switches 32]
 """
 from __future__ import annotations
