@@ -272,13 +272,16 @@ class Client:
             self.retry_stale()
         return lat
 
-    def drain(self, timeout: float = 5.0) -> None:
-        """Wait for every request in flight (answering the CMD's PBUs meanwhile)."""
+    def drain(self, lat: list | None = None, timeout: float = 5.0) -> None:
+        """Wait for every request in flight (answering the CMD's PBUs meanwhile); ``lat``: the
+        open loop's latencies, which include the requests still in flight when it ended."""
         deadline = time.perf_counter() + timeout
         while self.busy() and time.perf_counter() < deadline:
-            for i in self.poll(0.1):
+            for i in self.poll(0.1, lat):
                 self.finished(i)
             self.retry_stale()
+        if self.inflight:
+            self.counts["never_answered"] += len(self.inflight)
         if self.answered:
             self.counts["previous_maar_never_asked"] += len(self.answered)
             self.answered.clear()
@@ -312,7 +315,7 @@ def echo_row(dom: Domain, port: int, seconds: float, window: int, latency: bool 
         lat = None
         if latency:
             lat = c.open_loop(peak / 2, seconds, c.start_registration)
-            c.drain()
+            c.drain(lat)
             loss.cut()
     finally:
         c.close()
@@ -611,7 +614,7 @@ def measure_registrations(c: Client, seconds: float, window: int, port: int) -> 
     c.drain()
     loss.cut()
     lat = c.open_loop(peak / 2, seconds, c.start_registration)
-    c.drain()
+    c.drain(lat)
     loss.cut()
     return peak, lat, loss.text()
 
@@ -624,7 +627,7 @@ def measure_handovers(c: Client, seconds: float, window: int, mns: list[int], po
     loss.cut()
     c.idle = collections.deque(mns)
     lat = c.open_loop(peak / 2, seconds, c.start_handover)
-    c.drain()
+    c.drain(lat)
     loss.cut()
     return peak, lat, loss.text()
 
@@ -783,10 +786,7 @@ def main() -> None:
         lat = []
         for i in fresh:
             c.move(i)
-        deadline = time.perf_counter() + 5
-        while c.inflight and time.perf_counter() < deadline:
-            c.poll(0.05, lat)
-        c.drain()
+        c.drain(lat)
         rows.append(row(f"{args.switches} switches: handovers, port unknown", float("nan"), lat, fixed=len(fresh)))
         sw.inject_rs({dom.away(i): [i] for i in fresh}, dom)  # their RS at last: the new MAAR's flows follow
         time.sleep(0.5)
