@@ -457,8 +457,8 @@ def main(argv=None) -> int:
         lab.teardown()
         logs = out / "logs"
         logs.mkdir(exist_ok=True)
-        for f in list(work.glob("*.log")) + list(work.glob("ovs-*/*.log")) + [work / "domain.ini", work / "underlay.pcap",
-                                                                                    work / "signalling.pcap"]:
+        kept = [work / "domain.ini", work / "underlay.pcap", work / "signalling.pcap"]
+        for f in list(work.glob("*.log")) + list(work.glob("ovs-*/*.log")) + list(work.glob("tcp-*.json")) + kept:
             if f.exists():
                 (logs / f.name if f.parent == work else logs / f"{f.parent.name}-{f.name}").write_bytes(f.read_bytes())
         subprocess.run(["rm", "-rf", str(work)])

@@ -199,13 +199,14 @@ def judge(d: Dissected, *, cmd: str, maars: dict, mode: str, registrations: list
 
     Checks (RFC 5213 §5.3/§6.9, RFC 8885 §3, docs FACTS): every PBU (BU with P and A) is answered by
     a PBA with the same sequence number from its destination back to its source; PBU sequence
-    numbers from one sender to one receiver for one MN never go back; per registration a PBU from
+    numbers from one sender to one receiver for one MN never go back; a PBA echoes its PBU's MN-ID
+    and an accepted one carries the prefix in HNP (RFC 5213 §5.3.6); per registration a PBU from
     the MAAR with the MN's MN-ID and its prefix in HNP, answered with an accepted PBA that names no
     previous MAAR; per handover: a PBU from the new MAAR with the MN-ID and the new prefix in HNP,
     the CMD's accepted PBA to it with exactly one Previous MAAR option per MAAR left behind (that
     MAAR's address and the MN's prefix there), a PBU from the CMD to each of those P-MAARs with HNP =
     the prefix it anchors and Serving MAAR = the new MAAR, answered by an accepted PBA with the same
-    Serving MAAR; in locator mode also each P-MAAR's PBA straight to the new MAAR (its prefix in
+    HNP and Serving MAAR; in locator mode also each P-MAAR's PBA straight to the new MAAR (its prefix in
     HNP); in relay mode the CMD answers the new MAAR only after every P-MAAR has answered it. In
     proxy mode the RFC lets the CMD answer without waiting for the P-MAARs, but does not oblige the
     answer to overtake theirs (our CMD holds it for the S-MAAR's switch barrier): the order seen is
@@ -284,6 +285,8 @@ def _judge_registration(r: dict, pbus: list, answers: dict, maars: dict, cmd: st
             out["pba"] = a.brief()
             if a.status is None or a.status >= 128:
                 p.append(f"PBA frame {a.frame}: status {a.status}")
+            if a.hnp != [prefix_text(r["prefix"])]:
+                p.append(f"PBA frame {a.frame}: HNP {a.hnp}, expected [{r['prefix']}]")
             if a.previous_maar:
                 p.append(f"PBA frame {a.frame} of a first registration names previous MAARs {a.previous_maar}")
     out["ok"] = not p
@@ -312,9 +315,11 @@ def _judge_handover(h: dict, pbus: list, pbas: list, answers: dict, maars: dict,
     if a is None:
         p.append(f"the S-MAAR's PBU (frame {u.frame}) is unanswered")
     else:
-        out["pba"] = {**a.brief(), "previous_maars": [list(x) for x in a.previous_maar]}
+        out["pba"] = {**a.brief(), "hnp": a.hnp, "previous_maars": [list(x) for x in a.previous_maar]}
         if a.status is None or a.status >= 128:
             p.append(f"PBA frame {a.frame}: status {a.status}")
+        if a.hnp != [prefix_text(h["new_prefix"])]:
+            p.append(f"PBA frame {a.frame}: HNP {a.hnp}, expected [{h['new_prefix']}]")
         if sorted(a.previous_maar) != expected_prev:
             p.append(f"PBA frame {a.frame}: Previous MAAR options {a.previous_maar}, expected {expected_prev}")
     pm_out, pmaar_answers = [], []
@@ -335,10 +340,12 @@ def _judge_handover(h: dict, pbus: list, pbas: list, answers: dict, maars: dict,
         if b is None:
             p.append(f"PBU frame {v.frame} to {name} unanswered")
         else:
-            row["pba"] = {**b.brief(), "serving_maar": b.serving_maar}
+            row["pba"] = {**b.brief(), "serving_maar": b.serving_maar, "hnp": b.hnp}
             pmaar_answers.append(b)
             if b.status is None or b.status >= 128:
                 p.append(f"PBA frame {b.frame} from {name}: status {b.status}")
+            if b.hnp != [prefix_text(pref)]:
+                p.append(f"PBA frame {b.frame} from {name}: HNP {b.hnp}, expected [{pref}]")
             if b.serving_maar != [to]:
                 p.append(f"PBA frame {b.frame} from {name}: Serving MAAR {b.serving_maar}, expected [{to}]")
         if mode == "locator":
