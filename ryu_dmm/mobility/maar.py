@@ -346,7 +346,9 @@ class MaarCore:
                 return self._answer(pbu, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, 0, (src,))
         if b is None or pbu.hnps[0] != b.prefix:
             if pbu.lifetime == 0:
-                return self._answer(pbu, Status.ACCEPTED, 0, (src,))  # already gone
+                if b is None and ts:  # already gone; an older PBU still on its way must not revive it
+                    self.pool.stamp_release(pbu.hnps[0], ts)
+                return self._answer(pbu, Status.ACCEPTED, 0, (src,))
             if b is None and len(self.bindings) >= self.timers.max_sessions:
                 return self._answer(pbu, Status.INSUFFICIENT_RESOURCES, 0, (src,))
             if b is None and smaar and smaar != self.address and self.pool.adopt(pbu.hnps[0], ts or 0):
