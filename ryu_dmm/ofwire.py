@@ -13,7 +13,7 @@ every kind of rendered flow. No Ryu import: this module is plain ``struct``.
 """
 from __future__ import annotations
 
-import ipaddress
+import socket
 import struct
 
 OFP_VERSION = 4
@@ -61,6 +61,32 @@ def _mac(value) -> bytes:
     raise ValueError(f"not a MAC address: {value!r}")
 
 
+_ONES = (1 << 128) - 1
+
+
+def _address(text: str) -> bytes:
+    try:
+        return socket.inet_pton(socket.AF_INET6, text)
+    except (OSError, TypeError):
+        raise ValueError(f"not an IPv6 address: {text!r}") from None
+
+
+def _prefix(text: str) -> tuple[bytes, bytes | None]:
+    """``addr/len`` (no host bits; no ``/len``: a /128) as packed address and mask, no mask for a
+    /128. Plain ``inet_pton``: ``ipaddress`` took half the encoder's time."""
+    addr, slash, length = text.partition("/")
+    n = int(length) if slash and length.isascii() and length.isdigit() else (128 if not slash else -1)
+    if not 0 <= n <= 128:
+        raise ValueError(f"not an IPv6 prefix: {text!r}")
+    val = _address(addr)
+    if n == 128:
+        return val, None
+    mask = _ONES ^ (_ONES >> n)
+    if int.from_bytes(val, "big") & ~mask:
+        raise ValueError(f"{text} has host bits set")
+    return val, mask.to_bytes(16, "big")
+
+
 def oxm(field: str, value, prefixed: bool = False) -> bytes:
     """One OXM TLV. ``prefixed``: an IPv6 value is a prefix (``addr/len``, no host bits), carried
     with its mask unless it is a /128."""
@@ -69,13 +95,9 @@ def oxm(field: str, value, prefixed: bool = False) -> bytes:
     except KeyError:
         raise ValueError(f"field {field} is not one the CMD encodes") from None
     if n == 16:
-        if prefixed:
-            net = ipaddress.IPv6Network(value)
-            if net.prefixlen < 128:
-                return struct.pack("!HBB", cls, num << 1 | 1, 32) + net.network_address.packed + net.netmask.packed
-            val = net.network_address.packed
-        else:
-            val = ipaddress.IPv6Address(value).packed
+        val, mask = _prefix(value) if prefixed else (_address(value), None)
+        if mask is not None:
+            return struct.pack("!HBB", cls, num << 1 | 1, 32) + val + mask
     elif n == 6:
         val = _mac(value)
     else:

@@ -209,6 +209,21 @@ def test_what_the_cmd_does_not_send_raises(flow):
         ofsync.encode(PIPELINE, ReplaceFlows("maar", 1, (flow,), 1))
 
 
+@pytest.mark.parametrize("text", ["2001:db8::/064", "2001:db8::1", "::/0", "::ffff:127.0.0.2/128", "2001:db8::1/64",
+                                  "2001:db8::/129", "2001:db8::/-1", "2001:db8::/ 64", "2001:db8::/x", "2001:db8::/",
+                                  "2001:db8:::/64", "10.0.0.0/8", "2001:db8::%eth0/64"])
+def test_prefixes_as_ryus_path_takes_them_or_both_refuse(text):
+    flow = Flow("downlink", 1, (("ipv6_dst", text),))
+    effect = ReplaceFlows("maar", 1, (flow,), 1)
+    try:
+        ref = ryu(effect)
+    except Exception:  # noqa: BLE001 - ipaddress's ValueError, or Ryu's (netaddr's) own
+        with pytest.raises(ValueError):
+            ofsync.encode(PIPELINE, effect)
+    else:
+        assert split(ofsync.encode(PIPELINE, effect)) == ref
+
+
 def test_not_a_switch_effect():
     with pytest.raises(TypeError):
         ofsync.encode(PIPELINE, object())
