@@ -509,10 +509,11 @@ def wait_stats(cmd: Cmd, name: str, value: int, timeout: float) -> bool:
 IDLE = re.compile(r"^(\w+\.)?(wait|do_poll) \(eventlet/hubs/")
 # What each busy sample is spent on: the innermost frame that matches names it.
 CATEGORIES = [
-    ("OpenFlow out: socket writes, one per message (Ryu Datapath._send_loop)", r"^Datapath\._send_loop "),
+    ("OpenFlow out: socket writes (Ryu Datapath._send_loop)", r"^Datapath\._send_loop "),
     ("OpenFlow out: Ryu's send queue (put, semaphore, greenthread switch)", r"^Datapath\.send "),
     ("OpenFlow out: serialize (Ryu send_msg)", r"^Datapath\.send_msg "),
     ("OpenFlow out: build message objects (ofsync.messages: OFPMatch, OFPFlowMod)", r"^messages \(ryu_dmm/ofsync"),
+    ("OpenFlow out: encode (ofsync.encode: ryu_dmm.ofwire, struct)", r"^encode \(ryu_dmm/ofsync"),
     ("flow mirror: render flows, check the declaration, holds", r"^FlowMirror\.handle "),
     ("OpenFlow in: read, parse, queue events (Ryu Datapath._recv_loop)", r"^Datapath\._recv_loop "),
     ("PMIPv6 decode / encode", r"^(decode|encode) \(ryu_dmm/wire"),
