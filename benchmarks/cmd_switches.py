@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import ipaddress
 import json
 import os
 import re
@@ -510,10 +509,11 @@ def wait_stats(cmd: Cmd, name: str, value: int, timeout: float) -> bool:
 IDLE = re.compile(r"^(\w+\.)?(wait|do_poll) \(eventlet/hubs/")
 # What each busy sample is spent on: the innermost frame that matches names it.
 CATEGORIES = [
-    ("OpenFlow out: socket writes, one per message (Ryu Datapath._send_loop)", r"^Datapath\._send_loop "),
+    ("OpenFlow out: socket writes (Ryu Datapath._send_loop)", r"^Datapath\._send_loop "),
     ("OpenFlow out: Ryu's send queue (put, semaphore, greenthread switch)", r"^Datapath\.send "),
     ("OpenFlow out: serialize (Ryu send_msg)", r"^Datapath\.send_msg "),
     ("OpenFlow out: build message objects (ofsync.messages: OFPMatch, OFPFlowMod)", r"^messages \(ryu_dmm/ofsync"),
+    ("OpenFlow out: encode (ofsync.encode: ryu_dmm.ofwire, struct)", r"^encode \(ryu_dmm/ofsync"),
     ("flow mirror: render flows, check the declaration, holds", r"^FlowMirror\.handle "),
     ("OpenFlow in: read, parse, queue events (Ryu Datapath._recv_loop)", r"^Datapath\._recv_loop "),
     ("PMIPv6 decode / encode", r"^(decode|encode) \(ryu_dmm/wire"),
@@ -822,58 +822,10 @@ def main() -> None:
 
 
 # ---- in-process: the CMD's OpenFlow-out path for one handover -------------------------------------
-_OXM = {"in_port": (0x8000, 0, 4), "eth_dst": (0x8000, 3, 6), "eth_src": (0x8000, 4, 6), "eth_type": (0x8000, 5, 2),
-        "ip_proto": (0x8000, 10, 1), "ipv6_src": (0x8000, 26, 16), "ipv6_dst": (0x8000, 27, 16),
-        "icmpv6_type": (0x8000, 29, 1), "tunnel_id": (0x8000, 38, 8), "tun_ipv6_dst": (0x0001, 110, 16)}
-
-
-def _oxm(field: str, value) -> bytes:
-    cls, fid, n = _OXM[field]
-    mask = None
-    if isinstance(value, bytes):
-        val = value
-    elif field in ("ipv6_src", "ipv6_dst", "tun_ipv6_dst"):
-        net = ipaddress.IPv6Network(value, strict=False)
-        val, mask = net.network_address.packed, (net.netmask.packed if net.prefixlen < 128 else None)
-    else:
-        val = int(value).to_bytes(n, "big")
-    if mask is None:
-        return struct.pack("!HBB", cls, fid << 1, n) + val
-    return struct.pack("!HBB", cls, fid << 1 | 1, 2 * n) + val + mask
-
-
-def _pad8(b: bytes) -> bytes:
-    return b + bytes(-len(b) % 8)
-
-
-def sketch_replace_flows(tables: dict, cookie: int, flows, barrier: int) -> list[bytes]:
-    """A SKETCH for comparison, not used by the CMD: the OpenFlow 1.3 messages of one ReplaceFlows
-    (delete by cookie, adds, barrier) packed with struct for exactly the fields and actions the
-    dmm-edge declaration allows; byte for byte what ofsync + Ryu send (checked below), xids aside."""
-    msgs = [struct.pack("!BBHIQQBBHHHIIIH2xHH4x", 4, 14, 56, 0, cookie, 2**64 - 1, 0xFF, 3, 0, 0, 0x8000,
-                        0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0, 1, 4)]
-    for f in flows:
-        acts = b""
-        for kind, arg in f.actions:
-            if kind == "output":
-                acts += struct.pack("!HHIH6x", 0, 16, 0xFFFFFFFD if arg == "CONTROLLER" else int(arg), 0xFFFF)
-            else:
-                a = _pad8(b"\0\x19\0\0" + _oxm(kind.split(":", 1)[1], arg))
-                acts += struct.pack("!HH", 25, len(a)) + a[4:]
-        inst = struct.pack("!HH4x", 4, 8 + len(acts)) + acts if acts else b""
-        if f.goto is not None:
-            inst += struct.pack("!HHB3x", 1, 8, tables[f.goto])
-        fields = b"".join(_oxm(k, v) for k, v in sorted(f.match, key=lambda kv: _OXM[kv[0]][0] << 7 | _OXM[kv[0]][1]))
-        body = struct.pack("!QQBBHHHIIIH2x", f.cookie, 0, tables[f.table], 0, 0, 0, f.priority, 0xFFFFFFFF, 0, 0, 0)
-        body += _pad8(struct.pack("!HH", 1, 4 + len(fields)) + fields) + inst
-        msgs.append(struct.pack("!BBHI", 4, 14, 8 + len(body), 0) + body)
-    return msgs + [struct.pack("!BBHI", 4, 20, 8, barrier)]
-
-
 def openflow_out_micro() -> list[str]:
-    """What one handover's two ReplaceFlows cost in this process: ofsync.messages (Ryu objects) and
-    Ryu's serialize, as the CMD does it, against the struct sketch above; one sendall per message
-    against one per group on a loopback TCP socket."""
+    """What one handover's two ReplaceFlows cost in this process: ofsync.encode (ryu_dmm.ofwire,
+    plain struct), as the CMD does it, against ofsync.messages (Ryu objects) and Ryu's serialize, as
+    it did before; one sendall per message against one per group on a loopback TCP socket."""
     import timeit
     from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
     from ryu_dmm import ofsync, pipeline as P
@@ -884,7 +836,6 @@ def openflow_out_micro() -> list[str]:
         ofproto, ofproto_parser, id = ofproto_v1_3, ofproto_v1_3_parser, 1
 
     pl = P.load()
-    tables = {t.name: t.id for t in pl.tables}
     ports = P.SwitchPorts(CORE, TUNNEL, AGENT, (ACCESS,))
     a, b = "::ffff:127.0.0.2", "::ffff:127.0.0.3"
     dlif = {a: bytes.fromhex("020000000002"), b: bytes.fromhex("020000000003")}
@@ -903,21 +854,22 @@ def openflow_out_micro() -> list[str]:
 
     def ryu_bytes():
         out = []
-        for m in ryu_build():
-            if m.xid is None:
-                m.set_xid(0)
-            m.serialize()
-            out.append(bytes(m.buf))
+        for e in effects:
+            for m in ofsync.messages(dp, pl, e):
+                if m.xid is None:
+                    m.set_xid(e.barrier)  # as ofsync.encode numbers a push's flow-mods
+                m.serialize()
+                out.append(bytes(m.buf))
         return out
 
-    def sketch():
-        return [m for e in effects for m in sketch_replace_flows(tables, e.cookie, e.flows, e.barrier)]
-    ours, theirs = ryu_bytes(), sketch()
-    same = len(ours) == len(theirs) and all(x[:4] + x[8:] == y[:4] + y[8:] for x, y in zip(ours, theirs))
+    def encoded():
+        return [ofsync.encode(pl, e) for e in effects]
+    groups, theirs = encoded(), ryu_bytes()
+    same = b"".join(groups) == b"".join(theirs)
 
     def best(fn, n):
         return min(timeit.repeat(fn, number=n, repeat=5)) / n * 1e6
-    t_build, t_all, t_sketch = best(ryu_build, 300), best(ryu_bytes, 300), best(sketch, 3000)
+    t_build, t_all, t_enc = best(ryu_build, 300), best(ryu_bytes, 300), best(encoded, 3000)
     t_match = best(lambda: [ofsync._match(ofproto_v1_3_parser, f.match) for e in effects for f in e.flows], 300)
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -926,20 +878,19 @@ def openflow_out_micro() -> list[str]:
                                "int(sys.argv[1])))\nwhile s.recv(1 << 20):\n    pass", str(srv.getsockname()[1])])
     conn, _ = srv.accept()
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    groups = [b"".join(ours[:6]), b"".join(ours[6:])]
     try:
-        t_each = best(lambda: [conn.sendall(m) for m in ours], 3000)
+        t_each = best(lambda: [conn.sendall(m) for m in theirs], 3000)
         t_joined = best(lambda: [conn.sendall(g) for g in groups], 3000)
     finally:
         conn.close()
         srv.close()
         reader.wait(10)
-    return [f"in-process, one handover's OpenFlow out ({len(ours)} messages, {sum(map(len, ours))} bytes: 2 deletes by "
-            f"cookie, 4 + 2 flow adds, 2 barriers), best of 5:",
-            f"  ofsync.messages (Ryu OFPMatch/OFPFlowMod objects) {t_build:.0f} us, of which the 6 OFPMatch "
-            f"{t_match:.0f} us; with Ryu's serialize {t_all:.0f} us",
-            f"  struct sketch (sketch_replace_flows above) {t_sketch:.0f} us = {t_all / t_sketch:.0f}x less; "
-            f"byte-identical to Ryu's messages (xid aside): {'yes' if same else 'NO'}",
+    return [f"in-process, one handover's OpenFlow out ({len(theirs)} messages, {sum(map(len, groups))} bytes in "
+            f"{len(groups)} writes: 2 deletes by cookie, 4 + 2 flow adds, 2 barriers), best of 5:",
+            f"  ofsync.encode (ryu_dmm.ofwire, struct; what the CMD sends) {t_enc:.0f} us",
+            f"  before: ofsync.messages (Ryu OFPMatch/OFPFlowMod objects) {t_build:.0f} us, of which the 6 OFPMatch "
+            f"{t_match:.0f} us; with Ryu's serialize {t_all:.0f} us = {t_all / t_enc:.1f}x encode; "
+            f"byte-identical: {'yes' if same else 'NO'}",
             f"  loopback TCP, plain sockets: one sendall per message {t_each:.1f} us, one per group {t_joined:.1f} us"]
 
 

@@ -168,8 +168,7 @@ class CmdApp(app_manager.RyuApp):
                 elif kind in _SWITCH_EFFECTS:
                     dp = self._datapaths.get(e.maar)
                     if dp is not None:
-                        for msg in ofsync.messages(dp, self.pipeline, e):
-                            dp.send_msg(msg)
+                        dp.send(ofsync.encode(self.pipeline, e))  # one write: the push's messages, packed
                 elif kind is Noted:
                     self.stats.count(e.kind.value)
                     if e.kind in _WARN or e.kind is NoteKind.RECONCILED:
