@@ -1,6 +1,7 @@
 """Fuzz a real CMD (``ryu-manager ryu_dmm.cmd``) over UDP on loopback and print what happened.
 
-COUNT datagrams (seeded: the same seed sends the same datagrams, up to their timestamps) from six
+COUNT datagrams (seeded: the same seed sends the same datagrams, but for the clock in their
+timestamps; ``stream_sha256`` is the digest of the stream before the clock is put in) from six
 MAAR addresses (127.0.0.2-7) and four strangers (127.0.0.20-22 and ::1):
 
 * valid-looking PBUs (a pool of MNs, among them odd identities: bytes that are not UTF-8, ``/``,
@@ -15,8 +16,9 @@ MAAR addresses (127.0.0.2-7) and four strangers (127.0.0.20-22 and ::1):
 
 Paced (BATCH datagrams every BATCH / RATE s) so that the kernel keeps nearly all; what it drops is
 counted by the CMD (``/dmm/v1/stats`` ``receive_path``). The PBUs the CMD sends to a MAAR address
-(P-MAAR updates, releases) are answered as a P-MAAR would. A REST client lists sessions once a
-second during the run.
+(P-MAAR updates, releases) are answered as a P-MAAR would, mostly: 80 % accepted, 10 % refused (a
+status of 128-157), 5 % with an echo that does not match (ignored by the CMD: sent again), 5 % not
+at all (sent again, up to max_tries). A REST client lists sessions once a second during the run.
 
 Checked afterwards (``check``): every datagram sent is accounted for by the CMD (PBUs and PBAs
 received, decode errors, kernel drops); every PBU received was answered exactly once (RFC 5213
@@ -37,11 +39,12 @@ arenas, which do not return memory after the peaks of a burst (measured: docs/fu
 The CMD is given ``[timers] min_delay_before_bce_delete = 86400`` so that no session is removed
 by a timer (a fuzzed lifetime may be 4 s) while the REST listing is checked: the set of sessions is
 frozen once the fuzzing stops. Loopback only; the CMD is our child, stopped by its pid.
-Usage: python benchmarks/fuzz_cmd.py [--count 100000] [--seed 1] [--rate 5000] [--json]
+Usage: python benchmarks/fuzz_cmd.py [--count 100000] [--seed 1] [--rate 5000] [--mode proxy] [--json]
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -93,6 +96,25 @@ def ts_body(seconds: float) -> bytes:
     return (int(seconds * 65536) & (2 ** 64 - 1)).to_bytes(8, "big")
 
 
+SKEWS = (0.0, -1.0, 1.0, -0.25, 0.25, -1e6)  # seconds from now of a timestamp (window: 0.3 s)
+
+
+def ts_marker(skew: int) -> bytes:
+    """A Timestamp body stood in for until the datagram leaves (``stamp``), so that the bytes the RNG's
+    choices depend on do not depend on the clock: the stream of datagrams is the same for a seed."""
+    return b"\xa5TSMK" + bytes((skew,)) + b"\x5a\xa5"
+
+
+def stamp(data: bytes) -> bytes:
+    """Each intact marker replaced by the time now (plus its skew); a mutated one stays as it is."""
+    if b"\xa5TSMK" not in data:
+        return data
+    now = time.time()
+    for i, skew in enumerate(SKEWS):
+        data = data.replace(ts_marker(i), ts_body(now + skew))
+    return data
+
+
 def prefix_body(maar: int, index: int) -> bytes:
     packed = bytes.fromhex("20010db8") + (maar + 1).to_bytes(2, "big") + index.to_bytes(2, "big") + bytes(8)
     return bytes((0, 64)) + packed
@@ -118,8 +140,7 @@ class Generator:
         if r.random() < 0.5:
             opts.append(opt(O_MNLL, b"\x00\x00" + bytes(r.randrange(256) for _ in range(6))))
         if r.random() < 0.95:
-            skew = 0.0 if r.random() < 0.9 else r.choice((-1.0, 1.0, -0.25, 0.25, -1e6))
-            opts.append(opt(O_TS, ts_body(time.time() + skew)))
+            opts.append(opt(O_TS, ts_marker(0 if r.random() < 0.9 else r.randrange(1, len(SKEWS)))))
         if r.random() < 0.1:
             r.shuffle(opts)
         life = r.choice((3600, 3600, 400, 40, 4, 0, 262140)) // 4
@@ -149,7 +170,7 @@ class Generator:
         if kind in (O_HNP, O_AP, O_LP, O_PMAAR) and size >= 2 and r.random() < 0.7:
             body = body[:1] + bytes((r.choice((0, 48, 64, 128, 129, 255)),)) + body[2:]
         if kind == O_TS and size == 8 and r.random() < 0.5:
-            body = ts_body(time.time())
+            body = ts_marker(0)
         return opt(kind, body)
 
     @staticmethod
@@ -208,7 +229,8 @@ class Generator:
         return data
 
     def next(self, maar: int, seq: int) -> tuple[bytes, str]:
-        """A datagram from MAAR ``maar`` (-1: a stranger) whose PBU, if any, carries ``seq``."""
+        """A datagram from MAAR ``maar`` (-1: a stranger) whose PBU, if any, carries ``seq``; its
+        timestamps still markers (``stamp`` them just before sending)."""
         r = self.r
         roll = r.random()
         if roll < 0.08:
@@ -229,11 +251,11 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
-def start_cmd(work: Path) -> dict:
+def start_cmd(work: Path, mode: str = "proxy") -> dict:
     udp, rest, of = free_port(socket.SOCK_DGRAM), free_port(), free_port()
     maars = "".join(f"[maar:maar{i + 1}]\naddress = ::ffff:{a}\npool = 2001:db8:{i + 1}::/48\n" for i, a in enumerate(MAARS))
     (work / "d.ini").write_text(f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {rest}\n"
-                                f"[dmm]\ncmd_address = ::1\nmode = proxy\nlisten = ::\nport = {udp}\n"
+                                f"[dmm]\ncmd_address = ::1\nmode = {mode}\nlisten = ::\nport = {udp}\n"
                                 f"[timers]\nmin_delay_before_bce_delete = 86400\nmax_pmaars = {MAX_PMAARS}\n" + maars)
     log = work / "cmd.log"
     env = dict(os.environ)
@@ -286,7 +308,7 @@ def rss(pid: int) -> int:
 class Sockets:
     """One UDP socket per source address; what came back, per socket."""
 
-    def __init__(self, cmd_port: int) -> None:
+    def __init__(self, cmd_port: int, seed: int) -> None:
         self.socks, self.sel = [], selectors.DefaultSelector()
         for i, address in enumerate(MAARS + STRANGERS):
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -306,6 +328,8 @@ class Sockets:
         self.odd_status = 0  # answers to a MAAR with a status no RFC gives
         self.cmd_pbus = 0  # PBUs the CMD sent to a MAAR address (answered)
         self.answered_pbus = 0
+        self.unanswered_pbus = 0
+        self.answer_rng = random.Random(seed)  # how the P-MAAR answers (drawn in arrival order)
 
     def send(self, i: int, data: bytes) -> None:
         s, dest = self.socks[i]
@@ -352,7 +376,16 @@ class Sockets:
                 if kind in (O_MNID, O_HNP, O_HI, O_ATT, O_MNLL, O_TS, O_SMAAR):
                     echo += data[pos:pos + 2 + size]
                 pos += 2 + size
-            s.sendto(frame(BA, struct.pack("!BBHH", 0, 0x22, seq, life) + echo), dest)
+            roll = self.answer_rng.random()
+            if roll < 0.05:  # no answer: the CMD sends it again, and gives up after max_tries
+                self.unanswered_pbus += 1
+                return
+            status = 0
+            if roll < 0.15:  # the P-MAAR refuses: the CMD drops it from the MN's P-MAAR list
+                status = self.answer_rng.choice((128, 129, 130, 155, 157))
+            elif roll < 0.20:  # an echo that does not match: ignored, so sent again
+                echo = echo.replace(b"\x01", b"\x01x", 1) if echo else b""
+            s.sendto(frame(BA, struct.pack("!BBHH", status, 0x22, seq, life) + echo), dest)
             self.answered_pbus += 1
 
 
@@ -414,19 +447,20 @@ def rest_consistency(cmd: dict) -> dict:
             "stats_sessions": rest_get(cmd, "/dmm/v1/stats")[1]["sessions"]}
 
 
-def run(count: int, seed: int = 1, rate: float = 5000.0, work: Path = None) -> dict:
+def run(count: int, seed: int = 1, rate: float = 5000.0, work: Path = None, mode: str = "proxy") -> dict:
     own = work is None
     work = Path(tempfile.mkdtemp(prefix="fuzz-cmd-")) if own else work
-    cmd = start_cmd(work)
+    cmd = start_cmd(work, mode)
     socks = None
     try:
         assert normal_pbu(cmd, 0x0101) == (0, 0x0101)
         rss_before = rss(cmd["proc"].pid)
         before, drops_before = messages(cmd)
         gen = Generator(seed)
-        socks = Sockets(cmd["udp"])
+        socks = Sockets(cmd["udp"], seed + 2)
         pick = random.Random(seed + 1)
         kinds = Counter()
+        digest = hashlib.sha256()  # of the datagrams before stamping: the same for the same seed
         seqs = [0] * len(socks.socks)
         stop, rest_codes = threading.Event(), Counter()
         poller = threading.Thread(target=poll_rest, args=(cmd, stop, rest_codes), daemon=True)
@@ -437,7 +471,8 @@ def run(count: int, seed: int = 1, rate: float = 5000.0, work: Path = None) -> d
             seqs[i] = (seqs[i] + 1) & 0xFFFF
             data, kind = gen.next(i if i < len(MAARS) else -1, seqs[i])
             kinds[kind] += 1
-            socks.send(i, data)
+            digest.update(data)
+            socks.send(i, stamp(data))
             if n % BATCH == BATCH - 1:
                 socks.drain()
                 lag = t0 + (n + 1) / rate - time.monotonic()
@@ -461,7 +496,7 @@ def run(count: int, seed: int = 1, rate: float = 5000.0, work: Path = None) -> d
         sessions = consistency["stats_sessions"]
         pba_answers = sum(socks.answers.values())
         return {
-            "seed": seed, "sent": count, "kinds": dict(kinds), "answers_sent_to_cmd_pbus": socks.answered_pbus,
+            "seed": seed, "mode": mode, "sent": count, "stream_sha256": digest.hexdigest()[:16], "kinds": dict(kinds), "answers_sent_to_cmd_pbus": socks.answered_pbus,
             "sent_in_s": round(sent_in, 2), "elapsed_s": round(elapsed, 2),
             "answered": pba_answers,
             "answered_by_status": {("maar" if m else "stranger") + f".{st}": v for (m, st), v in sorted(socks.answers.items())},
@@ -473,6 +508,7 @@ def run(count: int, seed: int = 1, rate: float = 5000.0, work: Path = None) -> d
                     "kernel_drops": drops_after - drops_before, "send_errors": d.get("send_error", 0)},
             "events": events, "unmatched_answers": socks.unmatched, "answers_to_strangers_not_154": socks.not_154,
             "odd_statuses": socks.odd_status, "cmd_pbus_to_maars": socks.cmd_pbus,
+            "cmd_pbus_unanswered": socks.unanswered_pbus,
             "normal_pbu_after": {"status": normal[0], "seq": normal[1]},
             "rss_before": rss_before, "rss_after": rss_after, "rss_growth": rss_after - rss_before,
             "rss_bound": RSS_FIXED + RSS_PER_SESSION * sessions, "sessions": sessions,
@@ -500,7 +536,11 @@ def check(f: dict) -> list[str]:
     need(handled + c["kernel_drops"] == offered, f"accounting: handled {handled} + kernel drops "
          f"{c['kernel_drops']} != sent {offered}")
     need(not c["internal_errors"], f"internal errors: {c['internal_errors']}")
-    need(c["pba_sent"] == c["pbu_received"], f"PBUs received {c['pbu_received']} but PBAs sent {c['pba_sent']}")
+    if f["mode"] == "proxy":  # relay and locator answer a handover's PBU once the P-MAARs have (a newer
+        # PBU from the S-MAAR meanwhile is answered instead of it): at most one PBA per PBU there
+        need(c["pba_sent"] == c["pbu_received"], f"PBUs received {c['pbu_received']} but PBAs sent {c['pba_sent']}")
+    else:
+        need(c["pba_sent"] <= c["pbu_received"], f"PBUs received {c['pbu_received']} but PBAs sent {c['pba_sent']}")
     need(f["answered"] == c["pba_sent"], f"PBAs sent {c['pba_sent']} but received {f['answered']}")
     need(f["unmatched_answers"] == 0, f"{f['unmatched_answers']} answers with a sequence number never sent")
     need(f["answers_to_strangers_not_154"] == 0, f"{f['answers_to_strangers_not_154']} answers to strangers not 154")
@@ -519,14 +559,14 @@ def check(f: dict) -> list[str]:
 def show(f: dict) -> str:
     c = f["cmd"]
     lines = [
-        f"seed {f['seed']}: {f['sent']:,} datagrams sent in {f['sent_in_s']} s "
+        f"{f['mode']} mode, seed {f['seed']} (stream {f['stream_sha256']}): {f['sent']:,} datagrams sent in {f['sent_in_s']} s "
         f"({', '.join(f'{k} {v:,}' for k, v in sorted(f['kinds'].items()))}), elapsed {f['elapsed_s']} s",
         f"answered {f['answered']:,}: " + ", ".join(f"{k} {v:,}" for k, v in f["answered_by_status"].items()),
         f"silent {f['silent']:,}: decode errors {sum(c['decode_errors'].values()):,} "
         f"({', '.join(f'{k} {v:,}' for k, v in c['decode_errors'].items())}), "
         f"PBAs received {c['pba_received']:,}, kernel drops {c['kernel_drops']:,}",
         f"CMD: PBUs received {c['pbu_received']:,}, PBAs sent {c['pba_sent']:,}, PBUs sent to MAARs {c['pbu_sent']:,} "
-        f"(answered by us {f['answers_sent_to_cmd_pbus']:,}), internal errors {sum(c['internal_errors'].values())}, "
+        f"(our answers {f['answers_sent_to_cmd_pbus']:,}, left unanswered {f['cmd_pbus_unanswered']:,}), internal errors {sum(c['internal_errors'].values())}, "
         f"send errors {c['send_errors']}",
         "CMD events: " + ", ".join(f"{k} {v:,}" for k, v in sorted(f["events"].items())),
         f"unmatched answers {f['unmatched_answers']}, answers to strangers not 154: {f['answers_to_strangers_not_154']}, "
@@ -546,9 +586,10 @@ def main(argv=None) -> int:
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rate", type=float, default=5000.0, help="datagrams per second offered")
+    ap.add_argument("--mode", choices=("proxy", "relay", "locator"), default="proxy")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = ap.parse_args(argv)
-    figures = run(args.count, args.seed, args.rate)
+    figures = run(args.count, args.seed, args.rate, mode=args.mode)
     print(show(figures))
     if args.json:
         print(json.dumps(figures, sort_keys=True))
