@@ -564,7 +564,7 @@ def show(f: dict) -> str:
         f"answered {f['answered']:,}: " + ", ".join(f"{k} {v:,}" for k, v in f["answered_by_status"].items()),
         f"silent {f['silent']:,}: decode errors {sum(c['decode_errors'].values()):,} "
         f"({', '.join(f'{k} {v:,}' for k, v in c['decode_errors'].items())}), "
-        f"PBAs received {c['pba_received']:,}, kernel drops {c['kernel_drops']:,}",
+        f"PBAs (fuzzed) received {c['pba_received'] - f['answers_sent_to_cmd_pbus']:,}, kernel drops {c['kernel_drops']:,}",
         f"CMD: PBUs received {c['pbu_received']:,}, PBAs sent {c['pba_sent']:,}, PBUs sent to MAARs {c['pbu_sent']:,} "
         f"(our answers {f['answers_sent_to_cmd_pbus']:,}, left unanswered {f['cmd_pbus_unanswered']:,}), internal errors {sum(c['internal_errors'].values())}, "
         f"send errors {c['send_errors']}",

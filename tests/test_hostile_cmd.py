@@ -313,7 +313,7 @@ def test_a_flood_from_one_sender_writes_the_documented_lines_only(cmd):
     state = flood(cmd)
     assert state["sent_in"] < 5  # "5,000 in a few seconds"
     assert state["handled"] + state["drops"] == FLOOD  # each handled (and counted) or a counted kernel drop
-    assert state["handled"] >= FLOOD * 0.9  # paced: the kernel kept nearly all of them
+    assert state["handled"] > FLOOD // 2  # paced: the kernel kept most of them (nearly all, as root)
     text = cmd["log"].read_bytes()
     grown = text[state["size_before"]:state["size_after"]].decode("ascii")
     lines = grown.splitlines()
@@ -723,12 +723,14 @@ def test_rest_raw_bytes_in_a_path_are_taken_as_bytes(cmd):
     assert int(head.split()[1]) in (400, 404), (head, body)
 
 
-def test_rest_past_the_connection_cap_while_pbus_are_answered(cmd):
-    """2 * CAP + 1 half-open connections: CAP are served, one more is accepted and waits for a slot,
-    the rest wait in the kernel. Each header timeout frees CAP slots, so (worked by hand) our request,
-    the (2 CAP + 2)-th, is answered after 2 header timeouts; PBUs are answered meanwhile."""
+@pytest.mark.parametrize("n,rounds", [(CAP, 1), (2 * CAP + 1, 2)])
+def test_rest_at_and_past_the_connection_cap_while_pbus_are_answered(cmd, n, rounds):
+    """n half-open connections: CAP are served, one more is accepted and waits for a slot, the rest
+    wait in the kernel. Each header timeout frees CAP slots, taken by the waiting one and the next
+    CAP - 1 from the kernel; so (worked by hand) our request, the (n + 1)-th, is answered after
+    floor(n / CAP) header timeouts: 1 for n = CAP, 2 for n = 2 CAP + 1. PBUs are answered meanwhile."""
     socks = []
-    for _ in range(2 * CAP + 1):
+    for _ in range(n):
         s = socket.create_connection(("127.0.0.1", cmd["rest"]), timeout=10)
         s.sendall(b"GET /dmm/v1/st")  # never completed
         socks.append(s)
@@ -750,8 +752,8 @@ def test_rest_past_the_connection_cap_while_pbus_are_answered(cmd):
     t.join(15)
     try:
         assert out["status"] == 200
-        assert 2 * HEADER_TIMEOUT * 0.9 <= out["after"] <= 2 * HEADER_TIMEOUT + 0.9, out
-        assert len(rtts) >= 10 and max(rtts) < 0.2, rtts
+        assert rounds * HEADER_TIMEOUT * 0.9 <= out["after"] <= rounds * HEADER_TIMEOUT + 0.9, out
+        assert len(rtts) >= 5 * rounds and max(rtts) < 0.2, rtts
         for s in socks:  # each closed by the server without a word (no request line ever came)
             s.settimeout(3)
             assert s.recv(100) == b""
