@@ -149,7 +149,8 @@ class Generator:
 
     def _pba(self, seq: int) -> bytes:
         r = self.r
-        opts = opt(O_MNID, b"\x01" + r.choice(self.mns)) + opt(O_HNP, prefix_body(r.randrange(len(MAARS)), r.randrange(4096)))
+        opts = opt(O_MNID, b"\x01" + r.choice(self.mns))
+        opts += opt(O_HNP, prefix_body(r.randrange(len(MAARS)), r.randrange(4096)))
         opts += opt(O_HI, b"\x00\x03") + opt(O_ATT, b"\x00\x03")
         if r.random() < 0.3:
             opts += opt(O_SMAAR, bytes(10) + b"\xff\xff\x7f\x00\x00" + bytes((r.randrange(2, 8),)))
@@ -253,7 +254,8 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
 
 def start_cmd(work: Path, mode: str = "proxy") -> dict:
     udp, rest, of = free_port(socket.SOCK_DGRAM), free_port(), free_port()
-    maars = "".join(f"[maar:maar{i + 1}]\naddress = ::ffff:{a}\npool = 2001:db8:{i + 1}::/48\n" for i, a in enumerate(MAARS))
+    maars = "".join(f"[maar:maar{i + 1}]\naddress = ::ffff:{a}\npool = 2001:db8:{i + 1}::/48\n"
+                    for i, a in enumerate(MAARS))
     (work / "d.ini").write_text(f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {rest}\n"
                                 f"[dmm]\ncmd_address = ::1\nmode = {mode}\nlisten = ::\nport = {udp}\n"
                                 f"[timers]\nmin_delay_before_bce_delete = 86400\nmax_pmaars = {MAX_PMAARS}\n" + maars)
@@ -496,14 +498,17 @@ def run(count: int, seed: int = 1, rate: float = 5000.0, work: Path = None, mode
         sessions = consistency["stats_sessions"]
         pba_answers = sum(socks.answers.values())
         return {
-            "seed": seed, "mode": mode, "sent": count, "stream_sha256": digest.hexdigest()[:16], "kinds": dict(kinds), "answers_sent_to_cmd_pbus": socks.answered_pbus,
+            "seed": seed, "mode": mode, "sent": count, "stream_sha256": digest.hexdigest()[:16], "kinds": dict(kinds),
+            "answers_sent_to_cmd_pbus": socks.answered_pbus,
             "sent_in_s": round(sent_in, 2), "elapsed_s": round(elapsed, 2),
             "answered": pba_answers,
-            "answered_by_status": {("maar" if m else "stranger") + f".{st}": v for (m, st), v in sorted(socks.answers.items())},
+            "answered_by_status": {("maar" if m else "stranger") + f".{st}": v
+                                   for (m, st), v in sorted(socks.answers.items())},
             "silent": count - pba_answers,
             "cmd": {"pbu_received": d.get("pbu_received", 0), "pba_received": total(d, "pba_received."),
                     "pba_sent": total(d, "pba_sent."), "pbu_sent": d.get("pbu_sent", 0),
-                    "decode_errors": {k[len("decode_error."):]: v for k, v in sorted(d.items()) if k.startswith("decode_error.")},
+                    "decode_errors": {k[len("decode_error."):]: v for k, v in sorted(d.items())
+                                      if k.startswith("decode_error.")},
                     "internal_errors": {k: v for k, v in d.items() if k.startswith("internal_error")},
                     "kernel_drops": drops_after - drops_before, "send_errors": d.get("send_error", 0)},
             "events": events, "unmatched_answers": socks.unmatched, "answers_to_strangers_not_154": socks.not_154,
@@ -559,20 +564,26 @@ def check(f: dict) -> list[str]:
 def show(f: dict) -> str:
     c = f["cmd"]
     lines = [
-        f"{f['mode']} mode, seed {f['seed']} (stream {f['stream_sha256']}): {f['sent']:,} datagrams sent in {f['sent_in_s']} s "
+        f"{f['mode']} mode, seed {f['seed']} (stream {f['stream_sha256']}): {f['sent']:,} datagrams sent in "
+        f"{f['sent_in_s']} s "
         f"({', '.join(f'{k} {v:,}' for k, v in sorted(f['kinds'].items()))}), elapsed {f['elapsed_s']} s",
         f"answered {f['answered']:,}: " + ", ".join(f"{k} {v:,}" for k, v in f["answered_by_status"].items()),
         f"silent {f['silent']:,}: decode errors {sum(c['decode_errors'].values()):,} "
         f"({', '.join(f'{k} {v:,}' for k, v in c['decode_errors'].items())}), "
-        f"PBAs (fuzzed) received {c['pba_received'] - f['answers_sent_to_cmd_pbus']:,}, kernel drops {c['kernel_drops']:,}",
+        f"PBAs (fuzzed) received {c['pba_received'] - f['answers_sent_to_cmd_pbus']:,}, "
+        f"kernel drops {c['kernel_drops']:,}",
         f"CMD: PBUs received {c['pbu_received']:,}, PBAs sent {c['pba_sent']:,}, PBUs sent to MAARs {c['pbu_sent']:,} "
-        f"(our answers {f['answers_sent_to_cmd_pbus']:,}, left unanswered {f['cmd_pbus_unanswered']:,}), internal errors {sum(c['internal_errors'].values())}, "
+        f"(our answers {f['answers_sent_to_cmd_pbus']:,}, left unanswered {f['cmd_pbus_unanswered']:,}), "
+        f"internal errors {sum(c['internal_errors'].values())}, "
         f"send errors {c['send_errors']}",
         "CMD events: " + ", ".join(f"{k} {v:,}" for k, v in sorted(f["events"].items())),
-        f"unmatched answers {f['unmatched_answers']}, answers to strangers not 154: {f['answers_to_strangers_not_154']}, "
+        f"unmatched answers {f['unmatched_answers']}, "
+        f"answers to strangers not 154: {f['answers_to_strangers_not_154']}, "
         f"statuses outside RFC 5213/6275: {f['odd_statuses']}",
-        f"normal PBU afterwards: status {f['normal_pbu_after']['status']}, sequence number {f['normal_pbu_after']['seq']:#06x}",
-        f"RSS {f['rss_before'] / 2**20:.1f} MiB -> {f['rss_after'] / 2**20:.1f} MiB (+{f['rss_growth'] / 2**20:.1f} MiB; "
+        f"normal PBU afterwards: status {f['normal_pbu_after']['status']}, "
+        f"sequence number {f['normal_pbu_after']['seq']:#06x}",
+        f"RSS {f['rss_before'] / 2**20:.1f} MiB -> {f['rss_after'] / 2**20:.1f} MiB "
+        f"(+{f['rss_growth'] / 2**20:.1f} MiB; "
         f"bound {f['rss_bound'] / 2**20:.1f} MiB for {f['sessions']:,} sessions)",
         f"REST: {f['rest']['pages']} page(s), counts {f['rest']['page_counts']:,}, total {f['rest']['total']:,}, "
         f"/stats sessions {f['rest']['stats_sessions']:,}, fetched {f['rest']['fetched_ok']:,} of "

@@ -13,7 +13,6 @@ With IPsec (RFC 5213 §4) such a datagram would not get that far.
 """
 import json
 import socket
-import struct
 import subprocess
 import time
 
@@ -24,7 +23,7 @@ from tests.procs import BIN, clean_env, free_port, stop, wait_for
 from tests.test_hostile_cmd import (
     ACCEPTED, BA, BU, MISSING_ATT, NOT_AUTHORIZED_HNP, NOT_AUTHORIZED_MAG, O_ATT, O_DLIF_LL, O_DLIF_MAC, O_HI, O_HNP,
     O_MNID, O_MNLL, O_SMAAR, O_TS, PROHIBITED, TS_LOWER, TS_MISMATCH, att, ba, bu_fields, first, hi, hnp, mh, mnid,
-    mnll, opt, pba, pbu, ts, v6,
+    opt, pba, pbu, ts, v6,
 )
 
 CMD, MAAR1, MAAR2, STRANGER = "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"
@@ -39,7 +38,8 @@ def agent(tmp_path, request):
     cmd_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     cmd_sock.bind((CMD, 0))
     port = free_port(socket.AF_INET, socket.SOCK_DGRAM)
-    (tmp_path / "d.ini").write_text(f"[dmm]\ncmd_address = ::ffff:{CMD}\nport = {cmd_sock.getsockname()[1]}\nmode = {mode}\n"
+    (tmp_path / "d.ini").write_text(f"[dmm]\ncmd_address = ::ffff:{CMD}\nport = {cmd_sock.getsockname()[1]}\n"
+                                    f"mode = {mode}\n"
                                     f"[maar:maar1]\naddress = ::ffff:{MAAR1}\npool = 2001:db8:1::/48\n"
                                     f"[maar:maar2]\naddress = ::ffff:{MAAR2}\npool = 2001:db8:2::/48\n")
     control = str(tmp_path / "maar1.sock")

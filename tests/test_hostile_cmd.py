@@ -43,7 +43,8 @@ PBU_FLAGS = F_A | F_P | F_D
 ACCEPTED, PROHIBITED = 0, 129
 SEQ_OUT_OF_WINDOW = 135  # RFC 6275: a PBU without timestamp and with a stale sequence number
 NOT_ENABLED, NOT_AUTHORIZED_MAG, NOT_AUTHORIZED_HNP = 152, 154, 155
-TS_MISMATCH, TS_LOWER, MISSING_HNP, PREFIX_SET, MISSING_MNID, MISSING_HI, MISSING_ATT = 156, 157, 158, 159, 160, 161, 162
+TS_MISMATCH, TS_LOWER, MISSING_HNP, PREFIX_SET = 156, 157, 158, 159
+MISSING_MNID, MISSING_HI, MISSING_ATT = 160, 161, 162
 
 
 # ---- the wire, by hand ---------------------------------------------------------------------------
@@ -191,7 +192,8 @@ class Peer:
 
     def answer(self, bu: dict, status: int = ACCEPTED) -> None:
         """Answer a CMD BU as a P-MAAR does: same sequence number, echoing MN-ID, HNP, HI, ATT."""
-        echoed = b"".join(opt(k, b) for k, b in bu["options"] if k in (O_MNID, O_HNP, O_HI, O_ATT, O_MNLL, O_TS, O_SMAAR))
+        kinds = (O_MNID, O_HNP, O_HI, O_ATT, O_MNLL, O_TS, O_SMAAR)
+        echoed = b"".join(opt(k, b) for k, b in bu["options"] if k in kinds)
         self.send(pba(bu["seq"], status, echoed, bu["lifetime"]))
 
 
@@ -265,7 +267,8 @@ def counters(cmd) -> dict:
 
 
 def delta(before: dict, after: dict) -> dict:
-    return {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after) if after.get(k, 0) != before.get(k, 0)}
+    keys = set(before) | set(after)
+    return {k: after.get(k, 0) - before.get(k, 0) for k in keys if after.get(k, 0) != before.get(k, 0)}
 
 
 def internal_errors(c: dict) -> int:
@@ -679,7 +682,8 @@ def test_rest_head_unknown_methods_and_query_abuse(cmd):
         assert head.startswith(b"HTTP/1.1 501 ") and b"Content-Type: application/json" in head
         assert json.loads(body)["status"] == 501
     for method in (b"DELETE", b"PUT", b"PATCH", b"TRACE"):  # HTTP methods on a read-only API: 405
-        head, body = raw_http(cmd, method + b" /dmm/v1/sessions/mn-head HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head, body = raw_http(cmd, method + b" /dmm/v1/sessions/mn-head HTTP/1.1\r\nHost: x\r\n"
+                                     b"Connection: close\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 405 ") and b"Allow: GET, HEAD, OPTIONS" in head, head
         assert json.loads(body)["status"] == 405
     assert get(cmd, "/dmm/v1/sessions/mn-head")[0] == 200  # not deleted
@@ -708,14 +712,16 @@ def test_rest_mn_ids_with_encoded_slashes_and_odd_bytes(cmd):
 
 
 @pytest.mark.xfail(strict=True, reason="rest.segment() percent-decodes the str eventlet made of the request line "
-                   "(latin-1) and encodes it as UTF-8: raw bytes c3 bc ('\u00fc' in UTF-8) become MN 'm\u00c3\u00bc...' (404 "
+                   "(latin-1) and encodes it as UTF-8: raw bytes c3 bc ('\u00fc' in UTF-8) become MN "
+                   "'m\u00c3\u00bc...' (404 "
                    "for an existing session), and a raw byte fc finds the session of the MN whose bytes are c3 bc, "
                    "another MN (docs/limits-rest.md: a segment is percent-decoded to bytes and read as UTF-8; RFC 3986 "
                    "would also allow a 400 for bytes that are not ASCII)")
 def test_rest_raw_bytes_in_a_path_are_taken_as_bytes(cmd):
     register(cmd["maars"][2], "m\u00fcller@dmm", prefix_of(2))
     assert get(cmd, "/dmm/v1/sessions/m%C3%BCller%40dmm")[0] == 200  # percent-encoded: found
-    head, body = raw_http(cmd, b"GET /dmm/v1/sessions/m\xc3\xbcller%40dmm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, body = raw_http(cmd, b"GET /dmm/v1/sessions/m\xc3\xbcller%40dmm HTTP/1.1\r\nHost: x\r\n"
+                                b"Connection: close\r\n\r\n")
     status = int(head.split()[1])
     assert status == 400 or (status == 200 and json.loads(body)["mn_id"] == "m\u00fcller@dmm"), (head, body)
     # the single byte fc is not the MN whose NAI holds c3 bc: no such session (or a bad request)
