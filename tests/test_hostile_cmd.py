@@ -816,6 +816,7 @@ print(json.dumps({"answers": got, "before": before, "after": after}))
 """
 
 
+@pytest.mark.root
 def test_raw_mh_bad_checksum_is_dropped_and_counted(tmp_path):
     """Raw MH (IPv6 next header 135) in a namespace of our own, so that other raw sockets on the host
     see nothing: a bad checksum is dropped by the kernel and counted as a drop of the raw socket (the
