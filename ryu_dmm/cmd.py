@@ -130,6 +130,7 @@ class CmdApp(app_manager.RyuApp):
             self.guard.log.warning(src, f"decode_error.{exc.reason}", "dropped datagram from [%s]:%d: %s",
                                    addr[0], addr[1], exc)
             return
+        self.endpoint.heard(src, addr)
         self.stats.received(msg)
         self._core_event(Received(src, msg))
 

@@ -193,14 +193,18 @@ class Endpoint:
         """One datagram to ``handle``; whatever it raises stays here (one ``on_error`` call)."""
         try:
             src = peer_address(addr[0])
-            if src in self._maars:
-                self._ports[src] = addr[1]
             self._current = (src, addr)
             handle(data, src, addr, raw_dst)
         except Exception as exc:  # noqa: BLE001 - containment boundary: the loop must go on
             self._contained("datagram", exc)
         finally:
             self._current = None
+
+    def heard(self, src: str, addr: tuple) -> None:
+        """``src`` sent a message that decoded: later messages to it go to that port (0: raw MH).
+        Not for any datagram: one garbage datagram from another port must not redirect them."""
+        if src in self._maars:
+            self._ports[src] = addr[1]
 
     def _contained(self, where: str, exc: BaseException) -> None:
         try:

@@ -300,10 +300,6 @@ def test_in_locator_mode_a_direct_pba_from_a_maar_of_the_domain_adds_its_anchor(
     assert state(agent)["bindings"]["mn1"]["to_anchor"] == [["2001:db8:2:5::/64", f"::ffff:{MAAR2}"]]
 
 
-@pytest.mark.xfail(strict=True, reason="the agent takes a P-MAAR's direct PBA (RFC 8885 §3.3, locator mode only) in "
-                   "every mode: in proxy and relay mode a PBA from another MAAR that answers no PBU of ours adds an "
-                   "uplink tunnel to that MAAR and advertises its prefix to the MN (docs/limits-agent.md: a PBA "
-                   "with an unknown sequence number is ignored)")
 @pytest.mark.parametrize("agent", ["proxy", "relay"], indirect=True)
 def test_outside_locator_mode_a_direct_pba_is_ignored(agent):
     attached(agent)

@@ -483,11 +483,6 @@ def test_prefix_ownership_155_and_159(cmd):
     assert (answer["status"], answer["seq"]) == (NOT_AUTHORIZED_HNP, seq)
 
 
-@pytest.mark.xfail(strict=True, reason="signalling.Endpoint._dispatch records the source port of every datagram "
-                   "from a MAAR's address before it is decoded, so one undecodable datagram (from any port of that "
-                   "host, or spoofed) redirects the CMD's later PBUs to that MAAR (P-MAAR updates, releases) to its "
-                   "port, where nothing listens (signalling.py: 'other messages to a MAAR go to the port it last "
-                   "signalled from')")
 def test_an_undecodable_datagram_does_not_move_where_the_cmd_signals_a_maar(cmd):
     m1, m2 = cmd["maars"][0], cmd["maars"][1]
     mn = "mn-port"
@@ -711,12 +706,6 @@ def test_rest_mn_ids_with_encoded_slashes_and_odd_bytes(cmd):
     assert status == 404 and body == {"error": "no mobility session for MN '\\udcff\\udcfe'", "status": 404}
 
 
-@pytest.mark.xfail(strict=True, reason="rest.segment() percent-decodes the str eventlet made of the request line "
-                   "(latin-1) and encodes it as UTF-8: raw bytes c3 bc ('\u00fc' in UTF-8) become MN "
-                   "'m\u00c3\u00bc...' (404 "
-                   "for an existing session), and a raw byte fc finds the session of the MN whose bytes are c3 bc, "
-                   "another MN (docs/limits-rest.md: a segment is percent-decoded to bytes and read as UTF-8; RFC 3986 "
-                   "would also allow a 400 for bytes that are not ASCII)")
 def test_rest_raw_bytes_in_a_path_are_taken_as_bytes(cmd):
     register(cmd["maars"][2], "m\u00fcller@dmm", prefix_of(2))
     assert get(cmd, "/dmm/v1/sessions/m%C3%BCller%40dmm")[0] == 200  # percent-encoded: found

@@ -232,7 +232,7 @@ class MaarCore:
         """Locator mode (§3.3): a P-MAAR tells us directly which prefix it anchors for our MN."""
         b = self.bindings.get(pba.mn_id or "")
         hnps = pba.hnps
-        if (src not in self.peers or b is None or b.role is Role.ANCHOR or not pba.accepted or len(hnps) != 1
+        if (self.domain.mode is not Mode.LOCATOR or src not in self.peers or b is None or b.role is Role.ANCHOR or not pba.accepted or len(hnps) != 1
                 or pba.serving_maar != self.address or not self._peer_pools[src].contains(hnps[0])):
             return []  # only a MAAR of the domain, about our MN, with a prefix of its own pool
         b.anchors[src] = hnps[0]
