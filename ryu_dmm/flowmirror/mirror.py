@@ -27,7 +27,8 @@ from .events import (
     Noted, NoteKind, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, SwitchDown, SwitchUp,
 )
 
-HOLD_TIMEOUT = 1.0  # seconds a PBA may wait for its switch's barrier reply or the MN's port
+HOLD_TIMEOUT = 0.5  # seconds a PBA may wait for its switch's barrier reply or the MN's port: well
+# under the MAAR's first retransmission (INITIAL_BINDACK_TIMEOUT, 1 s), so a hold never causes one
 STATS_TIMEOUT = 3.0  # seconds for a complete flow-stats reply; a reconciliation is then asked again
 MAX_QUERIES = 16  # flow-stats queries (REST) in flight at once; more are answered None at once
 MAX_UNCLAIMED_PORTS = 4096  # ports learnt for MACs with no session served there (spoofed RSs); oldest forgotten
