@@ -21,5 +21,10 @@ bench: venv
 	$(PY) benchmarks/cmd_core.py
 	$(PY) benchmarks/cmd_udp.py
 
+# A fuzz run against a real CMD on loopback (docs/fuzzing.md); COUNT, SEED and RATE override the defaults.
+.PHONY: fuzz
+fuzz: venv
+	$(PY) benchmarks/fuzz_cmd.py $(if $(COUNT),--count $(COUNT)) $(if $(SEED),--seed $(SEED)) $(if $(RATE),--rate $(RATE))
+
 clean:
 	rm -rf $(VENV) build *.egg-info lab-out

@@ -132,6 +132,7 @@ class CmdApp(app_manager.RyuApp):
             self.guard.log.warning(src, f"decode_error.{exc.reason}", "dropped datagram from [%s]:%d: %s",
                                    addr[0], addr[1], exc)
             return
+        self.endpoint.heard(src, addr)
         self.stats.received(msg, src)
         self._core_event(Received(src, msg))
 
@@ -170,8 +171,7 @@ class CmdApp(app_manager.RyuApp):
                 elif kind in _SWITCH_EFFECTS:
                     dp = self._datapaths.get(e.maar)
                     if dp is not None:
-                        for msg in ofsync.messages(dp, self.pipeline, e):
-                            dp.send_msg(msg)
+                        dp.send(ofsync.encode(self.pipeline, e))  # one write: the push's messages, packed
                 elif kind is Noted:
                     self.stats.note(e.kind.value, e.maar)
                     if e.kind in _WARN or e.kind is NoteKind.RECONCILED:

@@ -1,8 +1,11 @@
 """The flow mirror's effects as OpenFlow 1.3 messages, and flow stats back in the mirror's terms.
 
-The only module that knows both the renderer's ``Flow`` and Ryu's message classes: the mirror
-decides, this module spells it for a datapath (anything with ``ofproto``, ``ofproto_parser`` and
-``send_msg``; tests give it a fake switch that applies the serialized messages).
+The only module that knows both the renderer's ``Flow`` and the wire: the mirror decides, this
+module spells it. ``encode`` is what the CMD sends: one effect's messages as one buffer, packed by
+``ofwire`` (plain struct; the hot path), for ``Datapath.send``. ``messages`` spells the same
+messages as Ryu objects (for ``send_msg``; tests give it a fake switch that applies the serialized
+messages): the reference ``encode`` is checked against byte for byte (tests/test_ofwire.py).
+Replies are parsed by Ryu (``installed``).
 """
 from __future__ import annotations
 
@@ -11,10 +14,11 @@ import ipaddress
 from .flowmirror import ApplyDiff, ReplaceFlows, RequestFlowStats
 from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
 
+from . import ofwire
 from .pipeline import Flow, InstalledFlow, Pipeline, action_key, match_key
 from .wire import mac_text
 
-ALL_COOKIES = 0xFFFF_FFFF_FFFF_FFFF
+ALL_COOKIES = ofwire.ALL_COOKIES
 
 
 def _value(field: str, value):
@@ -84,6 +88,31 @@ def messages(dp, pipeline: Pipeline, effect) -> list:
         msg.xid = effect.xid
         return [msg]
     raise TypeError(f"not a switch effect: {effect!r}")
+
+
+def encode(pipeline: Pipeline, effect) -> bytes:
+    """The bytes that carry out one of the mirror's switch effects: its messages in order, for one
+    write. Every message of a push carries the xid the mirror chose for its barrier (an error the
+    switch sends back names the push); a stats request, the mirror's xid."""
+    kind = type(effect)
+    if kind is ReplaceFlows:
+        x = effect.barrier
+        return b"".join([ofwire.delete_cookie(x, effect.cookie), *_adds(pipeline, x, effect.flows), ofwire.barrier(x)])
+    if kind is ApplyDiff:
+        x = effect.barrier
+        return b"".join([*(ofwire.delete_strict(x, e) for e in effect.delete), *_adds(pipeline, x, effect.add),
+                         ofwire.barrier(x)])
+    if kind is RequestFlowStats:
+        return ofwire.flow_stats_request(effect.xid)
+    raise TypeError(f"not a switch effect: {effect!r}")
+
+
+def _adds(pipeline: Pipeline, xid: int, flows) -> list:
+    ids = {t.name: t.id for t in pipeline.tables}
+    try:
+        return [ofwire.flow_add(xid, ids[f.table], None if f.goto is None else ids[f.goto], f) for f in flows]
+    except KeyError as exc:
+        raise ValueError(f"pipeline {pipeline.name} has no table {exc.args[0]!r}") from None
 
 
 def _from_ofp(field: str, value):

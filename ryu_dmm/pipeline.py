@@ -15,12 +15,11 @@ from typing import Iterable, Optional
 
 from .mobility.dataplane import MnDataPlane
 from .wire import canonical6, mac_text
+from .wire.constants import ETH_IPV6, ICMPV6, ND_NA, ND_NS, ND_RS
 
 PIPELINE = ("openflow_pipelines", "dmm_edge.toml")
 VERSION = 1  # the declaration format this renderer understands
-ETH_IPV6 = 0x86DD
-ICMPV6 = 58
-ND_TYPES = (133, 135, 136)  # RS, NS, NA: to the agent
+ND_TYPES = (ND_RS, ND_NS, ND_NA)  # to the agent
 
 
 @dataclass(frozen=True)

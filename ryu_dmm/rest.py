@@ -240,8 +240,10 @@ def mn_id_fields(mn_id: str) -> dict:
 
 
 def segment(text: str) -> str:
-    """One raw path segment, percent-decoded to bytes and read as UTF-8 (surrogateescape)."""
-    return unquote_to_bytes(text).decode("utf-8", "surrogateescape")
+    """One raw path segment, percent-decoded to bytes and read as UTF-8 (surrogateescape). The WSGI
+    server gives the raw request line as Latin-1 text: back to those bytes first, so raw (unescaped)
+    non-ASCII bytes in a path are the same bytes as their percent-escapes."""
+    return unquote_to_bytes(text.encode("latin-1")).decode("utf-8", "surrogateescape")
 
 
 def raw_path(environ: dict) -> str:

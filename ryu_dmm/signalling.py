@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from eventlet.hubs import trampoline
 from ryu.lib import hub
 
-from .wire import canonical6
+from .wire import peer_address
 
 RECV_SIZE = 65535
 RESOLVED_MAX = 4096  # cached socket addresses (a MAAR that changes its source port adds one each time)
@@ -64,10 +64,6 @@ def kernel_counters(sock: socket.socket, table: str) -> Optional[dict]:
         pass
     return None
 
-
-def peer_address(host: str) -> str:
-    """Canonical text of a datagram's source (scope dropped; IPv4 shows as ::ffff:a.b.c.d)."""
-    return canonical6(host.split("%", 1)[0])
 
 
 def raw_mh_socket(listen: str) -> socket.socket:
@@ -197,14 +193,18 @@ class Endpoint:
         """One datagram to ``handle``; whatever it raises stays here (one ``on_error`` call)."""
         try:
             src = peer_address(addr[0])
-            if src in self._maars:
-                self._ports[src] = addr[1]
             self._current = (src, addr)
             handle(data, src, addr, raw_dst)
         except Exception as exc:  # noqa: BLE001 - containment boundary: the loop must go on
             self._contained("datagram", exc)
         finally:
             self._current = None
+
+    def heard(self, src: str, addr: tuple) -> None:
+        """``src`` sent a message that decoded: later messages to it go to that port (0: raw MH).
+        Not for any datagram: one garbage datagram from another port must not redirect them."""
+        if src in self._maars:
+            self._ports[src] = addr[1]
 
     def _contained(self, where: str, exc: BaseException) -> None:
         try:

@@ -2,8 +2,9 @@
 
 Why: a table that executed ``pipeline.Flow`` objects could not catch a mistake made on the way to
 the wire (ofsync's encoding, cookie masks, strict vs non-strict deletes, barrier xids, multipart
-stats). Here every message given to ``FakeDatapath.send_msg`` is serialized and parsed back
-as a switch would receive it, then applied with OpenFlow 1.3 semantics; replies are serialized and
+stats). Here every message given to ``FakeDatapath.send_msg`` is serialized, and those bytes, or
+the raw bytes given to ``FakeDatapath.send`` (one or more whole messages), are parsed back as a
+switch would receive them, then applied with OpenFlow 1.3 semantics; replies are serialized and
 parsed back as a controller would receive them. ``FakeSwitch.forward`` runs a packet through the
 installed entries.
 
@@ -174,17 +175,33 @@ class FakeDatapath:
         return self.xid
 
     def send_msg(self, msg) -> bool:
-        """Encode ``msg``, decode the bytes and apply the result. False (message discarded) once the
-        connection is gone, as Ryu does."""
+        """Encode ``msg`` (as Ryu's ``Datapath.send_msg``: an xid from the counter if it has none),
+        then ``send`` the bytes."""
         assert isinstance(msg, parser.MsgBase)
         if not self.is_active:
             return False
         if msg.xid is None:
             self.set_xid(msg)
         msg.serialize()
-        received = self._decode(bytes(msg.buf))
-        self.sent.append(received)
-        self.switch._apply(self, received)
+        return self.send(bytes(msg.buf))
+
+    def send(self, buf: bytes) -> bool:
+        """Raw bytes, as Ryu's ``Datapath.send``: one or more whole messages, each decoded and applied
+        in order. False (bytes discarded) once the connection is gone, as Ryu does."""
+        if not self.is_active:
+            return False
+        buf, offset = bytes(buf), 0
+        while offset < len(buf):
+            if len(buf) - offset < ofp.OFP_HEADER_SIZE:
+                raise Unsupported(f"{len(buf) - offset} bytes after the last message: not a whole header")
+            msg_len = wire.header(buf[offset:])[2]
+            if msg_len < ofp.OFP_HEADER_SIZE or offset + msg_len > len(buf):
+                raise Unsupported(f"message of length {msg_len} at {offset} in {len(buf)} bytes: "
+                                  f"the fake takes whole messages per send")
+            received = self._decode(buf[offset:offset + msg_len])
+            self.sent.append(received)
+            self.switch._apply(self, received)
+            offset += msg_len
         return True
 
     def replies(self) -> list:

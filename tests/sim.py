@@ -131,10 +131,10 @@ class Net:
         self._apply(cmd, self.mirror.handle(event, self.clock(cmd)), mirrored=True)
 
     def _openflow(self, effect) -> None:
-        """Send the effect's messages on the switch's connection, schedule the switch's replies."""
+        """Send the effect's bytes on the switch's connection, as the Ryu shell does (ofwire's struct
+        encoding, one write per effect); schedule the switch's replies."""
         dp = self._dp[effect.maar]
-        for msg in ofsync.messages(dp, self.mirror.pipeline, effect):
-            dp.send_msg(msg)
+        dp.send(ofsync.encode(self.mirror.pipeline, effect))
         for reply in dp.replies():
             if type(reply).__name__ == "OFPBarrierReply" and self.rng.random() < self.barrier_loss:
                 continue

@@ -56,6 +56,9 @@ class Endpoint:
     def sockaddr(self, dst):
         return (dst, 5436)
 
+    def heard(self, src, addr):
+        pass
+
     def send(self, data, sockaddr):
         self.sent.append((sockaddr[0], decode(data)))
 

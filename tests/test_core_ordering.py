@@ -145,3 +145,49 @@ def test_unanswered_return_after_detach_follows_the_cmds_last_word():
     b = maar.bindings["mn1"]
     assert b.role is Role.ANCHOR and b.serving_maar == A2
     assert maar.dataplane("mn1").to_serving and not maar.dataplane("mn1").local
+
+
+def test_a_late_serving_maar_pbu_does_not_revive_a_prefix_the_cmd_released_after_ours_went():
+    """Found by the soak (relay, max_pmaars 1, 0.5 s delays): the MAAR's own binding was already
+    gone (a registration abandoned after the MN left: prefix quarantined), the CMD's de-registration
+    (timestamp T2) then arrived first and was answered 'already gone', and an older PBU with a
+    Serving MAAR option (T1 < T2), delayed on the way, re-adopted the prefix: a stale tunnel. The
+    de-registration's stamp now guards the quarantined prefix, so the late PBU gets 155
+    (NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, FACTS.md) and nothing is anchored."""
+    d = domain(2)
+    core = MaarCore(d, "maar2")
+    now = START + 10.0
+    core.handle(Attach("mn1", MAC, 1), now)  # takes P2 from the pool; the CMD never answers
+    core._remove(core.bindings["mn1"], now, "failed", "test: registration abandoned", quarantine=30.0)
+    assert "mn1" not in core.bindings and core.pool.in_use == 0
+    dereg = M.pbu(7, now + 1.05, "mn1", P2, 0, M.HI_UNKNOWN, 3)  # T2
+    late = M.pbu(6, now + 1.0, "mn1", P2, 400, M.HI_BETWEEN_MAARS, 3, serving=A1)  # T1 < T2, inside the window
+    out = core.handle(Received(CMD, dereg), now + 1.1)
+    assert [e.msg.status for e in out if type(e) is Send] == [Status.ACCEPTED]
+    out = core.handle(Received(CMD, late), now + 1.2)
+    assert [(e.msg.status, e.msg.sequence) for e in out if type(e) is Send] == [
+        (Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, 6)]
+    assert "mn1" not in core.bindings and core.dataplane("mn1").empty
+
+
+def test_a_pba_answering_an_earlier_transmission_is_ignored():
+    """Found by the soak (relay, every barrier reply lost so every PBA was held 1 s, skewed clocks):
+    the CMD answered the MAAR's first transmission of a PBU (a handover since superseded: no
+    Previous MAAR options) after the MAAR had sent it again with a fresh timestamp, and the MAAR
+    took that older answer (same sequence number) and ignored the right one. A PBA must echo the
+    timestamp of the copy sent last (RFC 5213: the PBA echoes the PBU's Timestamp option)."""
+    d = domain(2)
+    core = MaarCore(d, "maar1")
+    now = START + 10.0
+    first = [e.msg for e in core.handle(Attach("mn1", MAC, 1), now) if type(e) is Send][0]
+    key = core.bindings["mn1"].pbu.key
+    from ryu_dmm.mobility.events import TimerFired
+    again = [e.msg for e in core.handle(TimerFired(key), now + 1.0) if type(e) is Send][0]
+    assert again.sequence == first.sequence and again.timestamp > first.timestamp
+    stale = M.pba_for(first, Status.ACCEPTED, 400)  # answers the first copy
+    assert core.handle(Received(CMD, stale), now + 1.1) == []
+    assert core.bindings["mn1"].role is Role.REGISTERING
+    fresh = M.pba_for(again, Status.ACCEPTED, 400, M.previous_maar_options([(A2, P2)], d.by_address()))
+    core.handle(Received(CMD, fresh), now + 1.2)
+    b = core.bindings["mn1"]
+    assert b.role is Role.SERVING and b.anchors == {A2: P2}

@@ -13,7 +13,7 @@ from ryu_dmm.flowmirror import (
     ApplyDiff, BarrierReplied, CoreOutput, FlowMirror, FlowsConfirmed, FlowStatsReady, FlowStatsReplied, MirrorKey,
     MirrorTimer, Noted, NoteKind, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, Switch, SwitchDown, SwitchUp,
 )
-from ryu_dmm.flowmirror.mirror import HOLD_TIMEOUT, MAX_QUERIES
+from ryu_dmm.flowmirror.mirror import HOLD_TIMEOUT, MAX_QUERIES, MAX_UNCLAIMED_PORTS
 from ryu_dmm.mobility import messages as M
 from ryu_dmm.mobility.events import BindingChanged, Report, ReportKind, Send, SetTimer, TimerFired
 from ryu_dmm.mobility.views import Session
@@ -24,6 +24,7 @@ A1, A2 = "2001:db8:ff::1", "2001:db8:ff::2"
 MAC = bytes.fromhex("020000000a01")
 P1, P2 = Prefix.parse("2001:db8:1::/64"), Prefix.parse("2001:db8:2::/64")
 PORTS = SwitchPorts(core=1, tunnel=2, agent=3, access=(10,))
+BASE_A1 = 7  # docs/pipeline.md: 3 ND flows and 1 uplink flow per access port, 3 more
 T = 1000.0
 
 
@@ -207,3 +208,32 @@ def test_a_switch_lost_mid_push_releases_its_held_pbas(reconnect):
     out = m.handle(SwitchDown(A1), T + 0.1)
     assert of(out, Send) == [pba()]
     assert m.flows_confirmed("mn1") is None
+
+
+def test_ports_learnt_for_macs_without_a_session_are_bounded():
+    """An access port spoofing Router Solicitations from ever new MACs: the mirror keeps at most
+    MAX_UNCLAIMED_PORTS such ports, and never forgets the port of an MN whose session is served."""
+    m = FlowMirror(load(), switches())
+    up(m, A1)
+    m.handle(PortLearnt(A1, MAC, 10), T)
+    m.handle(CoreOutput((at_maar1(),)), T)  # MAC's port is claimed by mn1's session
+    for i in range(MAX_UNCLAIMED_PORTS + 50):
+        m.handle(PortLearnt(A1, (0x020000100000 + i).to_bytes(6, "big"), 10), T)
+    assert len(m._ports) == MAX_UNCLAIMED_PORTS + 1 and (A1, MAC) in m._ports
+    # the newest unclaimed ones are kept, the oldest forgotten
+    assert (A1, (0x020000100000 + MAX_UNCLAIMED_PORTS + 49).to_bytes(6, "big")) in m._ports
+    assert (A1, (0x020000100000).to_bytes(6, "big")) not in m._ports
+    assert len(m.wanted_flows(A1)) == BASE_A1 + 2  # mn1 still has its local route
+
+
+def test_lost_barrier_replies_leave_no_bookkeeping_behind():
+    m = FlowMirror(load(), switches())
+    up(m, A1, A2)
+    m.handle(PortLearnt(A1, MAC, 10), T)
+    for i in range(100):  # a switch that never answers barriers, pushes superseding each other
+        pmaars = ((A2, P2),) if i % 2 else ()
+        m.handle(CoreOutput((at_maar1(pmaars=pmaars),)), T + i)
+    assert len(m._barrier_mn) <= 2  # at most the latest push per switch
+    m.handle(CoreOutput((BindingChanged("mn1", None),)), T + 200)
+    pending = {k for k in m._barrier_mn}
+    assert all(m._barrier_mn[k] != "mn1" for k in pending) and "mn1" not in m._confirming

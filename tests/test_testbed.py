@@ -1,36 +1,139 @@
-"""`make lab`: the real lab (OVS per MAAR, real hosts, real tunnels) in every mode; nothing left behind."""
+"""`make lab`: the real lab (OVS per MAAR, real hosts, real tunnels) in every mode; nothing left behind.
+
+What a run must show comes from the RFCs (FACTS.md) and from independent tools: tshark (with the
+RFC 8885 plugin) over the signalling capture, read here with its own ``-T fields`` output, the MNs'
+own kernels (their MACs and SLAAC addresses) and the CN's raw TCP receive log.
+"""
 import ipaddress
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from ryu_dmm.lab import topology
+from ryu_dmm.lab import topology, wire_verdict
+from ryu_dmm.lab.packets import udp6_packet, write_pcap
+from ryu_dmm.wire import (
+    AccessTechnologyTypeOption, BindingAck, BindingUpdate, HandoffIndicatorOption, HomeNetworkPrefix,
+    MobileNodeIdentifier, Prefix, PreviousMaar, ServingMaar, encode,
+)
 from tests.conftest import need
 from tests.ovs import available
 
+PLUGIN = Path(__file__).resolve().parent.parent / "tools" / "wireshark" / "rfc8885.lua"
+CMD = "2001:db8:ff::100"  # the lab's addressing plan (docs/lab.md): MAAR i is 2001:db8:ff::i
+
+
+def maar_addr(name: str) -> str:
+    return f"2001:db8:ff::{int(name.removeprefix('maar')):x}"
+
+
+def run_lab(out: Path, *args: str) -> dict:
+    got = subprocess.run([sys.executable, "-m", "ryu_dmm.lab", *args, "--out", str(out)], capture_output=True,
+                         text=True, timeout=300)
+    assert got.returncode == 0, got.stdout + got.stderr
+    return json.loads((out / "report.json").read_text())
+
+
+def tshark_messages(pcap: Path, home: Path) -> list[dict]:
+    """PBUs/PBAs in the capture as tshark's own fields say (one dict per frame)."""
+    home.mkdir(exist_ok=True)
+    fields = ["frame.time_epoch", "ipv6.src", "ipv6.dst", "mip6.mhtype", "mip6.bu.seqnr", "mip6.ba.seqnr",
+              "mip6.ba.status", "mip6.mnid.identifier", "mip6.nemo.mnp.mnp", "mip6.nemo.mnp.pfl",
+              "rfc8885.serving_maar", "rfc8885.previous_maar.address", "rfc8885.previous_maar.prefix", "_ws.malformed",
+              "_ws.expert.severity"]
+    out = subprocess.run(["tshark", "-n", "-X", f"lua_script:{PLUGIN}", "-r", str(pcap), "-T", "fields",
+                          "-E", "separator=\t", "-E", "aggregator=|", *sum((["-e", f] for f in fields), [])],
+                         capture_output=True, text=True, timeout=120, check=True, env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
+    assert "lua" not in out.stderr.lower(), out.stderr
+    rows = []
+    for line in out.stdout.splitlines():
+        v = dict(zip(fields, line.split("\t")))
+        split = (lambda x: x.split("|") if x else [])
+        rows.append({"t": float(v["frame.time_epoch"]), "src": v["ipv6.src"], "dst": v["ipv6.dst"],
+                     "type": int(v["mip6.mhtype"]), "seq": int(v["mip6.bu.seqnr"] or v["mip6.ba.seqnr"]),
+                     "status": v["mip6.ba.status"], "mn": v["mip6.mnid.identifier"],
+                     "hnp": [f"{a}/{b}" for a, b in zip(split(v["mip6.nemo.mnp.mnp"]), split(v["mip6.nemo.mnp.pfl"]))],
+                     "serving": split(v["rfc8885.serving_maar"]),
+                     "previous": sorted(zip(split(v["rfc8885.previous_maar.address"]),
+                                            split(v["rfc8885.previous_maar.prefix"]))),
+                     "bad": bool(v["_ws.malformed"]) or "8388608" in v["_ws.expert.severity"]})
+    return rows
+
+
+def check_on_the_wire(report: dict, logs: Path, home: Path) -> None:
+    """Each handover as RFC 8885 §3 describes it, read straight from tshark: the new MAAR's PBU (the
+    MN's MN-ID, its new prefix in HNP), the CMD's PBA with the same sequence number carrying one
+    Previous MAAR option per MAAR left behind with the prefix the MN got there, and a PBU with
+    Serving MAAR = the new MAAR to each of those, answered with the same sequence number."""
+    msgs = tshark_messages(logs / "signalling.pcap", home)
+    assert msgs and not any(m["bad"] for m in msgs)
+    pbus, pbas = [m for m in msgs if m["type"] == 5], [m for m in msgs if m["type"] == 6]
+    for u in pbus:  # every PBU answered by its destination, same sequence number
+        assert any(a["src"] == u["dst"] and a["dst"] == u["src"] and a["seq"] == u["seq"] and a["t"] >= u["t"]
+                   for a in pbas), u
+    w = report["wire_verdict"]
+    assert w["ok"] and w["pbus"] == len(pbus) and w["pbas"] == len(pbas) and not w["unanswered"] and not w["malformed"]
+    assert len(w["per_handover"]) == len(report["handovers"]) and all(x["ok"] for x in w["per_handover"])
+    prefix_at = {mn: {path[0]: str(ipaddress.IPv6Network(f"{report['old_addresses'][mn]}/64", strict=False))}
+                 for mn, path in report["mns"].items()}
+    for h, x in zip(report["handovers"], w["per_handover"]):
+        mn_id, to = h["mn_id"], maar_addr(h["to"])
+        visited = report["mns"][h["mn"]][:h["step"]]
+        previous = {m: prefix_at[h["mn"]][m] for m in visited if m != h["to"]}
+        u = next(m for m in pbus if m["src"] == to and m["dst"] == CMD and m["mn"] == mn_id and m["t"] >= h["t_move"])
+        assert u["hnp"] == [h["new_prefix"]]
+        a = next(m for m in pbas if m["src"] == CMD and m["dst"] == to and m["seq"] == u["seq"] and m["t"] >= u["t"])
+        assert a["mn"] == mn_id and int(a["status"]) < 128
+        assert a["previous"] == sorted((maar_addr(m), p) for m, p in previous.items())
+        for m, p in previous.items():
+            v = next(v for v in pbus if v["src"] == CMD and v["dst"] == maar_addr(m) and v["mn"] == mn_id
+                     and v["t"] >= u["t"])
+            assert v["serving"] == [to] and v["hnp"] == [p]
+            assert any(b["src"] == maar_addr(m) and b["dst"] == CMD and b["seq"] == v["seq"] for b in pbas)
+            if report["mode"] == "locator":  # each P-MAAR also answers the S-MAAR directly (§3.3)
+                assert any(b["src"] == maar_addr(m) and b["dst"] == to and b["mn"] == mn_id and b["hnp"] == [p]
+                           for b in pbas)
+        # the verdict names the same frames
+        assert (x["pbu"]["t"], x["pba"]["seq"]) == (pytest.approx(u["t"], abs=1e-6), a["seq"])
+        prefix_at[h["mn"]][h["to"]] = h["new_prefix"]
+
+
+def check_windows(report: dict, logs: Path) -> None:
+    """Each handover's old TCP flow delivered in its own window (its move to that MN's next move or
+    the run's end), counted here from the CN's raw receive log."""
+    for h in report["handovers"]:
+        samples = json.loads((logs / f"tcp-{h['mn']}.json").read_text())
+        assert h["t_move"] < h["t_settled"] < h["t_end"] <= report["t_stop"]
+        after_settled = sum(n for t, n in samples if h["t_settled"] <= t < h["t_end"])
+        assert after_settled > 0 and h["old_tcp_kbytes_after_settled"] == pytest.approx(after_settled / 1000, abs=0.1)
+        nxt = [g["t_move"] for g in report["handovers"] if g["mn"] == h["mn"] and g["t_move"] > h["t_move"]]
+        assert h["t_end"] == (min(nxt) if nxt else report["t_stop"])
+
 
 @pytest.mark.root
+@pytest.mark.tshark
 @pytest.mark.parametrize("mode,tunnel", [("proxy", "gre"), ("relay", "gre"), ("locator", "gre"), ("proxy", "vxlan")])
 def test_lab_scenario(tmp_path, mode, tunnel):
-    need(available(), "the lab needs root and Open vSwitch")
-    out = subprocess.run([sys.executable, "-m", "ryu_dmm.lab", "--mode", mode, "--tunnel", tunnel,
-                          "--dwell", "1.5", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    report = json.loads((tmp_path / "report.json").read_text())
+    need(available() and shutil.which("tshark") is not None, "the lab needs root, Open vSwitch and tshark")
+    report = run_lab(tmp_path, "--mode", mode, "--tunnel", tunnel, "--dwell", "1.5")
     assert report["ok"] and report["mode"] == mode and report["tunnel"] == tunnel
     hos = report["handovers"]
     assert [(h["from"], h["to"]) for h in hos] == [("maar1", "maar2"), ("maar2", "maar3")]
     for h in hos:
-        assert h["old_flow_survived"] and h["old_tcp_kbytes_after"] > 0  # old flows keep flowing
+        assert h["old_flow_survived"] and h["old_tcp_kbytes_in_window"] > 0  # old flows keep flowing
         assert h["old_flow_tunnelled_packets"] > 0 and not h["old_flow_local"]  # through real tunnels
         assert h["new_flow_replies"] == 3 and h["new_flow_tunnelled_packets"] == 0  # new flows are local
-        assert h["rest_consistent"]
+        assert h["rest_consistent"] and h["rs_after_move_ms"] >= 0
         assert ipaddress.IPv6Address(h["new_address"]) in ipaddress.IPv6Network(h["new_prefix"])  # SLAAC
     assert hos[1]["flows_installed"]["maar1"] > hos[0]["flows_installed"]["maar3"]  # P-MAAR tunnel flows
+    logs = tmp_path / "logs"
+    check_on_the_wire(report, logs, tmp_path / "home")
+    check_windows(report, logs)
     assert (tmp_path / "old-flow.png").stat().st_size > 10_000
-    assert (tmp_path / "logs" / "cmd.log").exists() and (tmp_path / "logs" / "underlay.pcap").stat().st_size > 0
+    assert (logs / "cmd.log").exists() and (logs / "underlay.pcap").stat().st_size > 0
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     assert report["namespaces"] and not set(report["namespaces"]) & set(left)  # ours are all gone
 
@@ -42,21 +145,145 @@ def test_bad_topology_and_not_root(tmp_path):
     (tmp_path / "u.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a usable topology"):
         topology.load(str(tmp_path / "u.json"))
+    (tmp_path / "c.json").write_text(json.dumps({"maars": 2, "mns": {"mn1": ["maar1", "maar2"]}, "concurrent": "yes"}))
+    with pytest.raises(ValueError, match="concurrent"):
+        topology.load(str(tmp_path / "c.json"))
+    assert topology.default().concurrent is True  # the documented default
     code = ("import os; os.geteuid = lambda: 1000; import sys, ryu_dmm.lab.__main__ as m; "
             f"sys.exit(m.main(['--out', '{tmp_path}']))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "must run as root" in out.stderr
 
 
+THREE_MNS = {"maars": 4, "mns": {"mn1": ["maar1", "maar2", "maar3"], "mn2": ["maar4", "maar1", "maar2"],
+                                 "mn3": ["maar2", "maar3", "maar4"]}, "dwell": 1.5}
+
+
 @pytest.mark.root
-def test_lab_two_mns_crossing_paths(tmp_path):
-    need(available(), "the lab needs root and Open vSwitch")
-    (tmp_path / "t.json").write_text(json.dumps(
-        {"maars": 4, "mns": {"mn1": ["maar1", "maar2", "maar3"], "mn2": ["maar4", "maar1", "maar2"]}, "dwell": 1.5}))
-    out = subprocess.run([sys.executable, "-m", "ryu_dmm.lab", "--mode", "locator", "--topology",
-                          str(tmp_path / "t.json"), "--out", str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["ok"] and len(report["handovers"]) == 4
+@pytest.mark.tshark
+@pytest.mark.parametrize("mode,concurrent", [("locator", None), ("proxy", False)])
+def test_lab_three_mns(tmp_path, mode, concurrent):
+    """The user's case: 4 MAARs, 3 MNs whose paths cross. Every figure of a handover comes from its
+    own MN's events; with concurrency (the default) the three moves of a step are under way at once."""
+    need(available() and shutil.which("tshark") is not None, "the lab needs root, Open vSwitch and tshark")
+    (tmp_path / "t.json").write_text(json.dumps(THREE_MNS))
+    extra = [] if concurrent is None else ["--concurrent" if concurrent else "--no-concurrent"]
+    report = run_lab(tmp_path / "out", "--mode", mode, "--topology", str(tmp_path / "t.json"), *extra)
+    logs = tmp_path / "out" / "logs"
+    assert report["ok"] and len(report["handovers"]) == 6
+    assert report["concurrent"] is (True if concurrent is None else concurrent)
+    for h in report["handovers"]:
+        mac = report["mn_ids"][h["mn"]]["mac"]  # read from the MN's own interface
+        assert h["mn_id"] == f"mn-{mac.replace(':', '')}@dmm"
+        ev = h["events"]
+        assert ev["rs"]["mn"] == ev["served"]["mn"] == h["mn_id"] and ev["rs"]["mac"] == mac
+        assert ev["rs"]["maar"] == ev["served"]["maar"] == h["to"]
+        assert all(e["mn"] == h["mn_id"] and e["event"] == "report" and e["kind"] == "moved" for e in ev["moved"])
+        assert sorted(e["maar"] for e in ev["moved"]) == sorted(h["previous_prefixes"])
+        assert h["rs_after_move_ms"] >= 0 and h["t_move"] <= ev["rs"]["t"] <= ev["served"]["t"]
+        # the agent's RS comes before the new MAAR's PBU that tshark saw on the core bridge
+        pbu = next(x["pbu"] for x in report["wire_verdict"]["per_handover"]
+                   if (x["mn"], x["to"]) == (h["mn"], h["to"]))
+        assert ev["rs"]["t"] <= pbu["t"] and h["pbu_on_wire_after_move_ms"] >= h["rs_after_move_ms"]
+        assert h["old_flow_survived"] and h["new_flow_replies"] == 3 and h["new_flow_tunnelled_packets"] == 0
+    for st in report["steps"]:
+        assert st["mns"] == ["mn1", "mn2", "mn3"]
+        if report["concurrent"]:  # all three moves were under way at the same time
+            assert st["overlapping"] and st["move_spread_ms"] < 200
+        else:
+            assert not st["overlapping"]
     assert {h["new_prefix"] for h in report["handovers"] if h["to"] == "maar1"} == {"2001:db8:1:1::/64"}
+    if mode == "locator":
+        assert report["wire_verdict"]["direct_pbas"] == sum(len(h["previous_prefixes"]) for h in report["handovers"])
+    check_on_the_wire(report, logs, tmp_path / "home")
+    check_windows(report, logs)
+    assert (tmp_path / "out" / "old-flow.png").stat().st_size > 10_000
+
+
+# ---- the judge alone, on captures written here (tshark needed, not root) -------------------------------
+def _pcap(path: Path, packets: list) -> None:
+    """``packets``: (time, src, dst, message); written as IPv6/UDP 5436 in time order."""
+    import struct
+    with open(path, "wb") as out:
+        write_pcap(out, [])
+        for t, src, dst, msg in sorted(packets, key=lambda x: x[0]):
+            data = msg if isinstance(msg, bytes) else encode(msg)
+            pkt = udp6_packet(data, src, dst)
+            out.write(struct.pack("<IIII", int(t), round((t % 1) * 1e6), len(pkt), len(pkt)) + pkt)
+
+
+MN = "mn-020000000a01@dmm"
+P1, P2 = Prefix.parse("2001:db8:1::/64"), Prefix.parse("2001:db8:2:1::/64")
+M1, M2 = "2001:db8:ff::1", "2001:db8:ff::2"
+
+
+def _pbu(seq, prefix, *extra):
+    return BindingUpdate(seq, 600, (MobileNodeIdentifier.nai(MN), HomeNetworkPrefix(prefix), HandoffIndicatorOption(1),
+                                    AccessTechnologyTypeOption(3), *extra))
+
+
+def _pba(seq, prefix, *extra, status=0):
+    return BindingAck(status, seq, 600, (MobileNodeIdentifier.nai(MN), HomeNetworkPrefix(prefix),
+                                         HandoffIndicatorOption(1), AccessTechnologyTypeOption(3), *extra))
+
+
+def relay_handover(**change):
+    """An initial registration at MAAR1 and a relay-mode handover to MAAR2, as RFC 8885 Figure 2."""
+    msgs = {"reg_pbu": (100.0, M1, CMD, _pbu(0, P1)), "reg_pba": (100.01, CMD, M1, _pba(0, P1)),
+            "pbu": (101.0, M2, CMD, _pbu(0, P2)),
+            "pbu_p": (101.01, CMD, M1, _pbu(5, P1, ServingMaar(M2))),
+            "pba_p": (101.02, M1, CMD, _pba(5, P1, ServingMaar(M2))),
+            "pba": (101.03, CMD, M2, _pba(0, P2, PreviousMaar(M1, P1)))}
+    msgs.update(change)
+    return [m for m in msgs.values() if m is not None]
+
+
+def _judge(tmp_path, packets, mode="relay"):
+    need(shutil.which("tshark") is not None, "tshark is not installed")
+    _pcap(tmp_path / "s.pcap", packets)
+    d = wire_verdict.dissect(tmp_path / "s.pcap", home=tmp_path / "home")
+    return wire_verdict.judge(
+        d, cmd=CMD, maars={"maar1": M1, "maar2": M2}, mode=mode,
+        registrations=[{"mn": "mn1", "mn_id": MN, "maar": "maar1", "prefix": str(P1), "t_end": 100.5}],
+        handovers=[{"mn": "mn1", "mn_id": MN, "to": "maar2", "new_prefix": str(P2), "previous": {"maar1": str(P1)},
+                    "t_move": 100.5, "t_end": 102.0}])
+
+
+@pytest.mark.tshark
+def test_wire_verdict_passes_a_correct_exchange(tmp_path):
+    v = _judge(tmp_path, relay_handover())
+    assert v["ok"], v
+    assert (v["pbus"], v["pbas"], v["unanswered"], v["malformed"]) == (3, 3, [], [])
+    (h,) = v["per_handover"]
+    assert h["pba"]["previous_maars"] == [[M1, str(P1)]] and h["pmaars"][0]["pbu"]["serving_maar"] == [M2]
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("change,why", [
+    ({"pba_p": None}, "unanswered"),  # the P-MAAR never answers
+    ({"pba": (101.03, CMD, M2, _pba(1, P2, PreviousMaar(M1, P1)))}, "unanswered"),  # wrong sequence number
+    ({"pba": (101.03, CMD, M2, _pba(0, P2, PreviousMaar(M1, P2)))}, "Previous MAAR"),  # wrong prefix
+    ({"pba": (101.03, CMD, M2, _pba(0, P2))}, "Previous MAAR"),  # none at all
+    ({"pba": (101.03, CMD, M2, _pba(0, P2, PreviousMaar(M1, P1), PreviousMaar(M1, P1)))}, "Previous MAAR"),  # twice
+    ({"pbu_p": (101.01, CMD, M1, _pbu(5, P1, ServingMaar(M1)))}, "Serving MAAR"),
+    ({"pbu": (101.0, M2, CMD, _pbu(0, P1))}, "HNP"),
+    ({"pba": (101.015, CMD, M2, _pba(0, P2, PreviousMaar(M1, P1)))}, "relay"),  # before the P-MAAR answered
+    ({"pba": (101.03, CMD, M2, _pba(0, P2, PreviousMaar(M1, P1), status=155))}, "status 155"),
+    ({"pbu": (101.0, M2, CMD, _pbu(7, P2)), "pba": (101.03, CMD, M2, _pba(7, P2, PreviousMaar(M1, P1))),
+      "rereg": (101.5, M2, CMD, _pbu(6, P2)), "rereg_a": (101.51, CMD, M2, _pba(6, P2))}, "seq_regressions"),
+])
+def test_wire_verdict_finds_what_is_wrong(tmp_path, change, why):
+    v = _judge(tmp_path, relay_handover(**change))
+    assert not v["ok"]
+    found = [p for x in v["registrations"] + v["per_handover"] for p in x["problems"]] + v["problems"]
+    found += [k for k in ("unanswered", "stray_pbas", "rejected", "seq_regressions") if v[k]]
+    assert why in json.dumps(found), v
+
+
+@pytest.mark.tshark
+def test_wire_verdict_flags_malformed_options(tmp_path):
+    bad = bytearray(encode(_pba(0, P2, PreviousMaar(M1, P1))))
+    at = bad.find(bytes([67, 34]))  # the Previous MAAR option's type and length
+    bad[at + 1] = 30  # a wrong length, as tshark's plugin must see it
+    v = _judge(tmp_path, relay_handover(pba=(101.03, CMD, M2, bytes(bad))))
+    assert not v["ok"] and (v["malformed"] or v["expert_errors"])

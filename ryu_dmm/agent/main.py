@@ -24,7 +24,7 @@ from ..mobility.events import (
 )
 from ..mobility.maar import MaarCore
 from ..stats import Stats
-from ..wire import DecodeError, canonical6, decode, encode, mac_text, parse_mac
+from ..wire import DecodeError, decode, encode, mac_text, parse_mac, peer_address
 from . import guard, metrics, nd
 from .loop import Loop
 
@@ -252,7 +252,7 @@ class Agent:
         except DecodeError as exc:
             self._bad("decode_errors", "decode-error", {"src": addr[0], "error": str(exc)})
             return
-        src = canonical6(addr[0].split("%", 1)[0])
+        src = peer_address(addr[0])
         self.stats.received(msg, src)
         self._handle(Received(src, msg))
 

@@ -9,10 +9,9 @@ from typing import Optional, Union
 from ..mobility.events import RaPrefix
 from ..wire.addr import pack6, unpack6
 from ..wire.checksum import internet_checksum
+from ..wire.constants import ETH_IPV6, ICMPV6, ND_NA, ND_NS, ND_RA, ND_RS
 
-ETH_IPV6 = 0x86DD
-ICMPV6 = 58
-RS, RA, NS, NA = 133, 134, 135, 136
+RS, RA, NS, NA = ND_RS, ND_RA, ND_NS, ND_NA
 ALL_NODES = "ff02::1"
 _IP, _ICMP = 14, 14 + 40  # offsets of the IPv6 and ICMPv6 headers in an Ethernet frame
 _SOLICITED_NODE = bytes.fromhex("ff0200000000000000000001ff")  # ff02::1:ff00:0/104

@@ -13,7 +13,7 @@ A hold never outlasts ``hold_timeout``: a switch that does not answer cannot sta
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
@@ -27,9 +27,11 @@ from .events import (
     Noted, NoteKind, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, SwitchDown, SwitchUp,
 )
 
-HOLD_TIMEOUT = 1.0  # seconds a PBA may wait for its switch's barrier reply or the MN's port
+HOLD_TIMEOUT = 0.5  # seconds a PBA may wait for its switch's barrier reply or the MN's port: well
+# under the MAAR's first retransmission (INITIAL_BINDACK_TIMEOUT, 1 s), so a hold never causes one
 STATS_TIMEOUT = 3.0  # seconds for a complete flow-stats reply; a reconciliation is then asked again
 MAX_QUERIES = 16  # flow-stats queries (REST) in flight at once; more are answered None at once
+MAX_UNCLAIMED_PORTS = 4096  # ports learnt for MACs with no session served there (spoofed RSs); oldest forgotten
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class FlowMirror:
         self._connected: set[str] = set()
         self._sessions: dict[str, Session] = {}
         self._ports: dict[tuple[str, bytes], int] = {}  # (MAAR, MN MAC) -> access port, from packet-ins
+        self._unclaimed: OrderedDict = OrderedDict()  # keys of _ports no session is served at: bounded
         self._at: dict[tuple[str, bytes], str] = {}  # (serving MAAR, MN MAC) -> MN: a packet-in finds its session
         self._installed: dict[str, dict[str, tuple[Flow, ...]]] = {}  # MN -> MAAR -> its flows there
         self._confirming: dict[str, tuple[float, dict[str, int]]] = {}  # MN -> (pushed at, MAAR -> barrier)
@@ -146,14 +149,27 @@ class FlowMirror:
         old = self._sessions.pop(e.mn_id, None)
         if old is not None and old.mac and self._at.get((old.serving, old.mac)) == e.mn_id:
             del self._at[(old.serving, old.mac)]
+            self._unclaim((old.serving, old.mac))
         s = e.session
         if s is not None:
             self._sessions[e.mn_id] = s
             if s.mac:
                 self._at[(s.serving, s.mac)] = e.mn_id
+                self._unclaimed.pop((s.serving, s.mac), None)
         else:
             self._confirmed.pop(e.mn_id, None)
+            _, waiting = self._confirming.pop(e.mn_id, (0.0, {}))
+            for maar, xid in waiting.items():  # their replies no longer confirm anything
+                self._barrier_mn.pop((maar, xid), None)
         self._resync(e.mn_id, now)
+
+    def _unclaim(self, key: tuple[str, bytes]) -> None:
+        """A learnt port no session is served at: kept, but only the newest MAX_UNCLAIMED_PORTS."""
+        if key in self._ports:
+            self._unclaimed[key] = None
+            self._unclaimed.move_to_end(key)
+            while len(self._unclaimed) > MAX_UNCLAIMED_PORTS:
+                del self._ports[self._unclaimed.popitem(last=False)[0]]
 
     # ---- rendering and pushing --------------------------------------------------------------------
     def _checked(self, maar: str, flows: Iterable[Flow]) -> list[Flow]:
@@ -190,14 +206,17 @@ class FlowMirror:
             if old.get(maar, ()) == flows or maar not in self._connected:
                 continue  # unchanged, or the reconciliation at (re)connection brings it
             xid = barriers[maar] = next(self._ids)
-            self._barrier_mn[(maar, xid)] = mn_id
             self._out += [ReplaceFlows(maar, cookie, flows, xid), Noted(NoteKind.GROUP_PUSHED, maar)]
         if want:
             self._installed[mn_id] = want
         else:
             self._installed.pop(mn_id, None)
-        if barriers:
+        if barriers and mn_id in self._sessions:  # a removal confirms nothing anyone waits for
+            for maar, xid in barriers.items():
+                self._barrier_mn[(maar, xid)] = mn_id
             pushed, waiting = self._confirming.get(mn_id, (now, {}))
+            for maar in barriers.keys() & waiting.keys():  # superseded: its reply (if any) confirms nothing
+                self._barrier_mn.pop((maar, waiting[maar]), None)
             self._confirming[mn_id] = (pushed, {**waiting, **barriers})
         return barriers
 
@@ -257,6 +276,7 @@ class FlowMirror:
         self._out.append(Noted(NoteKind.PORT_LEARNT, ev.maar))
         mn_id = self._at.get(key)
         if mn_id is None:
+            self._unclaim(key)
             return
         # Its session is served here: its flows towards the MN can go in now.
         xid = self._resync(mn_id, now).get(ev.maar)

@@ -16,42 +16,83 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from ..agent.main import request
+from ..agent.main import mn_id_of, request
 from ..mobility.config import Mode
 from . import topology as topo_mod
+from . import wire_verdict
 from .common import LabError, wait_until
-from .net import CN_ADDR, Lab, preflight, run
+from .net import CMD_ADDR, CN_ADDR, Lab, preflight, run
 
 PING_INTERVAL = 0.02
 TUNNEL_FILTER = {"gre": "ip6 proto 47", "vxlan": "ip6 and udp port 4789"}
 TCP_RATE = 200_000  # bytes/s of the old TCP flow
+TCP_BUCKET = 0.1  # seconds per throughput sample in the report and the plot
 
 
-def _events(lab: Lab, maar: str, since: int):
-    got = request(lab.control(maar), {"op": "events", "since": since})
-    return got["events"], got["next"]
+class EventLog:
+    """Every agent's events, read through their control sockets, kept per MAAR; safe to share between
+    the threads of concurrent handovers. Events are attributed to an MN by its MN-ID (the agent names
+    an MN ``mn-<MAC hex>@dmm``) and to a handover by time (not before its move)."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.lock = threading.Lock()
+        self.marks = {m: request(lab.control(m), {"op": "events", "since": 0})["next"] for m in lab.topo.maars}
+        self.seen: dict[str, list] = {m: [] for m in lab.topo.maars}
+
+    def poll(self) -> None:
+        with self.lock:
+            for m in self.lab.topo.maars:
+                got = request(self.lab.control(m), {"op": "events", "since": self.marks[m]})
+                self.seen[m].extend(got["events"])
+                self.marks[m] = got["next"]
+
+    def first(self, maar: str, mn_id: str, since: float, what) -> dict | None:
+        with self.lock:
+            return next((e for e in self.seen[maar] if e.get("mn") == mn_id and e["t"] >= since and what(e)), None)
+
+
+def _is_rs(e: dict) -> bool:
+    return e["event"] == "rs"
+
+
+def _is_served(e: dict) -> bool:
+    return e["event"] == "report" and e["kind"] in ("handover", "registered")
+
+
+def _is_moved(e: dict) -> bool:
+    return e["event"] == "report" and e["kind"] == "moved"
+
+
+def _prefix(lab: Lab, maar: str, address: str) -> str:
+    return str(ipaddress.IPv6Network(f"{address}/{lab.maars[maar].info.prefix_length}", strict=False))
+
+
+def _address_in(lab: Lab, mn: str, maar: str):
+    pool = lab.maars[maar].info.pool.network
+    return next((a for a, s in lab.addresses(mn).items() if ipaddress.IPv6Address(a) in pool and s == "preferred"), None)
 
 
 def run_scenario(lab: Lab, out: Path) -> dict:
     topo = lab.topo
-    marks = {m: 0 for m in topo.maars}
-    for m in topo.maars:
-        marks[m] = _events(lab, m, 0)[1]
-    capture = subprocess.Popen(["ip", "netns", "exec", lab.core_ns, "tcpdump", "-n", "-U", "-i", "br0", "-w",
-                                str(lab.work / "underlay.pcap"), TUNNEL_FILTER[lab.tunnel]],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    lab.procs.append(capture)
-    old_addr, flows = {}, []
+    log = EventLog(lab)
+    underlay = lab.capture("underlay.pcap", TUNNEL_FILTER[lab.tunnel])
+    signalling = lab.capture("signalling.pcap", wire_verdict.CAPTURE_FILTER)
+    t_start = time.time()
+    old_addr, flows, ids, registrations = {}, [], {}, {}
     for mn, path in topo.mns:
         j, ns = lab.mns[mn]
+        mac = lab.mac(mn)
+        ids[mn] = {"mac": mac, "mn_id": mn_id_of(bytes.fromhex(mac.replace(":", "")))}
+        t_attach = time.time()
         lab.attach_first(mn)
-        pool = lab.maars[path[0]].info.pool.network
-        old_addr[mn] = wait_until(lambda: next((a for a, s in lab.addresses(mn).items()
-                                              if ipaddress.IPv6Address(a) in pool and s == "preferred"), None),
-                                 15, f"{mn}'s address by SLAAC")
+        old_addr[mn] = wait_until(lambda: _address_in(lab, mn, path[0]), 15, f"{mn}'s address by SLAAC")
+        registrations[mn] = {"mn": mn, "mn_id": ids[mn]["mn_id"], "maar": path[0], "t_attach": t_attach,
+                             "prefix": _prefix(lab, path[0], old_addr[mn])}
         port = 5000 + j
         flows.append(lab.start(lab.cn_ns, [sys.executable, "-m", "ryu_dmm.lab.traffic", "sink", CN_ADDR, str(port),
                                            str(lab.work / f"tcp-{mn}.json")], f"sink-{mn}.log"))
@@ -61,101 +102,172 @@ def run_scenario(lab: Lab, out: Path) -> dict:
         flows.append(lab.start(ns, ["ping", "-6", "-D", "-n", "-i", str(PING_INTERVAL), "-I", old_addr[mn], CN_ADDR],
                                f"ping-old-{mn}.log"))
     time.sleep(topo.dwell)
-    handovers = []
+    handovers, prefixes = [], {mn: {path[0]: registrations[mn]["prefix"]} for mn, path in topo.mns}
     steps = max(len(p) for _, p in topo.mns)
     for s in range(1, steps):
-        for mn, path in topo.mns:
-            if s >= len(path):
-                continue
-            handovers.append(handover(lab, mn, path[:s], path[s], marks, old_addr[mn]))
+        movers = [(mn, path[:s], path[s]) for mn, path in topo.mns if s < len(path)]
+        for h in run_step(lab, log, movers, topo.concurrent, ids, old_addr, prefixes):
+            h["step"] = s
+            handovers.append(h)
         time.sleep(topo.dwell)
+    t_stop = time.time()  # the run's end: the flows stop now
     for p in flows:
         p.send_signal(signal.SIGTERM)
     for p in flows:
         p.wait(10)
     time.sleep(0.3)
-    capture.send_signal(signal.SIGTERM)
-    capture.wait(10)
+    for cap in (underlay, signalling):
+        cap.send_signal(signal.SIGTERM)
+        cap.wait(10)
     tunnelled = gre_inner(lab.work / "underlay.pcap")
-    ends = {}  # each handover's window lasts until that MN's next move (or the end)
+    ends = {}  # each handover's window lasts until that MN's next move (or the run's end)
     for h in reversed(handovers):
-        h["t_end"] = ends.get(h["mn"], time.time())
+        h["t_end"] = ends.get(h["mn"], t_stop)
         ends[h["mn"]] = h["t_move"]
+    for mn, r in registrations.items():
+        r["t_end"] = ends.get(mn, t_stop)
+    tcp = {mn: _tcp_samples(lab.work / f"tcp-{mn}.json") for mn, _ in topo.mns}
     for h in handovers:
         old = ipaddress.IPv6Network(h["old_prefix"])
         new = ipaddress.IPv6Network(h["new_prefix"])
         window = [(src, dst) for t, src, dst in tunnelled if h["t_move"] + 0.5 <= t <= h["t_end"]]
         pings = ping_replies(lab.work / f"ping-old-{h['mn']}.log")
-        after = [t for t, _ in pings if t > h["t_move"]]
-        h.update(old_flow_gap(pings, h["t_move"], topo.dwell))
-        h["old_flow_survived"] = bool(after)
+        h.update(old_flow_gap(pings, h["t_move"] - min(1.0, topo.dwell / 2), h["t_end"]))
+        h["old_flow_survived"] = any(h["t_move"] < t <= h["t_end"] for t, _ in pings)
         h["old_flow_local"] = old == new  # back at the MAAR anchoring the old prefix: no tunnel
         h["old_flow_tunnelled_packets"] = sum(1 for src, dst in window if src in old or dst in old)
         h["new_flow_tunnelled_packets"] = sum(1 for src, dst in window if src in new or dst in new)
-    report = {"mode": lab.mode.value, "tunnel": lab.tunnel, "maars": list(topo.maars),
-              "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
-              "old_addresses": old_addr, "handovers": handovers, "tunnel_packets_seen": len(tunnelled),
-              "cmd_stats": lab.rest("/dmm/v1/stats")}
-    report["tcp"] = {mn: tcp_series(lab.work / f"tcp-{mn}.json") for mn, _ in topo.mns}
-    for h in handovers:  # the old TCP stream still delivers after this handover
-        h["old_tcp_kbytes_after"] = round(sum(v * 0.1 for t, v in report["tcp"][h["mn"]] if t > h["t_move"] + 0.5) / 1000, 1)
-    report["ok"] = all(h["old_flow_survived"] and h["old_tcp_kbytes_after"] > 0
-                       and (h["old_flow_tunnelled_packets"] > 0) != h["old_flow_local"]
-                       and h["new_flow_replies"] > 0 and h["new_flow_tunnelled_packets"] == 0 and h["rest_consistent"]
-                       for h in handovers)
+        # the old TCP stream in this handover's own window only (not to the end of the run)
+        h["old_tcp_kbytes_in_window"] = _kbytes(tcp[h["mn"]], h["t_move"], h["t_end"])
+        h["old_tcp_kbytes_after_settled"] = _kbytes(tcp[h["mn"]], h["t_settled"], h["t_end"])
+    maars = {m: lab.maars[m].info.address for m in topo.maars}
+    try:
+        dissected = wire_verdict.dissect(lab.work / "signalling.pcap", home=lab.work / "tshark-home")
+        verdict = wire_verdict.judge(
+            dissected, cmd=CMD_ADDR, maars=maars, mode=lab.mode.value, registrations=list(registrations.values()),
+            handovers=[{"mn": h["mn"], "mn_id": h["mn_id"], "to": h["to"], "new_prefix": h["new_prefix"],
+                        "previous": h["previous_prefixes"], "t_move": h["t_move"], "t_end": h["t_end"]}
+                       for h in handovers])
+    except (OSError, RuntimeError, ValueError) as exc:
+        verdict = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    verdict["capture"] = "logs/signalling.pcap"
+    verdict["filter"] = wire_verdict.CAPTURE_FILTER
+    for h, w in zip(handovers, verdict.get("per_handover", [])):
+        h["wire_ok"] = w["ok"]
+        if "pbu" in w:  # when the new MAAR's PBU crossed the core bridge
+            h["pbu_on_wire_after_move_ms"] = round((w["pbu"]["t"] - h["t_move"]) * 1000, 1)
+    report = {"mode": lab.mode.value, "tunnel": lab.tunnel, "maars": list(topo.maars), "maar_addresses": maars,
+              "cmd_address": CMD_ADDR, "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
+              "mn_ids": ids, "concurrent": topo.concurrent, "t_start": t_start, "t_stop": t_stop,
+              "old_addresses": old_addr, "registrations": list(registrations.values()), "handovers": handovers,
+              "steps": step_summary(handovers), "tunnel_packets_seen": len(tunnelled),
+              "cmd_stats": lab.rest("/dmm/v1/stats"), "wire_verdict": verdict}
+    report["tcp"] = {mn: tcp_series(samples, t_stop) for mn, samples in tcp.items()}
+    report["ok"] = bool(verdict["ok"]) and all(handover_ok(h) for h in handovers)
     return report
 
 
-def handover(lab: Lab, mn: str, visited: tuple, to: str, marks: dict, old_address: str) -> dict:
+def handover_ok(h: dict) -> bool:
+    return (h["old_flow_survived"] and h["old_tcp_kbytes_after_settled"] > 0 and h["rs_after_move_ms"] >= 0
+            and (h["old_flow_tunnelled_packets"] > 0) != h["old_flow_local"]
+            and h["new_flow_replies"] > 0 and h["new_flow_tunnelled_packets"] == 0 and h["rest_consistent"]
+            and h.get("wire_ok", False))
+
+
+def step_summary(handovers: list) -> list:
+    """Per step: who moved, how far apart the moves started, and whether they were all under way at
+    once (every move started before any of them had settled)."""
+    out = []
+    for s in sorted({h["step"] for h in handovers}):
+        hs = [h for h in handovers if h["step"] == s]
+        out.append({"step": s, "mns": [h["mn"] for h in hs],
+                    "move_spread_ms": round((max(h["t_move"] for h in hs) - min(h["t_move"] for h in hs)) * 1000, 1),
+                    "overlapping": len(hs) > 1 and max(h["t_move"] for h in hs) < min(h["t_settled"] for h in hs)})
+    return out
+
+
+def run_step(lab: Lab, log: EventLog, movers: list, concurrent: bool, ids: dict, old_addr: dict,
+             prefixes: dict) -> list:
+    """Move every MN of this step: one after the other, or all at once (threads released together)."""
+    def one(mn, visited, to, barrier=None):
+        return handover(lab, log, mn, ids[mn]["mn_id"], visited, to, old_addr[mn], prefixes[mn], barrier)
+    if not concurrent or len(movers) == 1:
+        return [one(*m) for m in movers]
+    barrier = threading.Barrier(len(movers))
+    results: list = [None] * len(movers)
+
+    def worker(i, m):
+        try:
+            results[i] = one(*m, barrier)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread below
+            results[i] = exc
+            barrier.abort()
+    threads = [threading.Thread(target=worker, args=(i, m), daemon=True) for i, m in enumerate(movers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        if isinstance(r, threading.BrokenBarrierError):
+            continue
+        if isinstance(r, BaseException):
+            raise r
+    for r in results:  # every worker broke on the barrier: report that
+        if isinstance(r, BaseException):
+            raise LabError(f"concurrent handovers: {r!r}")
+    return results
+
+
+def handover(lab: Lab, log: EventLog, mn: str, mn_id: str, visited: tuple, to: str, old_address: str,
+             prefixes: dict, barrier: threading.Barrier | None = None) -> dict:
+    previous = [m for m in dict.fromkeys(visited) if m != to]
+    if barrier is not None:
+        barrier.wait(30)
     t_move = time.time()
     lab.move(mn, to)
-    pool = lab.maars[to].info.pool.network
-    new_addr = wait_until(lambda: next((a for a, s in lab.addresses(mn).items()
-                                       if ipaddress.IPv6Address(a) in pool and s == "preferred"), None),
-                         15, f"{mn}'s new address at {to}")
-    previous = [m for m in dict.fromkeys(visited) if m != to]
-    seen = {}
+    new_addr = wait_until(lambda: _address_in(lab, mn, to), 15, f"{mn}'s new address at {to}")
 
     def settled():
-        for m in lab.topo.maars:
-            ev, marks[m] = _events(lab, m, marks[m])
-            seen.setdefault(m, []).extend(ev)
-        served = any(e["event"] == "report" and e["kind"] in ("handover", "registered") for e in seen[to])
-        moved = all(any(e["event"] == "report" and e["kind"] == "moved" for e in seen[p]) for p in previous)
-        return served and moved
-    wait_until(settled, 10, f"{mn}'s handover to {to}")
-    t_rs = next(e["t"] for e in seen[to] if e["event"] == "rs")
-    t_conf = next(e["t"] for e in seen[to] if e["event"] == "report" and e["kind"] in ("handover", "registered"))
-    t_moved = [next(e["t"] for e in seen[p] if e["event"] == "report" and e["kind"] == "moved") for p in previous]
+        # only this MN's events (by MN-ID), and none from before its move
+        log.poll()
+        rs = log.first(to, mn_id, t_move, _is_rs)
+        conf = rs and log.first(to, mn_id, rs["t"], _is_served)
+        moved = [log.first(p, mn_id, t_move, _is_moved) for p in previous]
+        return (rs, conf, moved) if rs and conf and all(moved) else None
+    rs, conf, moved = wait_until(settled, 10, f"{mn}'s handover to {to}")
+    t_settled = time.time()
+    t_rs, t_conf, t_moved = rs["t"], conf["t"], [e["t"] for e in moved]
     j, ns = lab.mns[mn]
     new_flow = run("ip", "netns", "exec", ns, "ping", "-6", "-n", "-c", "3", "-i", "0.1", "-W", "1", CN_ADDR, check=False)
     replies = len(re.findall(r"bytes from", new_flow))
     (lab.work / f"ping-new-{mn}-{to}.log").write_text(new_flow)
     session = wait_until(lambda: (lambda s: s if s["flows_confirmed"] and s["flows_confirmed"]["pushed_at"] > t_rs
-                                 else None)(lab.rest(f"/dmm/v1/sessions/mn-{lab_mac(j)}@dmm")), 5,
+                                 else None)(lab.rest(f"/dmm/v1/sessions/{mn_id}")), 5,
                         f"{mn}'s flows confirmed by barrier")
     t_flows = session["flows_confirmed"]["confirmed_at"]
     installed = {m: lab.rest(f"/dmm/v1/maars/{m}/flows")["installed_count"] for m in lab.topo.maars}
+    new_prefix = _prefix(lab, to, new_addr)
+    previous_prefixes = {m: prefixes[m] for m in previous}
+    prefixes[to] = new_prefix
     return {
-        "mn": mn, "from": visited[-1], "to": to, "t_move": t_move, "new_address": new_addr,
+        "mn": mn, "mn_id": mn_id, "from": visited[-1], "to": to, "t_move": t_move, "t_settled": t_settled,
+        "new_address": new_addr,
         # the MN's own prefixes (its addresses' /64), not the MAARs' whole pools: with several MNs a
         # pool holds other MNs' prefixes too
-        "old_prefix": str(ipaddress.IPv6Network(f"{old_address}/{lab.maars[visited[0]].info.prefix_length}", strict=False)),
-        "new_prefix": str(ipaddress.IPv6Network(f"{new_addr}/{lab.maars[to].info.prefix_length}", strict=False)),
+        "old_prefix": _prefix(lab, visited[0], old_address), "new_prefix": new_prefix,
+        "previous_prefixes": previous_prefixes,
         # attach trigger (the RS at the new MAAR) to the last of: S-MAAR registration confirmed,
         # P-MAARs switched, every switch's flows confirmed by barrier
         "signalling_ms": round((max([t_conf, t_flows] + t_moved) - t_rs) * 1000, 3),
         "flows_confirmed_ms": round((t_flows - t_rs) * 1000, 3),
         "s_maar_confirmed_ms": round((t_conf - t_rs) * 1000, 3),
         "rs_after_move_ms": round((t_rs - t_move) * 1000, 1),
+        # the agents' events this handover's figures come from: all of them this MN's
+        "events": {"rs": rs, "served": conf, "moved": moved},
         "new_flow_replies": replies, "flows_installed": installed,
         "rest_consistent": session["serving_maar"]["name"] == to
         and sorted(p["name"] for p in session["previous_maars"]) == sorted(previous),
     }
-
-
-def lab_mac(j: int) -> str:
-    return f"02000000 0a{j:02x}".replace(" ", "")
 
 
 def ping_replies(path: Path) -> list[tuple[float, int]]:
@@ -167,8 +279,9 @@ def ping_replies(path: Path) -> list[tuple[float, int]]:
     return got
 
 
-def old_flow_gap(pings: list, t_move: float, dwell: float) -> dict:
-    window = [(t, s) for t, s in pings if t_move - 1.0 <= t <= t_move + dwell]
+def old_flow_gap(pings: list, start: float, end: float) -> dict:
+    """The largest gap between the old ping's replies from ``start`` to ``end``, and pings lost there."""
+    window = [(t, s) for t, s in pings if start <= t <= end]
     gaps = [b[0] - a[0] for a, b in zip(window, window[1:])]
     seqs = [s for _, s in window]
     lost = (max(seqs) - min(seqs) + 1 - len(set(seqs))) if seqs else None
@@ -197,53 +310,99 @@ def gre_inner(pcap: Path) -> list:
     return found
 
 
-def tcp_series(path: Path, bucket: float = 0.1) -> list:
-    if not path.exists():
-        return []
-    samples = json.loads(path.read_text())
+def _tcp_samples(path: Path) -> list:
+    """(time, bytes) of every read by the CN's sink."""
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def _kbytes(samples: list, start: float, end: float) -> float:
+    return round(sum(n for t, n in samples if start <= t < end) / 1000, 1)
+
+
+def tcp_series(samples: list, t_stop: float, bucket: float = TCP_BUCKET) -> list:
+    """Throughput (bytes/s) per ``bucket``, up to the run's end only: the buckets after the flows were
+    stopped (and the one cut short by it) would read as a drop."""
     if not samples:
         return []
     t0 = samples[0][0]
     bins: dict[int, int] = {}
     for t, n in samples:
         bins[int((t - t0) / bucket)] = bins.get(int((t - t0) / bucket), 0) + n
-    return [[t0 + k * bucket, bins.get(k, 0) / bucket] for k in range(max(bins) + 1)]
+    return [[t0 + k * bucket, bins.get(k, 0) / bucket] for k in range(max(bins) + 1) if t0 + (k + 1) * bucket <= t_stop]
 
 
 def plot(report: dict, path: Path) -> None:
+    """One track per MN on one time axis (seconds since the run started, up to its end): the old TCP
+    stream's throughput and that MN's moves, both in its colour and in the legend, each move
+    labelled with the MAAR it went to."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    for mn, series in report["tcp"].items():
-        if series:
-            t0 = series[0][0]
-            ax.plot([t - t0 for t, _ in series], [v / 1000 for _, v in series], label=f"{mn}: old TCP flow")
-            for h in report["handovers"]:
-                if h["mn"] == mn:
-                    ax.axvline(h["t_move"] - t0, color="grey", linestyle="--")
-                    ax.text(h["t_move"] - t0, ax.get_ylim()[1] * 0.9, f" {h['to']}", fontsize=8)
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("kB/s received by the CN")
-    ax.set_title(f"ryu-dmm lab, {report['mode']} mode: the old flow across handovers")
-    ax.legend(loc="lower right")
+    mns = list(report["tcp"])
+    t0, t1 = report["t_start"], report["t_stop"]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(len(mns), 1, figsize=(11, 1.0 + 1.9 * len(mns)), sharex=True, squeeze=False)
+    for i, mn in enumerate(mns):
+        ax, colour = axes[i][0], colours[i % len(colours)]
+        series = report["tcp"][mn]
+        ax.plot([t - t0 for t, _ in series], [v / 1000 for _, v in series], color=colour,
+                label=f"{mn}: old TCP flow, kB/s at the CN")
+        moves = [h for h in report["handovers"] if h["mn"] == mn]
+        for k, h in enumerate(moves):
+            x = h["t_move"] - t0
+            ax.axvline(x, color=colour, linestyle="--", linewidth=1,
+                       label=f"{mn}: moves (to the MAAR named)" if k == 0 else None)
+            ax.annotate(h["to"], xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
+                        textcoords="offset points", fontsize=7, color=colour, ha="left", va="top")
+        ax.set_ylim(bottom=0, top=max([v / 1000 for _, v in series] + [1]) * 1.25)
+        ax.set_ylabel(mn)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
+    axes[-1][0].set_xlim(0, t1 - t0)
+    axes[-1][0].set_xlabel(f"seconds since the run started (cut at its end, {t1 - t0:.1f} s, when the flows stop)")
+    fig.suptitle(f"ryu-dmm lab, {report['mode']} mode, {report['tunnel']}"
+                 f"{', concurrent moves' if report['concurrent'] and len(mns) > 1 else ''}: "
+                 "each MN's old flow across its handovers", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def print_report(report: dict) -> None:
-    print(f"\nryu-dmm lab, {report['mode']} mode; old addresses: {report['old_addresses']}")
+    print(f"\nryu-dmm lab, {report['mode']} mode, {report['tunnel']}, "
+          f"{'concurrent' if report['concurrent'] else 'sequential'} moves; old addresses: {report['old_addresses']}")
     print("signalling: from the MN's RS at the new MAAR until its registration is confirmed, the P-MAARs")
-    print("have switched and every switch has confirmed its flows by barrier (flows: that last part alone)")
-    print(f"{'handover':22} {'signalling':>10} {'flows':>7} {'old flow':>9} {'lost':>5} {'old via':>8} "
-          f"{'new flow':>9} {'new via':>8}  REST")
-    print(f"{'':22} {'ms':>10} {'ms':>7} {'gap ms':>9} {'pings':>5} {'tunnel':>8} {'replies':>9} {'tunnel':>8}")
+    print("have switched and every switch has confirmed its flows by barrier (flows: that last part alone);")
+    print("RS: the link move started -> that MN's RS at the new MAAR; old TCP: kB the CN received on the old")
+    print("flow from the handover settling to that MN's next move (or the run's end); wire: tshark's verdict")
+    print(f"{'handover':22} {'signalling':>10} {'flows':>7} {'RS':>6} {'old flow':>9} {'lost':>5} {'old via':>8} "
+          f"{'new flow':>9} {'new via':>8} {'old TCP':>8}  REST  wire")
+    print(f"{'':22} {'ms':>10} {'ms':>7} {'ms':>6} {'gap ms':>9} {'pings':>5} {'tunnel':>8} {'replies':>9} {'tunnel':>8} "
+          f"{'kB':>8}")
     for h in report["handovers"]:
         print(f"{h['mn'] + ': ' + h['from'] + '->' + h['to']:22} {h['signalling_ms']:10.3f} "
-              f"{h['flows_confirmed_ms']:7.3f} {h['old_flow_interruption_ms']!s:>9} {h['old_flow_lost_pings']!s:>5} "
-              f"{h['old_flow_tunnelled_packets']:8d} {h['new_flow_replies']:9d} {h['new_flow_tunnelled_packets']:8d}  "
-              f"{'ok' if h['rest_consistent'] else 'MISMATCH'}  old TCP after: {h['old_tcp_kbytes_after']} kB")
+              f"{h['flows_confirmed_ms']:7.3f} {h['rs_after_move_ms']:6.1f} {h['old_flow_interruption_ms']!s:>9} "
+              f"{h['old_flow_lost_pings']!s:>5} {h['old_flow_tunnelled_packets']:8d} {h['new_flow_replies']:9d} "
+              f"{h['new_flow_tunnelled_packets']:8d} {h['old_tcp_kbytes_after_settled']:8.1f}  "
+              f"{'ok' if h['rest_consistent'] else 'BAD':4}  {'ok' if h.get('wire_ok') else 'BAD'}")
+    for st in report["steps"]:
+        if len(st["mns"]) > 1:
+            print(f"step {st['step']}: {', '.join(st['mns'])} moved within {st['move_spread_ms']} ms of each other"
+                  f"{', all under way at once' if st['overlapping'] else ''}")
+    w = report["wire_verdict"]
+    if "error" in w:
+        print(f"wire verdict: FAIL ({w['error']})")
+    else:
+        print(f"wire verdict ({w['tool']}, {w['frames']} frames): {w['pbus']} PBUs, {w['pbas']} PBAs"
+              f"{', ' + str(w['direct_pbas']) + ' direct P-MAAR PBAs' if w['direct_pbas'] else ''}; "
+              f"unanswered {len(w['unanswered'])}, malformed {len(w['malformed'])}, expert errors "
+              f"{len(w['expert_errors'])}, stray PBAs {len(w['stray_pbas'])}, rejected {len(w['rejected'])}, "
+              f"sequence regressions {len(w['seq_regressions'])}; registrations "
+              f"{sum(r['ok'] for r in w['registrations'])}/{len(w['registrations'])} and handovers "
+              f"{sum(x['ok'] for x in w['per_handover'])}/{len(w['per_handover'])} as the RFCs say: "
+              f"{'PASS' if w['ok'] else 'FAIL'}")
+        for x in w["registrations"] + w["per_handover"] + [{"problems": w["problems"]}]:
+            for problem in x["problems"]:
+                print(f"  {x.get('mn', '')} {x.get('to', x.get('maar', ''))}: {problem}")
     print(f"tunnelled packets captured on the underlay: {report['tunnel_packets_seen']}; "
           f"overall: {'PASS' if report['ok'] else 'FAIL'}")
 
@@ -256,9 +415,14 @@ def main(argv=None) -> int:
     ap.add_argument("--dwell", type=float, default=3.0, help="seconds at each MAAR (default topology)")
     ap.add_argument("--tunnel", choices=["gre", "vxlan"], default="gre", help="tunnel ports (GRE or VXLAN over IPv6)")
     ap.add_argument("--out", default="lab-out", help="folder for report.json, the plot and the logs")
+    ap.add_argument("--concurrent", action=argparse.BooleanOptionalAction, default=None,
+                    help="MNs that move in the same step move at the same time (the default, also the topology's "
+                         "\"concurrent\" field) or, with --no-concurrent, one after the other")
     args = ap.parse_args(argv)
     try:
         topo = topo_mod.load(args.topology) if args.topology else topo_mod.default(args.maars, args.dwell)
+        if args.concurrent is not None:
+            topo = topo_mod.with_concurrency(topo, args.concurrent)
         preflight()
     except (ValueError, LabError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
@@ -280,7 +444,8 @@ def main(argv=None) -> int:
         (out / "report.json").write_text(json.dumps(report, indent=1))
         plot(report, out / "old-flow.png")
         print_report(report)
-        print(f"report: {out / 'report.json'}; plot: {out / 'old-flow.png'}; logs and the underlay capture: {out}/logs")
+        print(f"report: {out / 'report.json'}; plot: {out / 'old-flow.png'}; logs and the captures "
+              f"(underlay.pcap, signalling.pcap): {out}/logs")
         code = 0 if report["ok"] else 1
     except KeyboardInterrupt:
         print("\nlab: interrupted, cleaning up", file=sys.stderr)
@@ -292,7 +457,8 @@ def main(argv=None) -> int:
         lab.teardown()
         logs = out / "logs"
         logs.mkdir(exist_ok=True)
-        for f in list(work.glob("*.log")) + list(work.glob("ovs-*/*.log")) + [work / "domain.ini", work / "underlay.pcap"]:
+        kept = [work / "domain.ini", work / "underlay.pcap", work / "signalling.pcap"]
+        for f in list(work.glob("*.log")) + list(work.glob("ovs-*/*.log")) + list(work.glob("tcp-*.json")) + kept:
             if f.exists():
                 (logs / f.name if f.parent == work else logs / f"{f.parent.name}-{f.name}").write_bytes(f.read_bytes())
         subprocess.run(["rm", "-rf", str(work)])

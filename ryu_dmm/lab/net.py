@@ -16,6 +16,7 @@ from ..mobility.config import Domain, MaarInfo, Mode, Timers
 from .common import LabError, lab_maars, remove_namespace, wait_until
 from .ovs import SCHEMA, PrivateOvs
 from .topology import Topology
+from .wire_verdict import PLUGIN
 
 BIN = Path(sys.executable).parent
 CMD_ADDR = "2001:db8:ff::100"
@@ -36,12 +37,15 @@ def preflight() -> None:
     """Refuse clearly when the lab cannot run here."""
     if os.geteuid() != 0:
         raise LabError("the lab must run as root (network namespaces, Open vSwitch)")
-    for tool in ("ip", "ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ethtool"):
+    for tool in ("ip", "ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ethtool",
+                 "tcpdump", "tshark"):
         if shutil.which(tool) is None:
-            raise LabError(f"'{tool}' is missing: install openvswitch-switch, iproute2 and ethtool "
-                           "(tools/setup.sh does, as root)")
+            raise LabError(f"'{tool}' is missing: install openvswitch-switch, iproute2, ethtool, tcpdump and "
+                           "tshark (tools/setup.sh does, as root)")
     if not Path(SCHEMA).exists():
         raise LabError(f"{SCHEMA} is missing: install openvswitch-switch")
+    if not PLUGIN.is_file():
+        raise LabError(f"{PLUGIN} is missing: the lab's signalling verdict needs the RFC 8885 tshark plugin")
 
 
 @dataclass
@@ -108,6 +112,22 @@ class Lab:
 
     def control(self, maar: str) -> str:
         return str(self.work / f"{maar}.sock")
+
+    def capture(self, name: str, bpf: str) -> subprocess.Popen:
+        """tcpdump on the core bridge into ``work/name`` (packets between MAARs too: the bridge
+        device in promiscuous mode sees what it forwards); returns once the file is open."""
+        path = self.work / name
+        p = subprocess.Popen(["ip", "netns", "exec", self.core_ns, "tcpdump", "-n", "-U", "-i", "br0", "-w", str(path),
+                              bpf], stdout=subprocess.DEVNULL, stderr=open(self.work / f"{name}.log", "w"))
+        self.procs.append(p)
+        wait_until(lambda: p.poll() is None and path.exists() and path.stat().st_size >= 24, 10,
+                   f"tcpdump writing {name}")
+        return p
+
+    def mac(self, mn: str) -> str:
+        """The MAC of the MN's interface, as its own kernel reports it."""
+        j, ns = self.mns[mn]
+        return json.loads(run("ip", "-n", ns, "-j", "link", "show", "dev", f"e{j}"))[0]["address"]
 
     # ---- build -----------------------------------------------------------------------------------
     def build(self) -> None:

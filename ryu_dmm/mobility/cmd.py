@@ -143,7 +143,7 @@ class CmdCore:
                 and pbu.lifetime and (bce.handover is None or bce.handover.smaar_answered)):
             # A retransmission of the PBU we accepted (its PBA was lost): answer it again, whatever its
             # timestamp, and change nothing.
-            lifetime = max(4, min(int(bce.expires - now) // 4 * 4, self.timers.lifetime))
+            lifetime = self._remaining(bce, now, 4)
             return [Send(src, M.pba_for(pbu, Status.ACCEPTED, lifetime,
                                         M.previous_maar_options(bce.pmaars, self.maars)))]
         ts = pbu.timestamp
@@ -256,7 +256,7 @@ class CmdCore:
                 lifetime = self._shorten(bce, now)
                 effects.append(self._life_timer(bce.mn_id, bce.expires))
             else:
-                lifetime = max(0, min(int(bce.expires - now) // 4 * 4, self.timers.lifetime))
+                lifetime = self._remaining(bce, now, 0)
             effects.append(Send(ho.smaar, M.pba_for(ho.request, Status.ACCEPTED, lifetime,
                                                     M.previous_maar_options(confirmed, self.maars))))
         for out in ho.waiting.values():
@@ -329,7 +329,7 @@ class CmdCore:
         if bce is not None and bce.serving == src and bce.prefix == prefix:
             return [Send(src, M.pba_for(pbu, Status.ACCEPTED, 0))] + self._end_session(bce, now, notify_serving=False)
         if bce is not None and (src, prefix) in bce.pmaars:  # variant B: renew while the MN is in the domain
-            remaining = max(4, min(int(bce.expires - now) // 4 * 4, self.timers.lifetime))
+            remaining = self._remaining(bce, now, 4)
             return [Send(src, M.pba_for(pbu, Status.ACCEPTED, remaining)),
                     Report(ReportKind.RENEWED, pbu.mn_id, f"P-MAAR {self.maars[src].name} for {remaining} s")]
         return [Send(src, M.pba_for(pbu, Status.ACCEPTED, 0))]  # nothing here: let it clean up
@@ -366,6 +366,11 @@ class CmdCore:
         return self._send_pbu(addr, bce.mn_id, build, now, "dereg")[0] + [
             Report(ReportKind.DEREGISTERED, bce.mn_id, f"P-MAAR {self.maars[addr].name} released ({prefix}): "
                    f"more than {self.timers.max_pmaars} P-MAARs")]
+
+    def _remaining(self, bce: Bce, now: float, floor: int) -> int:
+        """The session's remaining lifetime as a PBA can grant it: whole 4 s units, at most the
+        configured lifetime, at least ``floor``."""
+        return max(floor, min(int(bce.expires - now) // 4 * 4, self.timers.lifetime))
 
     def _shorten(self, bce: Bce, now: float) -> int:
         lifetime = min(self.timers.partial_lifetime, self.timers.lifetime)

@@ -232,7 +232,7 @@ class MaarCore:
         """Locator mode (§3.3): a P-MAAR tells us directly which prefix it anchors for our MN."""
         b = self.bindings.get(pba.mn_id or "")
         hnps = pba.hnps
-        if (src not in self.peers or b is None or b.role is Role.ANCHOR or not pba.accepted or len(hnps) != 1
+        if (self.domain.mode is not Mode.LOCATOR or src not in self.peers or b is None or b.role is Role.ANCHOR or not pba.accepted or len(hnps) != 1
                 or pba.serving_maar != self.address or not self._peer_pools[src].contains(hnps[0])):
             return []  # only a MAAR of the domain, about our MN, with a prefix of its own pool
         b.anchors[src] = hnps[0]
@@ -346,7 +346,9 @@ class MaarCore:
                 return self._answer(pbu, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, 0, (src,))
         if b is None or pbu.hnps[0] != b.prefix:
             if pbu.lifetime == 0:
-                return self._answer(pbu, Status.ACCEPTED, 0, (src,))  # already gone
+                if b is None and ts:  # already gone; an older PBU still on its way must not revive it
+                    self.pool.stamp_release(pbu.hnps[0], ts)
+                return self._answer(pbu, Status.ACCEPTED, 0, (src,))
             if b is None and len(self.bindings) >= self.timers.max_sessions:
                 return self._answer(pbu, Status.INSUFFICIENT_RESOURCES, 0, (src,))
             if b is None and smaar and smaar != self.address and self.pool.adopt(pbu.hnps[0], ts or 0):

@@ -43,10 +43,13 @@ def pba_for(req: BindingUpdate, status: int, lifetime: int, extra: Iterable = ()
 
 
 def echo_matches(req: Optional[BindingUpdate], ans: BindingAck) -> bool:
-    """Whether ``ans`` echoes ``req``'s MN-ID, HI, ATT and MN-LL-ID (FACTS.md: a PBA whose echo does
-    not match is ignored). An option absent from both matches."""
+    """Whether ``ans`` echoes ``req``'s MN-ID, HI, ATT, MN-LL-ID and Timestamp (FACTS.md: a PBA whose
+    echo does not match is ignored). An option absent from both matches. ``req`` is the copy sent
+    last: an answer to an earlier transmission of the same sequence number (its timestamp is older)
+    may carry older state (a handover since superseded) and is ignored; the answer to the latest
+    copy follows."""
     return (req is not None and ans.mn_id == req.mn_id and ans.handoff == req.handoff and ans.att == req.att
-            and ans.mn_ll_id == req.mn_ll_id)
+            and ans.mn_ll_id == req.mn_ll_id and ans.timestamp == req.timestamp)
 
 
 def previous_maar_options(pmaars: Iterable[tuple[str, Prefix]], infos: dict[str, MaarInfo]) -> list:

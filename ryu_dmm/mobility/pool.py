@@ -89,6 +89,15 @@ class PrefixPool:
             if stamp:
                 self._stamps[index] = stamp
 
+    def stamp_release(self, prefix: Prefix, stamp: int) -> None:
+        """The CMD de-registered ``prefix`` while it is already in quarantine here (our binding went
+        first): remember the newer stamp, so a late, older PBU does not ``adopt`` it again."""
+        if not self.contains(prefix):
+            return
+        index = (int.from_bytes(prefix.packed, "big") - self._base) // self._step
+        if index not in self._used and any(i == index for _, i in self._quarantine):
+            self._stamps[index] = max(self._stamps.get(index, 0), stamp)
+
     def __repr__(self) -> str:
         return f"PrefixPool({self.block}, /{self.length}, in use {self.in_use}/{self.capacity})"
 

@@ -1,5 +1,5 @@
 """PMIPv6 / RFC 8885 wire codec: pure ``struct``, no I/O. Import names from here."""
-from .addr import Prefix, canonical6, mac_text, pack6, parse_mac, unpack6
+from .addr import Prefix, canonical6, mac_text, pack6, parse_mac, peer_address, unpack6
 from .constants import AccessTechnology, HandoffIndicator, OptionType, Status, accepted
 from .errors import DecodeError
 from .messages import BindingAck, BindingUpdate, Message, decode, encode, encode_mh, missing_mandatory
@@ -15,5 +15,5 @@ __all__ = [
     "HandoffIndicatorOption", "HomeNetworkPrefix", "LinkLocalAddress", "LocalPrefix",
     "MNLinkLayerIdentifier", "Message", "MobileNodeIdentifier", "Option", "OptionType", "Prefix",
     "PreviousMaar", "ServingMaar", "Status", "Timestamp", "UnknownOption", "accepted", "canonical6",
-    "decode", "encode", "encode_mh", "mac_text", "missing_mandatory", "pack6", "parse_mac", "show_mn_id", "unpack6",
+    "decode", "encode", "encode_mh", "mac_text", "missing_mandatory", "pack6", "parse_mac", "peer_address", "show_mn_id", "unpack6",
 ]

@@ -34,6 +34,12 @@ def canonical6(address: str) -> str:
     return _ntop(_AF6, pack6(address))
 
 
+def peer_address(host: str) -> str:
+    """Canonical text of a datagram's source as a socket gives it (scope dropped; IPv4 on a
+    dual-stack socket shows as ::ffff:a.b.c.d)."""
+    return canonical6(host.split("%", 1)[0])
+
+
 def mac_text(mac: bytes) -> str:
     """``02:00:00:00:00:01``: the one text form of a link-layer address everywhere (REST, config, OpenFlow)."""
     return mac.hex(":")

@@ -1,9 +1,14 @@
-"""IANA numbers, flags, status codes and timers of PMIPv6 (RFC 5213/5844) and DMM (RFC 8885)."""
+"""IANA numbers, flags, status codes and timers of PMIPv6 (RFC 5213/5844) and DMM (RFC 8885), and
+the Ethernet/ICMPv6 numbers the switch pipeline and the agent's Neighbour Discovery share."""
 from enum import IntEnum
 
 IPPROTO_MH = 135
 IPPROTO_NONE = 59
 PMIP6_CNTL_PORT = 5436
+
+ETH_IPV6 = 0x86DD  # EtherType
+ICMPV6 = 58  # IPv6 next header
+ND_RS, ND_RA, ND_NS, ND_NA = 133, 134, 135, 136  # ICMPv6 types of Neighbour Discovery (RFC 4861)
 
 MH_BINDING_UPDATE = 5
 MH_BINDING_ACK = 6
