@@ -2,7 +2,7 @@
 the flow mirror the MN's access port). Ryu's packet library parses the frame."""
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 from ryu.lib.packet import ethernet, icmpv6, packet
 

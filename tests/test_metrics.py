@@ -140,7 +140,8 @@ def dmm(tmp_path):
                                               "--metrics-port", str(a["metrics"]), *limits)
             d.agents[name] = a
         for name, a in d.agents.items():
-            assert wait_for(lambda a=a: tcp_open(a["metrics"]) or a["proc"].poll() is not None, 15), a["log"].read_text()
+            up = wait_for(lambda a=a: tcp_open(a["metrics"]) or a["proc"].poll() is not None, 15)
+            assert up, a["log"].read_text()
             assert a["proc"].poll() is None, a["log"].read_text()
         yield d
     finally:

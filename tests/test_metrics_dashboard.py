@@ -119,7 +119,8 @@ def test_the_checker_catches_what_is_not_exported():
     assert check(ok.replace(" + sum by (where) (dmm_internal_errors_total)", ""), seen, declared, values) == []
     assert check("sum by (where) (rate(dmm_internal_errors_total[5m]))", seen, declared, values) == []
     assert check("rate(dmm_pbu_recieved_total[5m])", seen, declared, values) == ["dmm_pbu_recieved_total: not exported"]
-    assert check('dmm_pbu_received_total{peer="cmd"}', seen, declared, values) == ["dmm_pbu_received_total{peer}: no such label"]
+    assert check('dmm_pbu_received_total{peer="cmd"}', seen, declared, values) == \
+        ["dmm_pbu_received_total{peer}: no such label"]
     assert check("sum by (status) (dmm_pbu_received_total)", seen, declared, values) == \
         ["dmm_pbu_received_total: grouped by status, which it does not have"]
     assert check('dmm_pbu_received_total{maar="maar9"}', seen, declared, values)[0].startswith(

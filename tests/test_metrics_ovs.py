@@ -97,7 +97,8 @@ def test_switch_metrics_move_exactly(lab):
     socks["maar1"].sendto(encode(M.pba_for(to_pmaar, 0, 3600)), ("127.0.0.1", lab["udp"]))
     assert wait_for(lambda: len(flows(lab, "maar2")) == BASE + 4 and len(flows(lab, "maar1")) == BASE + 2, 10)
     assert wait_for(lambda: delta(scrape(lab["metrics"]), c0, "dmm_flows_confirmed_seconds_count") == 2, 10)
-    assert wait_for(lambda: delta(scrape(lab["metrics"]), c0, "dmm_handover_duration_seconds_count", mode="proxy") == 1, 10)
+    assert wait_for(lambda: delta(scrape(lab["metrics"]), c0, "dmm_handover_duration_seconds_count",
+                                  mode="proxy") == 1, 10)
     elapsed = time.monotonic() - t0
     time.sleep(0.5)
     c1 = scrape(lab["metrics"])

@@ -263,7 +263,8 @@ def test_agent_http_answers_get_head_and_refuses_the_rest():
     assert s.exchange(b"POST /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405")
     assert s.exchange(b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 404")
     assert s.exchange(b"hello\r\n\r\n").startswith(b"HTTP/1.1 400")
-    assert s.exchange(b"GET /metrics HTTP/1.1\r\nX: " + b"a" * agent_metrics.HEAD_MAX + b"\r\n\r\n").startswith(b"HTTP/1.1 431")
+    big = b"GET /metrics HTTP/1.1\r\nX: " + b"a" * agent_metrics.HEAD_MAX + b"\r\n\r\n"
+    assert s.exchange(big).startswith(b"HTTP/1.1 431")
     assert len(s.server) == 0 and s.server.served == 2 and not s.errors
 
 
