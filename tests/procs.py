@@ -1,4 +1,6 @@
-"""Helpers for tests that start real processes: free ports, waiting, stopping by own pid."""
+"""Helpers for tests that start real processes: free ports, waiting, stopping by own pid, and
+the CMD and a MAAR agent as running processes."""
+import contextlib
 import os
 import signal
 import socket
@@ -52,3 +54,42 @@ def clean_env() -> dict:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     return env
+
+
+@contextlib.contextmanager
+def running_cmd(config: Path, of_port: int, rest_port: int, log: Path):
+    """``ryu-manager --config-file CONFIG ryu_dmm.cmd`` until its REST port answers; stopped by its
+    own pid when the block ends (and it must exit 0)."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(config),
+                                 "--ofp-tcp-listen-port", str(of_port), "ryu_dmm.cmd"],
+                                cwd=config.parent, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: tcp_open(rest_port) or proc.poll() is not None, 30), log.read_text()
+        assert proc.poll() is None, log.read_text()
+        yield proc
+    finally:
+        assert stop(proc, timeout=15) == 0, log.read_text()
+
+
+@contextlib.contextmanager
+def running_agent(config: Path, name: str, port: int, control: str, log: Path):
+    """``ryu-dmm-maar`` for MAAR ``name`` until its control socket answers; stopped by its own pid
+    when the block ends (and it must exit 0)."""
+    from ryu_dmm.agent.main import request
+
+    def alive() -> bool:
+        try:
+            return request(control, {"op": "state"}, timeout=0.2)["ok"]
+        except OSError:
+            return False
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(BIN / "ryu-dmm-maar"), "--config", str(config), "--name", name,
+                                 "--port", str(port), "--control", control],
+                                env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: proc.poll() is not None or alive(), 10), log.read_text()
+        assert proc.poll() is None, log.read_text()
+        yield proc
+    finally:
+        assert stop(proc, timeout=10) == 0, log.read_text()

@@ -8,7 +8,7 @@ import pytest
 from ryu_dmm.agent.main import request
 from ryu_dmm.mobility import messages as M
 from ryu_dmm.wire import BindingUpdate, decode, encode
-from tests.procs import BIN, clean_env, free_port, stop, wait_for
+from tests.procs import BIN, clean_env, free_port, running_agent, wait_for
 
 
 @pytest.fixture
@@ -26,17 +26,8 @@ address = ::ffff:127.0.0.2
 pool = 2001:db8:1::/48
 """)
     control = str(tmp_path / "maar1.sock")
-    log = tmp_path / "agent.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN / "ryu-dmm-maar"), "--config", str(tmp_path / "d.ini"), "--name", "maar1",
-                                 "--port", str(port), "--control", control],
-                                env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        assert wait_for(lambda: proc.poll() is not None or _alive(control), 10)
-        assert proc.poll() is None, log.read_text()
+    with running_agent(tmp_path / "d.ini", "maar1", port, control, tmp_path / "agent.log") as proc:
         yield cmd_sock, control, proc, port
-    finally:
-        assert stop(proc, timeout=10) == 0
 
 
 def _alive(control):

@@ -14,7 +14,7 @@ from ryu_dmm.wire import (
     AccessTechnologyTypeOption, BindingAck, BindingUpdate, HandoffIndicatorOption, HomeNetworkPrefix,
     MobileNodeIdentifier, Prefix, ServingMaar, Timestamp, UnknownOption, decode, encode,
 )
-from tests.procs import BIN, clean_env, free_port, stop, wait_for
+from tests.procs import BIN, clean_env, free_port, running_agent, wait_for
 
 CMD, MAAR1, MAAR2, STRANGER = "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"
 LINE_BURST = 10  # docs/limits-agent.md: at most 10 lines of one kind per 10 s
@@ -37,26 +37,13 @@ pool = 2001:db8:1::/48
 address = ::ffff:{MAAR2}
 pool = 2001:db8:2::/48
 """)
-    control = str(tmp_path / "maar1.sock")
-    log = tmp_path / "agent.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN / "ryu-dmm-maar"), "--config", str(tmp_path / "d.ini"), "--name", "maar1",
-                                 "--port", str(port), "--control", control],
-                                env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+    control, log = str(tmp_path / "maar1.sock"), tmp_path / "agent.log"
     try:
-        assert wait_for(lambda: proc.poll() is not None or _alive(control), 10)
-        assert proc.poll() is None, log.read_text()
-        yield cmd_sock, control, proc, port, log
+        with running_agent(tmp_path / "d.ini", "maar1", port, control, log) as proc:
+            yield cmd_sock, control, proc, port, log
     finally:
         cmd_sock.close()
-        assert stop(proc, timeout=10) == 0, log.read_text()
 
-
-def _alive(control):
-    try:
-        return request(control, {"op": "state"}, timeout=0.2)["ok"]
-    except OSError:
-        return False
 
 
 def _counters(control):

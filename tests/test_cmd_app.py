@@ -10,7 +10,7 @@ import pytest
 
 from ryu_dmm.mobility import messages as M
 from ryu_dmm.wire import BindingAck, Prefix, Status, decode, encode
-from tests.procs import BIN, clean_env, free_port, stop, tcp_open, wait_for
+from tests.procs import BIN, clean_env, free_port, running_cmd
 
 MAAR1, MAAR2 = "127.0.0.2", "127.0.0.3"  # IPv4 peers show as ::ffff:127.0.0.x on the dual-stack socket
 
@@ -43,16 +43,8 @@ def cmd(tmp_path_factory):
     udp, rest, of = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port(), free_port()
     (tmp / "domain.ini").write_text(config(udp, rest))
     log = tmp / "cmd.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(tmp / "domain.ini"),
-                                 "--ofp-tcp-listen-port", str(of), "ryu_dmm.cmd"],
-                                cwd=tmp, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        assert wait_for(lambda: tcp_open(rest) or proc.poll() is not None, 30), log.read_text()
-        assert proc.poll() is None, log.read_text()
+    with running_cmd(tmp / "domain.ini", of, rest, log) as proc:
         yield {"udp": udp, "rest": rest, "log": log, "proc": proc}
-    finally:
-        assert stop(proc, timeout=15) == 0, log.read_text()
 
 
 def peer(address: str) -> socket.socket:

@@ -5,7 +5,6 @@ greenthread."""
 import json
 import os
 import socket
-import subprocess
 import threading
 import time
 import urllib.error
@@ -16,7 +15,7 @@ import pytest
 
 from ryu_dmm.mobility import messages as M
 from ryu_dmm.wire import BindingAck, HomeNetworkPrefix, Prefix, Timestamp, decode, encode
-from tests.procs import BIN, clean_env, free_port, stop, tcp_open, wait_for
+from tests.procs import free_port, running_cmd, wait_for
 from tests.test_cmd_app import MAAR1, config
 
 CAP, HEADER_TIMEOUT, REQUEST_TIMEOUT, RCVBUF = 4, 1.0, 2.0, 65536
@@ -33,16 +32,8 @@ def cmd(tmp_path_factory):
         f"port = {udp}\n", f"port = {udp}\nrcvbuf = {RCVBUF}\n")
     (tmp / "domain.ini").write_text(text)
     log = tmp / "cmd.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(tmp / "domain.ini"),
-                                 "--ofp-tcp-listen-port", str(of), "ryu_dmm.cmd"],
-                                cwd=tmp, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        assert wait_for(lambda: tcp_open(rest) or proc.poll() is not None, 30), log.read_text()
-        assert proc.poll() is None, log.read_text()
+    with running_cmd(tmp / "domain.ini", of, rest, log) as proc:
         yield {"udp": udp, "rest": rest, "log": log, "proc": proc, "seq": [100]}
-    finally:
-        assert stop(proc, timeout=15) == 0, log.read_text()
 
 
 def get(cmd, path, timeout=5.0):

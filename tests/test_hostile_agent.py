@@ -13,13 +13,12 @@ With IPsec (RFC 5213 §4) such a datagram would not get that far.
 """
 import json
 import socket
-import subprocess
 import time
 
 import pytest
 
 from ryu_dmm.agent.main import request
-from tests.procs import BIN, clean_env, free_port, stop, wait_for
+from tests.procs import free_port, running_agent, wait_for
 from tests.test_hostile_cmd import (
     ACCEPTED, BA, BU, MISSING_ATT, NOT_AUTHORIZED_HNP, NOT_AUTHORIZED_MAG, O_ATT, O_DLIF_LL, O_DLIF_MAC, O_HI, O_HNP,
     O_MNID, O_MNLL, O_SMAAR, O_TS, PROHIBITED, TS_LOWER, TS_MISMATCH, att, ba, bu_fields, first, hi, hnp, mh, mnid,
@@ -42,30 +41,17 @@ def agent(tmp_path, request):
                                     f"mode = {mode}\n"
                                     f"[maar:maar1]\naddress = ::ffff:{MAAR1}\npool = 2001:db8:1::/48\n"
                                     f"[maar:maar2]\naddress = ::ffff:{MAAR2}\npool = 2001:db8:2::/48\n")
-    control = str(tmp_path / "maar1.sock")
-    log = tmp_path / "agent.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN / "ryu-dmm-maar"), "--config", str(tmp_path / "d.ini"), "--name", "maar1",
-                                 "--port", str(port), "--control", control],
-                                env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+    control, log = str(tmp_path / "maar1.sock"), tmp_path / "agent.log"
     try:
-        assert wait_for(lambda: proc.poll() is not None or _alive(control), 10)
-        assert proc.poll() is None, log.read_text()
-        yield {"cmd": cmd_sock, "control": control, "proc": proc, "addr": (MAAR1, port), "log": log,
-               "tmp": tmp_path}
+        with running_agent(tmp_path / "d.ini", "maar1", port, control, log) as proc:
+            yield {"cmd": cmd_sock, "control": control, "proc": proc, "addr": (MAAR1, port), "log": log,
+                   "tmp": tmp_path}
     finally:
         cmd_sock.close()
-        assert stop(proc, timeout=10) == 0, log.read_text()
     for line in log.read_text().splitlines():  # stdout is JSON lines, whatever came in
         json.loads(line)
     assert "Traceback" not in log.read_text()
 
-
-def _alive(control):
-    try:
-        return request(control, {"op": "state"}, timeout=0.2)["ok"]
-    except OSError:
-        return False
 
 
 def state(agent) -> dict:

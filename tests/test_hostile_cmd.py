@@ -25,7 +25,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import need
-from tests.procs import BIN, clean_env, free_port, stop, tcp_open, wait_for
+from tests.procs import BIN, clean_env, free_port, running_cmd, stop, wait_for
 
 MAARS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 STRANGER, JUNK, FLOODER, LIAR = "127.0.0.9", "127.0.0.13", "127.0.0.10", "127.0.0.12"
@@ -223,20 +223,13 @@ def cmd(tmp_path_factory):
     udp, rest, of = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port(), free_port()
     (tmp / "domain.ini").write_text(config(udp, rest))
     log = tmp / "cmd.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(tmp / "domain.ini"),
-                                 "--ofp-tcp-listen-port", str(of), "ryu_dmm.cmd"],
-                                cwd=tmp, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
-    peers = []
-    try:
-        assert wait_for(lambda: tcp_open(rest) or proc.poll() is not None, 30), log.read_text()
-        assert proc.poll() is None, log.read_text()
+    with running_cmd(tmp / "domain.ini", of, rest, log) as proc:
         peers = [Peer(a, udp) for a in MAARS]
-        yield {"udp": udp, "rest": rest, "log": log, "proc": proc, "maars": peers, "flood": {}}
-    finally:
-        for p in peers:
-            p.sock.close()
-        assert stop(proc, timeout=15) == 0, log.read_text()
+        try:
+            yield {"udp": udp, "rest": rest, "log": log, "proc": proc, "maars": peers, "flood": {}}
+        finally:
+            for p in peers:
+                p.sock.close()
     text = log.read_text()
     assert "Traceback" not in text and "internal error" not in text
 
