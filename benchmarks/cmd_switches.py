@@ -58,18 +58,11 @@ from ryu_dmm.mobility import messages as M
 from ryu_dmm.wire import BindingUpdate, Prefix, decode, encode
 from ryu_dmm.wire.constants import HandoffIndicator
 
+from cmd_udp import ECHO  # the same bare echo server as the signalling-only benchmark (benchmarks/ is on sys.path)
+
 BIN = Path(sys.executable).parent
 CORE, TUNNEL, AGENT, ACCESS = 1, 2, 3, 10
-ECHO = """
-import socket, sys
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-s.bind(("::", int(sys.argv[1])))
-while True:
-    data, addr = s.recvfrom(65535)
-    s.sendto(data, addr)
-"""
-RETRY = 1.5  # seconds without an answer before a request is sent again (a held PBA takes <= 1 s)
+RETRY = 1.5  # seconds without an answer before a request is sent again (a held PBA takes <= 0.5 s)
 TICK = os.sysconf("SC_CLK_TCK")
 
 
