@@ -505,7 +505,7 @@ CATEGORIES = [
     ("OpenFlow out: socket writes (Ryu Datapath._send_loop)", r"^Datapath\._send_loop "),
     ("OpenFlow out: Ryu's send queue (put, semaphore, greenthread switch)", r"^Datapath\.send "),
     ("OpenFlow out: serialize (Ryu send_msg)", r"^Datapath\.send_msg "),
-    ("OpenFlow out: build message objects (ofsync.messages: OFPMatch, OFPFlowMod)", r"^messages \(ryu_dmm/ofsync"),
+    ("OpenFlow out: build message objects (ofreference.messages: OFPMatch, OFPFlowMod)", r"^messages \(ryu_dmm/lab/ofreference"),
     ("OpenFlow out: encode (ofsync.encode: ryu_dmm.ofwire, struct)", r"^encode \(ryu_dmm/ofsync"),
     ("flow mirror: render flows, check the declaration, holds", r"^FlowMirror\.handle "),
     ("OpenFlow in: read, parse, queue events (Ryu Datapath._recv_loop)", r"^Datapath\._recv_loop "),
@@ -817,11 +817,12 @@ def main() -> None:
 # ---- in-process: the CMD's OpenFlow-out path for one handover -------------------------------------
 def openflow_out_micro() -> list[str]:
     """What one handover's two ReplaceFlows cost in this process: ofsync.encode (ryu_dmm.ofwire,
-    plain struct), as the CMD does it, against ofsync.messages (Ryu objects) and Ryu's serialize, as
+    plain struct), as the CMD does it, against ofreference.messages (Ryu objects) and Ryu's serialize, as
     it did before; one sendall per message against one per group on a loopback TCP socket."""
     import timeit
     from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
     from ryu_dmm import ofsync, pipeline as P
+    from ryu_dmm.lab import ofreference
     from ryu_dmm.flowmirror import ReplaceFlows
     from ryu_dmm.mobility.dataplane import LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
 
@@ -843,12 +844,12 @@ def openflow_out_micro() -> list[str]:
     dp = Dp()
 
     def ryu_build():
-        return [m for e in effects for m in ofsync.messages(dp, pl, e)]
+        return [m for e in effects for m in ofreference.messages(dp, pl, e)]
 
     def ryu_bytes():
         out = []
         for e in effects:
-            for m in ofsync.messages(dp, pl, e):
+            for m in ofreference.messages(dp, pl, e):
                 if m.xid is None:
                     m.set_xid(e.barrier)  # as ofsync.encode numbers a push's flow-mods
                 m.serialize()
@@ -863,7 +864,7 @@ def openflow_out_micro() -> list[str]:
     def best(fn, n):
         return min(timeit.repeat(fn, number=n, repeat=5)) / n * 1e6
     t_build, t_all, t_enc = best(ryu_build, 300), best(ryu_bytes, 300), best(encoded, 3000)
-    t_match = best(lambda: [ofsync._match(ofproto_v1_3_parser, f.match) for e in effects for f in e.flows], 300)
+    t_match = best(lambda: [ofreference._match(ofproto_v1_3_parser, f.match) for e in effects for f in e.flows], 300)
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
@@ -881,7 +882,7 @@ def openflow_out_micro() -> list[str]:
     return [f"in-process, one handover's OpenFlow out ({len(theirs)} messages, {sum(map(len, groups))} bytes in "
             f"{len(groups)} writes: 2 deletes by cookie, 4 + 2 flow adds, 2 barriers), best of 5:",
             f"  ofsync.encode (ryu_dmm.ofwire, struct; what the CMD sends) {t_enc:.0f} us",
-            f"  before: ofsync.messages (Ryu OFPMatch/OFPFlowMod objects) {t_build:.0f} us, of which the 6 OFPMatch "
+            f"  before: ofreference.messages (Ryu OFPMatch/OFPFlowMod objects) {t_build:.0f} us, of which the 6 OFPMatch "
             f"{t_match:.0f} us; with Ryu's serialize {t_all:.0f} us = {t_all / t_enc:.1f}x encode; "
             f"byte-identical: {'yes' if same else 'NO'}",
             f"  loopback TCP, plain sockets: one sendall per message {t_each:.1f} us, one per group {t_joined:.1f} us"]

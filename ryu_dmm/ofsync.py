@@ -1,11 +1,9 @@
 """The flow mirror's effects as OpenFlow 1.3 messages, and flow stats back in the mirror's terms.
 
-The only module that knows both the renderer's ``Flow`` and the wire: the mirror decides, this
-module spells it. ``encode`` is what the CMD sends: one effect's messages as one buffer, packed by
-``ofwire`` (plain struct; the hot path), for ``Datapath.send``. ``messages`` spells the same
-messages as Ryu objects (for ``send_msg``; tests give it a fake switch that applies the serialized
-messages): the reference ``encode`` is checked against byte for byte (tests/test_ofwire.py).
-Replies are parsed by Ryu (``installed``).
+The mirror decides, this module spells it. ``encode`` is what the CMD sends: one effect's messages
+as one buffer, packed by ``ofwire`` (plain struct; the hot path), for ``Datapath.send``. The same
+messages as Ryu objects, the reference ``encode`` is checked against byte for byte, are a tool for
+tests and benchmarks (``ryu_dmm.lab.ofreference``). Replies are parsed by Ryu (``installed``).
 """
 from __future__ import annotations
 
@@ -15,79 +13,8 @@ from .flowmirror import ApplyDiff, ReplaceFlows, RequestFlowStats
 from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
 
 from . import ofwire
-from .pipeline import Flow, InstalledFlow, Pipeline, action_key, match_key
-from .wire import mac_text
+from .pipeline import InstalledFlow, Pipeline, action_key, match_key
 
-ALL_COOKIES = ofwire.ALL_COOKIES
-
-
-def _value(field: str, value):
-    """A match or set-field value as Ryu's OFPMatch/OFPActionSetField take it."""
-    if isinstance(value, bytes):
-        return mac_text(value)
-    if field in ("ipv6_src", "ipv6_dst"):
-        net = ipaddress.IPv6Network(value)
-        return str(net.network_address) if net.prefixlen == 128 else (str(net.network_address), str(net.netmask))
-    return value
-
-
-def _match(parser, items):
-    return parser.OFPMatch(**{k: _value(k, v) for k, v in items})
-
-
-def flow_mod(dp, pipeline: Pipeline, flow: Flow):
-    ofp, parser = dp.ofproto, dp.ofproto_parser
-    actions = []
-    for kind, arg in flow.actions:
-        if kind == "output":
-            port = ofp.OFPP_CONTROLLER if arg == "CONTROLLER" else int(arg)
-            actions.append(parser.OFPActionOutput(port, ofp.OFPCML_NO_BUFFER))
-        else:
-            field = kind.split(":", 1)[1]
-            actions.append(parser.OFPActionSetField(**{field: _value(field, arg)}))
-    inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)] if actions else []
-    if flow.goto is not None:
-        inst.append(parser.OFPInstructionGotoTable(pipeline.table(flow.goto).id))
-    return parser.OFPFlowMod(dp, cookie=flow.cookie, table_id=pipeline.table(flow.table).id,
-                             command=ofp.OFPFC_ADD, priority=flow.priority, match=_match(parser, flow.match),
-                             instructions=inst)
-
-
-def delete_cookie(dp, cookie: int):
-    ofp, parser = dp.ofproto, dp.ofproto_parser
-    return parser.OFPFlowMod(dp, cookie=cookie, cookie_mask=ALL_COOKIES, table_id=ofp.OFPTT_ALL,
-                             command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-                             match=parser.OFPMatch())
-
-
-def delete_strict(dp, entry: InstalledFlow):
-    ofp, parser = dp.ofproto, dp.ofproto_parser
-    return parser.OFPFlowMod(dp, cookie=entry.cookie, cookie_mask=ALL_COOKIES, table_id=entry.table_id,
-                             command=ofp.OFPFC_DELETE_STRICT, priority=entry.priority,
-                             match=_match(parser, entry.match), out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY)
-
-
-def _barrier(dp, xid: int):
-    msg = dp.ofproto_parser.OFPBarrierRequest(dp)
-    msg.xid = xid  # the mirror's own id: its reply is matched to this push and nothing else
-    return msg
-
-
-def messages(dp, pipeline: Pipeline, effect) -> list:
-    """The messages that carry out one of the mirror's switch effects, in order."""
-    kind = type(effect)
-    if kind is ReplaceFlows:
-        return [delete_cookie(dp, effect.cookie)] + [flow_mod(dp, pipeline, f) for f in effect.flows] + \
-            [_barrier(dp, effect.barrier)]
-    if kind is ApplyDiff:
-        return [delete_strict(dp, e) for e in effect.delete] + [flow_mod(dp, pipeline, f) for f in effect.add] + \
-            [_barrier(dp, effect.barrier)]
-    if kind is RequestFlowStats:
-        ofp, parser = dp.ofproto, dp.ofproto_parser
-        msg = parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
-        msg.xid = effect.xid
-        return [msg]
-    raise TypeError(f"not a switch effect: {effect!r}")
 
 
 def encode(pipeline: Pipeline, effect) -> bytes:

@@ -9,6 +9,7 @@ import random
 import pytest
 
 from ryu_dmm import ofsync
+from ryu_dmm.lab import ofreference
 from ryu_dmm.flowmirror import ApplyDiff, ReplaceFlows
 from ryu_dmm.mobility.dataplane import LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
 from ryu_dmm.pipeline import ETH_IPV6, ICMPV6, ND_TYPES, Flow, MaarView, SwitchPorts, base_flows, cookie_of, diff, \
@@ -49,7 +50,7 @@ def sw():
 
 def install(dp, pipeline, flows) -> None:
     for f in flows:
-        dp.send_msg(ofsync.flow_mod(dp, pipeline, f))
+        dp.send_msg(ofreference.flow_mod(dp, pipeline, f))
 
 
 _XIDS = itertools.count(1_000_000)
@@ -58,7 +59,7 @@ _XIDS = itertools.count(1_000_000)
 def replace(dp, pipeline, cookie: int, flows) -> int:
     """What the CMD sends for a ReplaceFlows effect; returns the barrier's xid."""
     xid = next(_XIDS)
-    for msg in ofsync.messages(dp, pipeline, ReplaceFlows("maar", cookie, tuple(flows), xid)):
+    for msg in ofreference.messages(dp, pipeline, ReplaceFlows("maar", cookie, tuple(flows), xid)):
         dp.send_msg(msg)
     return xid
 
@@ -66,7 +67,7 @@ def replace(dp, pipeline, cookie: int, flows) -> int:
 def reconcile(dp, pipeline, wanted, stats) -> tuple[int, int]:
     """What the CMD sends to reconcile a switch from its flow stats; returns (deleted, added)."""
     delete, add = diff(pipeline, wanted, ofsync.installed(stats))
-    for msg in ofsync.messages(dp, pipeline, ApplyDiff("maar", delete, add, next(_XIDS))):
+    for msg in ofreference.messages(dp, pipeline, ApplyDiff("maar", delete, add, next(_XIDS))):
         dp.send_msg(msg)
     return len(delete), len(add)
 
@@ -161,7 +162,7 @@ def test_set_fields_are_seen_per_output_and_never_back_out_of_the_ingress_port(s
     dp = sw.connect()
     f = Flow("classify", 10, (("in_port", 10),), (("output", 10), ("output", 11), ("set_field:eth_dst", GW_MAC),
                                                      ("output", 12)))
-    dp.send_msg(ofsync.flow_mod(dp, pipeline, f))
+    dp.send_msg(ofreference.flow_mod(dp, pipeline, f))
     d = sw.forward({"in_port": 10, "eth_dst": "02:00:00:00:00:09"})
     # OpenFlow 1.3: a packet goes back out of its ingress port only through OFPP_IN_PORT
     assert d.outputs == (11, 12)
@@ -191,7 +192,7 @@ def test_delete_cookie_leaves_other_cookies_alone(sw, pipeline):
     dp = sw.connect()
     keep = base_flows(PORTS) + mn_flows("mn2", LOCAL2, PORTS, VIEW)
     install(dp, pipeline, keep + mn_flows("mn1", LOCAL1, PORTS, VIEW))
-    dp.send_msg(ofsync.delete_cookie(dp, cookie_of("mn1")))
+    dp.send_msg(ofreference.delete_cookie(dp, cookie_of("mn1")))
     assert {stat_id(st) for st in flow_stats(dp)} == {flow_id(pipeline, f) for f in keep}
     # cookie_mask 0: the cookie does not restrict a delete at all (OpenFlow 1.3 section 6.4)
     p, o = dp.ofproto_parser, dp.ofproto
@@ -265,7 +266,7 @@ def test_add_replaces_an_identical_entry_and_keeps_its_counters(sw, pipeline):
     assert sw.forward(pkt).outputs == (PORTS.tunnel,)
     down = [st for st in flow_stats(dp) if st.table_id == pipeline.table("downlink").id]
     assert [(st.cookie, st.packet_count) for st in down] == [(cookie_of("mn9"), 2)]
-    fm = ofsync.flow_mod(dp, pipeline, mn_flows("mn1", LOCAL1, PORTS, VIEW)[1])
+    fm = ofreference.flow_mod(dp, pipeline, mn_flows("mn1", LOCAL1, PORTS, VIEW)[1])
     fm.flags = dp.ofproto.OFPFF_RESET_COUNTS
     dp.send_msg(fm)
     down = [st for st in flow_stats(dp) if st.table_id == pipeline.table("downlink").id]
@@ -330,7 +331,7 @@ def test_masked_matches_as_parsed_from_the_wire(sw, pipeline):
 
 def test_only_what_went_on_the_wire_is_applied(sw, pipeline):
     dp = sw.connect()
-    fm = ofsync.flow_mod(dp, pipeline, base_flows(PORTS)[0])
+    fm = ofreference.flow_mod(dp, pipeline, base_flows(PORTS)[0])
     dp.send_msg(fm)
     fm.priority, fm.cookie = 1, 99  # changing the object afterwards changes nothing on the switch
     (entry,) = sw.entries
@@ -379,7 +380,7 @@ def test_disconnect_loses_replies_and_optionally_flows(sw, pipeline):
     sw.disconnect(clear_flows=False)
     assert dp.replies() == [] and dp.held() == () and not dp.is_active
     # sends on the dead connection are discarded, as Ryu's Datapath does
-    assert dp.send_msg(ofsync.delete_cookie(dp, 0)) is False and len(sw.entries) == len(base_flows(PORTS))
+    assert dp.send_msg(ofreference.delete_cookie(dp, 0)) is False and len(sw.entries) == len(base_flows(PORTS))
     new = sw.connect()
     b = new.ofproto_parser.OFPBarrierRequest(new)
     new.send_msg(b)

@@ -1,6 +1,6 @@
 """ryu_dmm.ofwire (the CMD's struct-packed OpenFlow messages) against Ryu's serializer, byte for byte.
 
-The reference is independent of the encoder: the Ryu objects ``ofsync.messages`` builds for the same
+The reference is independent of the encoder: the Ryu objects ``ofreference.messages`` builds for the same
 effect, serialized by Ryu 4.34 with the same xids. Checked over every kind of flow the renderer makes
 (base flows, local routes, tunnels to a serving MAAR and to an anchor; several prefixes, ports,
 MACs, keys, cookies and table ids), flows hypothesis draws within the dmm-edge declaration, deletes
@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ryu.ofproto import ofproto_v1_3 as ofp, ofproto_v1_3_parser as parser
 
 from ryu_dmm import ofsync, ofwire
+from ryu_dmm.lab import ofreference
 from ryu_dmm.flowmirror import ApplyDiff, ReplaceFlows, RequestFlowStats
 from ryu_dmm.mobility.dataplane import LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
 from ryu_dmm.pipeline import Flow, InstalledFlow, MaarView, SwitchPorts, base_flows, cookie_of, diff, load, mn_flows
@@ -33,7 +34,7 @@ def ryu(effect, pipeline=PIPELINE) -> list[bytes]:
     """Ryu's bytes for ``effect``: ofsync's Ryu objects, serialized; the flow-mods (which leave their xid
     to the datapath's counter there) with the push's barrier xid, as ``encode`` gives them."""
     out = []
-    for m in ofsync.messages(Dp(), pipeline, effect):
+    for m in ofreference.messages(Dp(), pipeline, effect):
         if m.xid is None:
             m.set_xid(effect.barrier)
         m.serialize()
@@ -240,7 +241,7 @@ def test_the_fake_switch_gets_the_same_tables_and_replies_from_the_bytes():
     effects.append(RequestFlowStats("m", 8))
     for e in effects:
         assert wdp.send(ofsync.encode(PIPELINE, e)) is True
-        for m in ofsync.messages(rdp, PIPELINE, e):
+        for m in ofreference.messages(rdp, PIPELINE, e):
             if m.xid is None:
                 m.set_xid(e.barrier)
             rdp.send_msg(m)

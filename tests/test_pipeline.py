@@ -2,7 +2,7 @@
 bytes a real switch gets): forwarding decisions."""
 import pytest
 
-from ryu_dmm import ofsync
+from ryu_dmm.lab import ofreference
 from ryu_dmm.mobility.config import Mode
 from ryu_dmm.pipeline import ETH_IPV6, Flow, MaarView, SwitchPorts, check, cookie_of, load, render
 from tests.fakeswitch import CONTROLLER, FakeSwitch
@@ -27,7 +27,7 @@ def switch(pipeline, flows) -> FakeSwitch:
     sw = FakeSwitch()
     dp = sw.connect()
     for f in flows:
-        dp.send_msg(ofsync.flow_mod(dp, pipeline, f))
+        dp.send_msg(ofreference.flow_mod(dp, pipeline, f))
     return sw
 
 
@@ -92,7 +92,7 @@ def test_rendering_is_idempotent_per_mn_constant_and_removable(pipeline):
     assert len(render(many, PORTS, v, pipeline)) - len(base) == 50 * per_mn
     sw = switch(pipeline, once)
     dp = sw.datapath
-    dp.send_msg(ofsync.delete_cookie(dp, cookie_of("mn1")))
+    dp.send_msg(ofreference.delete_cookie(dp, cookie_of("mn1")))
     assert sorted((e.table_id, e.priority, e.cookie) for e in sw.entries) == sorted(
         (pipeline.table(f.table).id, f.priority, f.cookie) for f in base)
 

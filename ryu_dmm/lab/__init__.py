@@ -4,7 +4,8 @@
 own Open vSwitch, agent and underlay address; the CMD under ``ryu-manager``; MNs and a correspondent
 node as Linux hosts (``__main__``, ``net``, ``ovs``, ``topology``, ``traffic``).
 ``python -m ryu_dmm.lab.sigdemo`` (``make demo``) runs the signalling alone, without switches.
-``wire_verdict`` judges the lab's signalling capture with tshark and the RFC 8885 plugin
+``ofreference`` builds the CMD's OpenFlow messages as Ryu objects, the reference its struct
+encoder is tested against. ``wire_verdict`` judges the lab's signalling capture with tshark and the RFC 8885 plugin
 (``python -m ryu_dmm.lab.wire_verdict OUT``). ``scapy_layers``, ``packets`` (IP/UDP framing, pcap)
 and ``samples`` (one message of every kind) serve the wire tests, captures and the codec benchmark.
 """
