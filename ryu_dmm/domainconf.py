@@ -24,6 +24,11 @@ class ConfigError(ValueError):
 
 STORE_BACKENDS = ("sqlite", "memory")
 DEFAULT_STATE_DIR = "/var/lib/ryu-dmm"
+STATE_DIR_ENV = "RYU_DMM_STATE_DIR"  # overrides the default (not a dir set in the file): tests, containers
+
+
+def default_state_dir() -> str:
+    return os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,7 @@ class StoreSettings:
     (docs/store.md). A relative ``dir`` is taken from the configuration file's folder."""
 
     backend: str = "sqlite"  # "memory": nothing survives a restart (benchmarks, throw-away labs)
-    dir: str = DEFAULT_STATE_DIR
+    dir: str = field(default_factory=default_state_dir)
     file: str = "cmd.sqlite"  # the CMD's SQLite file, in ``dir`` unless absolute
     synchronous: str = "full"  # SQLite's PRAGMA synchronous in WAL mode: "full" survives power loss, "normal" a crash
     on_corrupt: str = "fail"  # "move-aside": start empty, the unreadable file renamed next to it

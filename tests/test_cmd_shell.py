@@ -28,6 +28,8 @@ CONFIG = """
 [dmm]
 cmd_address = 2001:db8:ff::100
 mode = proxy
+[store]
+backend = memory
 """ + "".join(f"""
 [maar:maar{i}]
 address = 2001:db8:ff::{i}

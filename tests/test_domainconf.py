@@ -39,9 +39,12 @@ def test_good_file_and_round_trip():
     assert parse(render(domain, settings, store=settings.store)) == (domain, settings)
 
 
-def test_store_section_defaults_and_relative_dir(tmp_path):
+def test_store_section_defaults_and_relative_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("RYU_DMM_STATE_DIR")
     _, settings = parse(GOOD)
     assert settings.store.backend == "sqlite" and settings.store.path == "/var/lib/ryu-dmm/cmd.sqlite"
+    monkeypatch.setenv("RYU_DMM_STATE_DIR", str(tmp_path))
+    assert parse(GOOD)[1].store.path == str(tmp_path / "cmd.sqlite")
     domain, _ = parse(GOOD)
     conf = tmp_path / "dmm.conf"
     conf.write_text(render(domain))  # render's default: state next to the file
