@@ -56,7 +56,10 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "dmm_pba_received": ("counter", "PBAs received (from P-MAARs), by MAAR and status.", ("maar", "status")),
     "dmm_pbu_sent": ("counter", "PBUs sent (to P-MAARs), by MAAR.", ("maar",)),
     "dmm_pba_sent": ("counter", "PBAs sent, by MAAR and status.", ("maar", "status")),
-    "dmm_decode_errors": ("counter", "Datagrams dropped because they are not a well-formed PBU/PBA, by reason.",
+    "dmm_heartbeat_received": ("counter", "RFC 5847 Heartbeats received (requests and responses), by MAAR.",
+                               ("maar",)),
+    "dmm_heartbeat_sent": ("counter", "RFC 5847 Heartbeats sent (requests and responses), by MAAR.", ("maar",)),
+    "dmm_decode_errors": ("counter", "Datagrams dropped because they are not a well-formed PBU/PBA/Heartbeat, by reason.",
                           ("reason",)),
     "dmm_internal_errors": ("counter", "Exceptions contained (a bug), by where they were caught.", ("where",)),
     "dmm_send_errors": ("counter", "Signalling messages the socket refused to send.", ()),
@@ -183,6 +186,8 @@ class CmdCollector:
         for m in maars:
             out["dmm_pbu_received"].add_metric([m.name], snap["messages"].get(("pbu_received", m.address, None), 0))
             out["dmm_pbu_sent"].add_metric([m.name], snap["messages"].get(("pbu_sent", m.address, None), 0))
+            for kind in ("heartbeat_received", "heartbeat_sent"):
+                out[f"dmm_{kind}"].add_metric([m.name], snap["messages"].get((kind, m.address, None), 0))
         for (kind, peer, status), n in sorted(snap["messages"].items(), key=_order):
             if status is None:
                 if peer == OTHER:

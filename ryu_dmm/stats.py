@@ -1,5 +1,5 @@
 """Counters the CMD exposes at /dmm/v1/stats and as Prometheus metrics (``metrics.py``): messages by
-kind, peer and status, handovers, latencies (windows for percentiles, histograms for Prometheus).
+kind (PBU, PBA, Heartbeat), peer and status, handovers, latencies (windows for percentiles, histograms for Prometheus).
 
 Per message the hot path pays one dict increment keyed by (kind, peer, status code); names and
 totals are built when someone reads (``as_dict``, ``snapshot``). A peer that is not one of the
@@ -13,7 +13,7 @@ from collections import Counter, deque
 from typing import Iterable
 
 from .mobility.events import Report, ReportKind
-from .wire import BindingAck, BindingUpdate, Message, Status
+from .wire import BindingAck, BindingUpdate, Heartbeat, Message, Status
 
 OTHER = "other"  # the peer of a message from or to an address that is not a known peer
 # Seconds: the upper bounds of the latency histograms' buckets (flows confirmed by barrier: ms;
@@ -27,6 +27,11 @@ def status_name(code: int) -> str:
     except ValueError:
         return str(code)
 
+
+
+# Message kinds counted without a status (a PBA's status is part of its key).
+_RECEIVED = {BindingUpdate: "pbu_received", Heartbeat: "heartbeat_received"}
+_SENT = {BindingUpdate: "pbu_sent", Heartbeat: "heartbeat_sent"}
 
 
 class Histogram:
@@ -77,17 +82,19 @@ class Stats:
 
     def received(self, msg: Message, peer: str = OTHER) -> None:
         p = peer if peer in self.peers else OTHER
-        if type(msg) is BindingUpdate:
-            self.messages["pbu_received", p, None] += 1
-        else:
+        kind = type(msg)
+        if kind is BindingAck:
             self.messages["pba_received", p, msg.status] += 1
+        else:
+            self.messages[_RECEIVED[kind], p, None] += 1
 
     def sent(self, msg: Message, peer: str = OTHER) -> None:
         p = peer if peer in self.peers else OTHER
-        if type(msg) is BindingAck:
+        kind = type(msg)
+        if kind is BindingAck:
             self.messages["pba_sent", p, msg.status] += 1
         else:
-            self.messages["pbu_sent", p, None] += 1
+            self.messages[_SENT[kind], p, None] += 1
 
     def count(self, key: str) -> None:
         self.counters[key] += 1

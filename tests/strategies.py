@@ -4,8 +4,8 @@ from hypothesis import strategies as st
 from ryu_dmm.wire import (
     AccessTechnologyTypeOption, AnchoredPrefix, BindingAck, BindingUpdate, DlifLinkLayerAddress,
     DlifLinkLocalAddress, HandoffIndicatorOption, HomeNetworkPrefix, LinkLocalAddress, LocalPrefix,
-    MNLinkLayerIdentifier, MobileNodeIdentifier, Prefix, PreviousMaar, ServingMaar, Timestamp,
-    UnknownOption, unpack6,
+    Heartbeat, MNLinkLayerIdentifier, MobileNodeIdentifier, Prefix, PreviousMaar, RestartCounter, ServingMaar,
+    Timestamp, UnknownOption, unpack6,
 )
 
 addresses = st.binary(min_size=16, max_size=16).map(unpack6)
@@ -26,7 +26,8 @@ options = st.one_of(
     st.builds(DlifLinkLocalAddress, addresses),
     st.builds(Timestamp, st.integers(0, 2**64 - 1)),
     st.builds(PreviousMaar, addresses, prefixes),
-    st.builds(UnknownOption, st.integers(2, 255).filter(lambda t: t not in {8, 22, 23, 24, 25, 26, 27, 65, 66, 67, 68, 69, 70}),
+    st.builds(RestartCounter, st.integers(0, 2**32 - 1)),
+    st.builds(UnknownOption, st.integers(2, 255).filter(lambda t: t not in {8, 22, 23, 24, 25, 26, 27, 28, 65, 66, 67, 68, 69, 70}),
               st.binary(max_size=40)),
 )
 lifetimes = st.integers(0, 0xFFFF).map(lambda units: units * 4)
@@ -34,4 +35,5 @@ option_sets = st.lists(options, max_size=12).map(tuple)
 
 binding_updates = st.builds(BindingUpdate, st.integers(0, 0xFFFF), lifetimes, option_sets, st.integers(0, 0xFFFF))
 binding_acks = st.builds(BindingAck, u8, st.integers(0, 0xFFFF), lifetimes, option_sets, u8)
-messages = st.one_of(binding_updates, binding_acks)
+heartbeats = st.builds(Heartbeat, st.integers(0, 2**32 - 1), st.booleans(), st.booleans(), option_sets)
+messages = st.one_of(binding_updates, binding_acks, heartbeats)

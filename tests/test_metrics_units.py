@@ -20,7 +20,7 @@ from ryu_dmm.mobility import messages as M
 from ryu_dmm.mobility.events import Report, ReportKind
 from ryu_dmm.mobility.views import Session
 from ryu_dmm.stats import OTHER, Histogram, Stats
-from ryu_dmm.wire import Prefix, Status
+from ryu_dmm.wire import Heartbeat, Prefix, Status
 from tests.test_metrics import Scrape
 
 CONFIG = """
@@ -159,6 +159,9 @@ def test_every_sample_has_exactly_its_declared_labels():
     stats.received(pbu, "2001:db8:dead::1")
     stats.sent(M.pba_for(pbu, 0, 40), M1)
     stats.sent(pbu, M2)
+    stats.received(Heartbeat(1), M3)
+    stats.received(Heartbeat(2, response=True), "2001:db8::dead")
+    stats.sent(Heartbeat(1, response=True), M3)
     stats.count("decode_error.truncated")
     stats.count("internal_error.rest")
     stats.note("reconciliations", M1)
@@ -173,6 +176,10 @@ def test_every_sample_has_exactly_its_declared_labels():
     assert s.value("dmm_pbu_received_total", maar="other") == 1
     assert s.value("dmm_pba_received_total", maar="maar2", status="ACCEPTED") == 1
     assert s.value("dmm_decode_errors_total", reason="truncated") == 1
+    assert s.value("dmm_heartbeat_received_total", maar="maar3") == 1
+    assert s.value("dmm_heartbeat_received_total", maar="other") == 1
+    assert s.value("dmm_heartbeat_sent_total", maar="maar3") == 1
+    assert s.value("dmm_heartbeat_sent_total", maar="maar1") == 0
     assert s.value("dmm_internal_errors_total", where="rest") == 1
     assert s.value("dmm_receive_kernel_drops_total", socket="udp") == 3
     assert s.value("dmm_handover_duration_seconds_bucket", mode="proxy", le="0.025") == 0

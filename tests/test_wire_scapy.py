@@ -2,7 +2,7 @@
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import IPv6, in6_chksum, MIP6MH_BA, MIP6MH_BU, MIP6OptMNID
 
-from ryu_dmm.wire import BindingAck, BindingUpdate, decode, encode, encode_mh
+from ryu_dmm.wire import BindingAck, BindingUpdate, Heartbeat, RestartCounter, decode, encode, encode_mh
 from ryu_dmm.lab import scapy_layers as L
 from ryu_dmm.lab.packets import ipv6_packet
 from ryu_dmm.lab.samples import PBA_WITH_PMAARS, PBU, PBU_TO_PMAAR
@@ -70,3 +70,20 @@ def test_udp_framing_dissects_in_scapy():
     pkt = IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=5436, dport=5436) / encode(PBU)
     again = IP(bytes(pkt))
     assert decode(bytes(again[UDP].payload)) == PBU
+
+
+def test_scapy_dissects_our_heartbeat():
+    msg = Heartbeat(0xA1B2C3D4, response=True, options=(RestartCounter(0x01020304),))
+    pkt = IPv6(ipv6_packet(encode_mh(msg, SRC, DST), SRC, DST))
+    hb = pkt[L.MIP6MH_HB]
+    assert (hb.mhtype, hb.seq, hb.flags.R, hb.flags.U, hb.reserved) == (13, 0xA1B2C3D4, True, False, 0)
+    assert [o.counter for o in hb.options if isinstance(o, L.MIP6OptRestartCounter)] == [0x01020304]
+    zeroed = bytes(hb)[:4] + b"\0\0" + bytes(hb)[6:]
+    assert in6_chksum(135, IPv6(src=SRC, dst=DST), zeroed) == hb.cksum
+
+
+def test_our_decoder_reads_a_scapy_built_heartbeat():
+    pkt = IPv6(src=SRC, dst=DST) / L.MIP6MH_HB(flags="U", seq=5, options=[L.MIP6OptRestartCounter(counter=9)])
+    raw = bytes(pkt)
+    assert raw[40 + 14:40 + 20] == bytes.fromhex("1c0400000009")  # scapy aligned the option at 4n+2 too
+    assert decode(raw[40:], SRC, DST) == Heartbeat(5, unsolicited=True, options=(RestartCounter(9),))

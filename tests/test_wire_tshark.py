@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ryu_dmm.wire import BindingAck, BindingUpdate, LocalPrefix, MobileNodeIdentifier, Prefix, encode, encode_mh
+from ryu_dmm.wire import BindingAck, BindingUpdate, Heartbeat, LocalPrefix, MobileNodeIdentifier, Prefix, encode, encode_mh
 from ryu_dmm.wire.options import (
     AnchoredPrefix, DlifLinkLayerAddress, DlifLinkLocalAddress, PreviousMaar, ServingMaar, UnknownOption,
 )
@@ -88,6 +88,13 @@ def test_nothing_malformed_and_no_warnings(dissected):
 def test_header_and_known_options_decode_to_our_values(dissected):
     for (name, framing, msg), packet in dissected:
         ctx = (name, framing)
+        if isinstance(msg, Heartbeat):
+            assert show(packet, "mip6.mhtype") == ["13"], ctx
+            assert show(packet, "mip6.hb.u_flag") == [str(int(msg.unsolicited))], ctx
+            assert show(packet, "mip6.hb.r_flag") == [str(int(msg.response))], ctx
+            assert show(packet, "mip6.hb.seqnr") == [str(msg.sequence)], ctx
+            assert show(packet, "mip6.rc") == [str(msg.restart_counter)], ctx
+            continue
         if isinstance(msg, BindingUpdate):
             assert show(packet, "mip6.mhtype") == ["5"], ctx
             assert show(packet, "mip6.bu.seqnr") == [str(msg.sequence)], ctx
@@ -167,6 +174,18 @@ BY_HAND = {
         {"rfc8885.type": "67", "rfc8885.length": "34", "rfc8885.reserved": "0x00", "rfc8885.prefix_length": "64",
          "rfc8885.previous_maar.address": "2001:db8:ff::1", "rfc8885.previous_maar.prefix": "2001:db8:1:1::/64"}],
 }
+
+
+def test_heartbeats_decode_to_hand_known_values(dissected):
+    """The heartbeat samples' fields as written down by hand (not read from the messages)."""
+    want = {"hb_request": ("0", "0", "2309737967", "305419896"), "hb_response": ("0", "1", "2309737967", "4275878552")}
+    seen = set()
+    for (name, framing, _msg), packet in dissected:
+        if name in want:
+            got = tuple(show(packet, f)[0] for f in ("mip6.hb.u_flag", "mip6.hb.r_flag", "mip6.hb.seqnr", "mip6.rc"))
+            assert got == want[name], (name, framing)
+            seen.add((name, framing))
+    assert len(seen) == 6  # both messages in the three framings
 
 
 def test_expected_values_match_the_sample_sources():

@@ -55,6 +55,10 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "dmm_agent_pba_received": ("counter", "PBAs received, by peer and status.", ("maar", "peer", "status")),
     "dmm_agent_pbu_received": ("counter", "PBUs received, by peer.", ("maar", "peer")),
     "dmm_agent_pba_sent": ("counter", "PBAs sent, by peer and status.", ("maar", "peer", "status")),
+    "dmm_agent_heartbeat_sent": ("counter", "RFC 5847 Heartbeats sent (requests and responses), by peer.",
+                                 ("maar", "peer")),
+    "dmm_agent_heartbeat_received": ("counter", "RFC 5847 Heartbeats received (requests and responses), by peer.",
+                                     ("maar", "peer")),
     "dmm_agent_mobility_events": ("counter", "Mobility events of the MAAR core (registered, handover, moved, "
                                              "renewed, deregistered, failed, rejected).", ("maar", "event")),
 }
@@ -63,7 +67,7 @@ _REFUSED = "refused_"
 COUNTER_FAMILIES = {name: f"dmm_agent_{name}" for name in guard.COUNTERS
                     if not name.startswith(_REFUSED)}
 _COUNTER_HELP = {
-    "decode_errors": "Signalling datagrams that are not a well-formed PBU/PBA.",
+    "decode_errors": "Signalling datagrams that are not a well-formed PBU/PBA/Heartbeat.",
     "bad_control": "Control requests refused as malformed.",
     "bad_frames": "Access-link frames claiming to be RS/NS that fail validation.",
     "internal_errors": "Exceptions contained (a bug or an unencodable message).",

@@ -1,8 +1,8 @@
 """Messages of every kind, shared by the wire tests and the codec benchmark."""
 from ..wire import (
     AccessTechnologyTypeOption, AnchoredPrefix, BindingAck, BindingUpdate, DlifLinkLayerAddress,
-    DlifLinkLocalAddress, HandoffIndicatorOption, HomeNetworkPrefix, LinkLocalAddress, LocalPrefix,
-    MNLinkLayerIdentifier, MobileNodeIdentifier, Prefix, PreviousMaar, ServingMaar, Timestamp,
+    DlifLinkLocalAddress, HandoffIndicatorOption, Heartbeat, HomeNetworkPrefix, LinkLocalAddress, LocalPrefix,
+    MNLinkLayerIdentifier, MobileNodeIdentifier, Prefix, PreviousMaar, RestartCounter, ServingMaar, Timestamp,
 )
 from ..wire.constants import BU_A, BU_D, BU_P
 
@@ -32,7 +32,11 @@ PBA_TYPICAL = BindingAck(0, 7, 3600, (
 ))
 PBA_REJECT = BindingAck(155, 9, 0, (MobileNodeIdentifier.nai("mn1@dmm.example"),))
 DEREG = BindingUpdate(10, 0, PBU.options, BU_A | BU_P | BU_D)
+# RFC 5847 Heartbeats: a request and its answer, each with the sender's Restart Counter; the sequence
+# number and counter use all 32 bits.
+HB_REQUEST = Heartbeat(0x89ABCDEF, options=(RestartCounter(0x12345678),))
+HB_RESPONSE = Heartbeat(0x89ABCDEF, response=True, options=(RestartCounter(0xFEDCBA98),))
 
 ALL = {"pbu": PBU, "pbu_to_pmaar": PBU_TO_PMAAR, "pba_pmaars": PBA_WITH_PMAARS, "pba_typical": PBA_TYPICAL,
        "pba_reject": PBA_REJECT,
-       "dereg": DEREG}
+       "dereg": DEREG, "hb_request": HB_REQUEST, "hb_response": HB_RESPONSE}

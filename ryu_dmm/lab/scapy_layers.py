@@ -1,16 +1,20 @@
-"""scapy layers for the PMIPv6 (22-27) and RFC 8885 (65-70) mobility options scapy lacks.
+"""scapy layers for the PMIPv6 (22-28) and RFC 8885 (65-70) mobility options and the RFC 5847
+Heartbeat message (MH type 13) scapy lacks.
 
 Importing this module registers them with scapy's Mobility Header dissector, so that
-``IPv6()/MIP6MH_BU(options=[...])`` builds and ``IPv6(raw)`` dissects complete PBU/PBA packets.
+``IPv6()/MIP6MH_BU(options=[...])`` builds and ``IPv6(raw)`` dissects complete PBU/PBA/Heartbeat
+packets.
 For tests, lab tools and traffic crafting; the signalling hot path uses ``ryu_dmm.wire`` instead.
 """
 from scapy.fields import (
-    ByteEnumField, ByteField, FieldLenField, IP6Field, LongField, MACField, ShortField, StrLenField,
+    BitField, ByteEnumField, ByteField, FieldLenField, FlagsField, IntField, IP6Field, LongField, MACField,
+    ShortField, StrLenField, XShortField,
 )
 from scapy.layers import inet6
-from scapy.layers.inet6 import _MIP6OptAlign
+from scapy.layers.inet6 import IPv6, MIP6OptUnknown, _MIP6OptAlign, _MobilityHeader, _OptionsField, _PhantomAutoPadField
 
 from ..wire import AccessTechnology, HandoffIndicator, OptionType
+from ..wire.constants import MH_HEARTBEAT
 
 _NAMES = {int(t): t.name.replace("_", " ").title() for t in OptionType}
 
@@ -65,6 +69,13 @@ class MIP6OptTimestamp(_MIP6OptAlign):
     x, y = 8, 2
 
 
+class MIP6OptRestartCounter(_MIP6OptAlign):
+    name = "PMIPv6 Option - Restart Counter"
+    fields_desc = [ByteEnumField("otype", OptionType.RESTART_COUNTER, _NAMES), ByteField("olen", 4),
+                   IntField("counter", 0)]
+    x, y = 4, 2
+
+
 class MIP6OptAnchoredPrefix(_MIP6OptAlign):
     name = "DMM Option - Anchored Prefix"
     fields_desc = _prefix_fields(OptionType.ANCHORED_PREFIX)
@@ -106,11 +117,25 @@ class MIP6OptDLIFLinkLayer(_MIP6OptAlign):
     x, y = 0, 0
 
 
+class MIP6MH_HB(_MobilityHeader):  # noqa: N801 - scapy's naming of Mobility Header layers
+    """RFC 5847 §3.1 Heartbeat: 14 reserved bits, the U and R flags, a 32-bit sequence number."""
+
+    name = "IPv6 Mobility Header - Heartbeat"
+    fields_desc = [ByteEnumField("nh", 59, inet6.ipv6nh), ByteField("len", None),
+                   ByteEnumField("mhtype", MH_HEARTBEAT, inet6.mhtypes), ByteField("res", 0),
+                   XShortField("cksum", None), BitField("reserved", 0, 14), FlagsField("flags", 0, 2, "RU"),
+                   IntField("seq", 0), _PhantomAutoPadField("autopad", 1),
+                   _OptionsField("options", [], MIP6OptUnknown, 12, length_from=lambda pkt: 8 * pkt.len - 4)]
+    overload_fields = {IPv6: {"nh": 135}}
+
+
 LAYERS = (
     MIP6OptHomeNetworkPrefix, MIP6OptHandoffIndicator, MIP6OptAccessTechType, MIP6OptMNLinkLayerId,
-    MIP6OptLinkLocalAddress, MIP6OptTimestamp, MIP6OptAnchoredPrefix, MIP6OptLocalPrefix,
+    MIP6OptLinkLocalAddress, MIP6OptTimestamp, MIP6OptRestartCounter, MIP6OptAnchoredPrefix, MIP6OptLocalPrefix,
     MIP6OptPreviousMAAR, MIP6OptServingMAAR, MIP6OptDLIFLinkLocal, MIP6OptDLIFLinkLayer,
 )
 for _layer in LAYERS:
     inet6.moboptcls[_layer.fields_desc[0].default] = _layer
     inet6._mobopttypes[_layer.fields_desc[0].default] = _layer.name
+inet6.mhtypes[MH_HEARTBEAT] = "Heartbeat"
+inet6._mip6_mhtype2cls[MH_HEARTBEAT] = MIP6MH_HB

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..wire import BindingAck, BindingUpdate, Prefix, Status, missing_mandatory
+from ..wire import BindingAck, BindingUpdate, Heartbeat, Prefix, Status, missing_mandatory
 from . import messages as M
 from .config import Domain, MaarInfo, Mode
 from .events import (
@@ -187,6 +187,8 @@ class CmdCore:
             msg = event.msg
             if type(msg) is BindingUpdate:
                 return self._on_pbu(event.src, msg, now)
+            if type(msg) is Heartbeat:
+                return []  # RFC 5847 liveness: not handled by the CMD core yet
             return self._on_pba(event.src, msg, now)
         if type(event) is TimerFired:
             key = event.key

@@ -32,6 +32,8 @@ class Dereg(str, Enum):
 # DLIF link-local 18 and DLIF link-layer 10 (6-byte MAC), at most 7 + 7 padding = 78; and at most
 # 7 bytes of final padding. 12 + 598 + 78 n + 7 <= 2048 (the Mobility Header limit) gives n <= 18.
 MAX_PMAARS_LIMIT = 18
+# The shortest heartbeat interval accepted: a lab setting (RFC 5847's floor is 30 s).
+MIN_LAB_HEARTBEAT_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,12 @@ class Timers:
     # so that two lost RAs in a row still leave the MN its default route.
     ra_interval: float = 600.0
     router_lifetime: int = 1800
+    # RFC 5847 §5 Heartbeats to the signalling peers: a request every heartbeat_interval seconds
+    # (0: none sent; requests from peers are still answered), a peer unreachable after
+    # missing_heartbeats_allowed unanswered ones in a row. The RFC wants at least 30 s; down to
+    # MIN_LAB_HEARTBEAT_INTERVAL is accepted for labs and tests, which want restarts seen within seconds.
+    heartbeat_interval: float = C.HEARTBEAT_INTERVAL
+    missing_heartbeats_allowed: int = C.MISSING_HEARTBEATS_ALLOWED
 
     def __post_init__(self) -> None:
         for name in ("lifetime", "partial_lifetime"):
@@ -83,6 +91,13 @@ class Timers:
                              "timers.router_lifetime within 1..9000 s (RFC 4861 §6.2.1)")
         if self.max_sessions < 1:
             raise ValueError("timers.max_sessions must be at least 1")
+        if not (self.heartbeat_interval == 0 or MIN_LAB_HEARTBEAT_INTERVAL <= self.heartbeat_interval <= 86400):
+            raise ValueError(f"timers.heartbeat_interval {self.heartbeat_interval} must be 0 (no heartbeats) or "
+                             f"within {MIN_LAB_HEARTBEAT_INTERVAL}..86400 s (RFC 5847: at least "
+                             f"{C.MIN_HEARTBEAT_INTERVAL:g} s outside a lab)")
+        if not 1 <= self.missing_heartbeats_allowed <= 255:
+            raise ValueError(f"timers.missing_heartbeats_allowed {self.missing_heartbeats_allowed} must be "
+                             "within 1..255")
         for name in ("initial_bindack_timeout", "max_bindack_timeout", "aggregate_timeout", "timestamp_window"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"timers.{name} must be positive")

@@ -1,8 +1,9 @@
 """Inputs to the cores and the effects they return, timer keys and report kinds. All immutable.
 
-Timer keys are typed tuples (cheap to hash) whose first fields differ in type between kinds of key,
-so keys of different owners (the cores, the CMD's flow mirror) never compare equal on the one heap
-a shell drives.
+Timer keys are typed tuples (cheap to hash) whose first fields differ in type between kinds of key
+(or whose lengths differ: ``heartbeat.HeartbeatKey`` has one field), so keys of different owners
+(the cores, the heartbeat monitor, the CMD's flow mirror) never compare equal on the one heap a
+shell drives.
 """
 from __future__ import annotations
 
@@ -50,6 +51,10 @@ class ReportKind(str, Enum):
     DEREGISTERED = "deregistered"
     FAILED = "failed"
     REJECTED = "rejected"
+    # RFC 5847 liveness of a signalling peer (mobility/heartbeat.py); the peer is named in the detail
+    PEER_UNREACHABLE = "peer_unreachable"
+    PEER_REACHABLE = "peer_reachable"
+    PEER_RESTARTED = "peer_restarted"
 
 
 # ---- inputs -----------------------------------------------------------------------------------

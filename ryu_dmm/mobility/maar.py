@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Optional
 
-from ..wire import BindingAck, BindingUpdate, Prefix, Status, missing_mandatory
+from ..wire import BindingAck, BindingUpdate, Heartbeat, Prefix, Status, missing_mandatory
 from . import messages as M
 from .config import Domain, Dereg, MaarInfo, Mode
 from .dataplane import EMPTY, LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
@@ -125,6 +125,8 @@ class MaarCore:
         if kind is Received:
             if type(event.msg) is BindingUpdate:
                 return self._on_pbu(event.src, event.msg, now)
+            if type(event.msg) is Heartbeat:
+                return []  # RFC 5847 liveness: not handled yet
             return self._on_pba(event.src, event.msg, now)
         if kind is TimerFired:
             return self._on_timer(event.key, now)

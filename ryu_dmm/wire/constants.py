@@ -1,4 +1,4 @@
-"""IANA numbers, flags, status codes and timers of PMIPv6 (RFC 5213/5844) and DMM (RFC 8885), and
+"""IANA numbers, flags, status codes and timers of PMIPv6 (RFC 5213/5844/5847) and DMM (RFC 8885), and
 the Ethernet/ICMPv6 numbers the switch pipeline and the agent's Neighbour Discovery share."""
 from enum import IntEnum
 
@@ -12,6 +12,11 @@ ND_RS, ND_RA, ND_NS, ND_NA = 133, 134, 135, 136  # ICMPv6 types of Neighbour Dis
 
 MH_BINDING_UPDATE = 5
 MH_BINDING_ACK = 6
+MH_HEARTBEAT = 13  # RFC 5847 §3.1
+
+# Heartbeat flags: the two lowest bits of the 16-bit reserved field after the MH header (RFC 5847 §3.1).
+HB_U = 0x0002  # unsolicited
+HB_R = 0x0001  # response
 
 # Binding Update flags (16-bit field after the sequence number).
 BU_A = 0x8000
@@ -43,6 +48,7 @@ class OptionType(IntEnum):
     MN_LINK_LAYER_ID = 25
     LINK_LOCAL_ADDRESS = 26
     TIMESTAMP = 27
+    RESTART_COUNTER = 28  # RFC 5847 §3.2
     ANCHORED_PREFIX = 65
     LOCAL_PREFIX = 66
     PREVIOUS_MAAR = 67
@@ -102,3 +108,9 @@ TIMESTAMP_VALIDITY_WINDOW = 0.3
 INITIAL_BINDACK_TIMEOUT = 1.0
 MAX_BINDACK_TIMEOUT = 32.0
 MAX_UPDATE_RATE = 3  # PBUs per second per peer
+
+# Heartbeat configuration variables (RFC 5847 §5): seconds between requests (at least 30 s on a real
+# network), and unanswered requests after which a peer is unreachable.
+HEARTBEAT_INTERVAL = 60.0
+MIN_HEARTBEAT_INTERVAL = 30.0
+MISSING_HEARTBEATS_ALLOWED = 3

@@ -2,7 +2,7 @@
 
 
 class DecodeError(ValueError):
-    """A received message is not a well-formed PBU/PBA.
+    """A received message is not a well-formed PBU, PBA or Heartbeat.
 
     ``reason`` is a short machine-readable tag (e.g. ``"truncated"``, ``"bad-checksum"``),
     ``offset`` the byte offset in the Mobility Header where the problem was found.

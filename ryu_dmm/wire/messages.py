@@ -1,4 +1,5 @@
-"""Proxy Binding Update and Acknowledgement as IPv6 Mobility Header messages.
+"""Proxy Binding Update and Acknowledgement (RFC 5213) and Heartbeat (RFC 5847) as IPv6 Mobility
+Header messages.
 
 ``encode`` produces the Mobility Header (checksum 0, as sent over UDP 5436, or filled in by the
 kernel with ``IPV6_CHECKSUM``); ``encode_mh(msg, src, dst)`` fills the checksum itself. ``decode``
@@ -13,27 +14,28 @@ from typing import Optional, TypeVar, Union
 from .addr import Prefix
 from .checksum import internet_checksum, mh_checksum
 from .constants import (
-    BA_D, BA_K, BA_P, BA_R, BU_A, BU_D, BU_H, BU_K, BU_L, BU_M, BU_P, BU_R, IPPROTO_NONE,
-    LIFETIME_UNIT, MAX_LIFETIME, MH_BINDING_ACK, MH_BINDING_UPDATE, Status,
+    BA_D, BA_K, BA_P, BA_R, BU_A, BU_D, BU_H, BU_K, BU_L, BU_M, BU_P, BU_R, HB_R, HB_U, IPPROTO_NONE,
+    LIFETIME_UNIT, MAX_LIFETIME, MH_BINDING_ACK, MH_BINDING_UPDATE, MH_HEARTBEAT, Status,
 )
 from .errors import DecodeError
 from .addr import pack6
 from .options import (
     DECODERS, AccessTechnologyTypeOption, HandoffIndicatorOption, HomeNetworkPrefix,
-    MNLinkLayerIdentifier, MobileNodeIdentifier, Option, PreviousMaar, ServingMaar, Timestamp,
-    UnknownOption,
+    MNLinkLayerIdentifier, MobileNodeIdentifier, Option, PreviousMaar, RestartCounter, ServingMaar,
+    Timestamp, UnknownOption,
 )
 
 _HDR = struct.Struct("!BBBBH")
 _BU = struct.Struct("!HHH")
 _BA = struct.Struct("!BBHH")
-_OPTIONS_START = 12  # both BU and BA carry 6 bytes of message data after the 6-byte MH header
+_HB = struct.Struct("!HI")
+_OPTIONS_START = 12  # BU, BA and Heartbeat all carry 6 bytes of message data after the 6-byte MH header
 
 O = TypeVar("O")
 
 
 class _Options:
-    """Option look-ups shared by both messages."""
+    """Option look-ups shared by every message."""
 
     __slots__ = ()
     options: tuple[Option, ...]
@@ -84,6 +86,11 @@ class _Options:
     @property
     def previous_maars(self) -> tuple[PreviousMaar, ...]:
         return self.find_all(PreviousMaar)
+
+    @property
+    def restart_counter(self) -> Optional[int]:
+        opt = self.find(RestartCounter)
+        return opt.counter if opt else None
 
     @property
     def unknown_options(self) -> tuple[UnknownOption, ...]:
@@ -138,7 +145,18 @@ class BindingAck(_Options):
         return self.status < 128
 
 
-Message = Union[BindingUpdate, BindingAck]
+@dataclass(frozen=True, slots=True)
+class Heartbeat(_Options):
+    """RFC 5847 Heartbeat: a request (``response`` False) is answered with ``response`` True and the
+    same 32-bit ``sequence``; the sender's Restart Counter option rides along."""
+
+    sequence: int
+    unsolicited: bool = False
+    response: bool = False
+    options: tuple[Option, ...] = ()
+
+
+Message = Union[BindingUpdate, BindingAck, Heartbeat]
 
 
 def _pad(n: int) -> bytes:
@@ -171,15 +189,21 @@ def _encode_options(options: tuple[Option, ...]) -> list[bytes]:
 
 def encode(msg: Message) -> bytes:
     """The Mobility Header of ``msg`` with checksum 0 (the UDP 5436 framing)."""
-    if not 0 <= msg.sequence <= 0xFFFF:
-        raise ValueError(f"sequence number {msg.sequence} out of 0..65535")
-    _check_lifetime(msg.lifetime)
-    if type(msg) is BindingUpdate:
-        mh_type = MH_BINDING_UPDATE
-        data = _BU.pack(msg.sequence, msg.flags & 0xFFFF, msg.lifetime // LIFETIME_UNIT)
+    if type(msg) is Heartbeat:
+        if not 0 <= msg.sequence <= 0xFFFF_FFFF:
+            raise ValueError(f"heartbeat sequence number {msg.sequence} out of 0..2**32-1")
+        mh_type = MH_HEARTBEAT
+        data = _HB.pack((HB_U if msg.unsolicited else 0) | (HB_R if msg.response else 0), msg.sequence)
     else:
-        mh_type = MH_BINDING_ACK
-        data = _BA.pack(msg.status, msg.flags & 0xFF, msg.sequence, msg.lifetime // LIFETIME_UNIT)
+        if not 0 <= msg.sequence <= 0xFFFF:
+            raise ValueError(f"sequence number {msg.sequence} out of 0..65535")
+        _check_lifetime(msg.lifetime)
+        if type(msg) is BindingUpdate:
+            mh_type = MH_BINDING_UPDATE
+            data = _BU.pack(msg.sequence, msg.flags & 0xFFFF, msg.lifetime // LIFETIME_UNIT)
+        else:
+            mh_type = MH_BINDING_ACK
+            data = _BA.pack(msg.status, msg.flags & 0xFF, msg.sequence, msg.lifetime // LIFETIME_UNIT)
     tail = b"".join(_encode_options(msg.options))
     total = 6 + len(data) + len(tail)
     if total > 2048:
@@ -223,7 +247,7 @@ def _decode_options(data: bytes, pos: int, end: int) -> tuple[Option, ...]:
 
 
 def decode(data: bytes, src: Optional[str] = None, dst: Optional[str] = None) -> Message:
-    """Decode one Mobility Header holding a BU or a BA.
+    """Decode one Mobility Header holding a BU, a BA or a Heartbeat.
 
     With ``src`` and ``dst`` (the IPv6 addresses it travelled between) the checksum is verified;
     without them (UDP framing) it is not, as RFC 5844 leaves it to the UDP checksum.
@@ -255,7 +279,10 @@ def decode(data: bytes, src: Optional[str] = None, dst: Optional[str] = None) ->
     if mh_type == MH_BINDING_ACK:
         status, flags, seq, life = _BA.unpack_from(data, 6)
         return BindingAck(status, seq, life * LIFETIME_UNIT, _decode_options(data, _OPTIONS_START, size), flags)
-    raise DecodeError("unsupported-mh-type", f"MH type {mh_type} is neither BU (5) nor BA (6)", 2)
+    if mh_type == MH_HEARTBEAT:  # reserved bits other than U and R are ignored (RFC 5847 §3.1)
+        flags, seq = _HB.unpack_from(data, 6)
+        return Heartbeat(seq, bool(flags & HB_U), bool(flags & HB_R), _decode_options(data, _OPTIONS_START, size))
+    raise DecodeError("unsupported-mh-type", f"MH type {mh_type} is not BU (5), BA (6) or Heartbeat (13)", 2)
 
 
 def missing_mandatory(pbu: BindingUpdate) -> Optional[Status]:

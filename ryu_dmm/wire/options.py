@@ -1,4 +1,4 @@
-"""Mobility options of RFC 5213 and RFC 8885: values, body encoders and body decoders.
+"""Mobility options of RFC 5213, RFC 5847 and RFC 8885: values, body encoders and body decoders.
 
 Each option class knows its type, its alignment rule ``xn+y`` (``(1, 0)`` = none), its body length
 (``LENGTH``, None when variable) and how to turn its body into bytes and back. Padding, the option
@@ -227,6 +227,27 @@ class Timestamp:
 
 
 @dataclass(frozen=True, slots=True)
+class RestartCounter:
+    """RFC 5847 §3.2 Restart Counter: a node's count of restarts that lost its bindings. Carried in
+    Heartbeats: a peer that sees it change knows the node lost its state."""
+
+    TYPE: ClassVar[int] = OptionType.RESTART_COUNTER
+    ALIGN: ClassVar[tuple[int, int]] = (4, 2)
+    counter: int
+
+    def body(self) -> bytes:
+        if not 0 <= self.counter <= 0xFFFF_FFFF:
+            raise ValueError(f"restart counter {self.counter} out of 0..2**32-1")
+        return self.counter.to_bytes(4, "big")
+
+    LENGTH: ClassVar[Optional[int]] = 4
+
+    @classmethod
+    def decode(cls, data: bytes, start: int, end: int) -> RestartCounter:
+        return cls(int.from_bytes(data[start:end], "big"))
+
+
+@dataclass(frozen=True, slots=True)
 class PreviousMaar:
     """RFC 8885 Previous MAAR option: a P-MAAR's address and the prefix it anchors for the MN."""
 
@@ -266,13 +287,13 @@ class UnknownOption:
 
 Option = Union[
     MobileNodeIdentifier, HomeNetworkPrefix, HandoffIndicatorOption, AccessTechnologyTypeOption,
-    MNLinkLayerIdentifier, LinkLocalAddress, Timestamp, AnchoredPrefix, LocalPrefix, PreviousMaar,
-    ServingMaar, DlifLinkLocalAddress, DlifLinkLayerAddress, UnknownOption,
+    MNLinkLayerIdentifier, LinkLocalAddress, Timestamp, RestartCounter, AnchoredPrefix, LocalPrefix,
+    PreviousMaar, ServingMaar, DlifLinkLocalAddress, DlifLinkLayerAddress, UnknownOption,
 ]
 
 KNOWN = (
     MobileNodeIdentifier, HomeNetworkPrefix, HandoffIndicatorOption, AccessTechnologyTypeOption,
-    MNLinkLayerIdentifier, LinkLocalAddress, Timestamp, AnchoredPrefix, LocalPrefix,
+    MNLinkLayerIdentifier, LinkLocalAddress, Timestamp, RestartCounter, AnchoredPrefix, LocalPrefix,
     PreviousMaar, ServingMaar, DlifLinkLocalAddress, DlifLinkLayerAddress,
 )
 # type -> (decoder(data, body_start, body_end), exact body length or None, minimum body length)
