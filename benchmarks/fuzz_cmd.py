@@ -506,6 +506,7 @@ def run(count: int, seed: int = 1, rate: float = 5000.0, work: Path = None, mode
                                    for (m, st), v in sorted(socks.answers.items())},
             "silent": count - pba_answers,
             "cmd": {"pbu_received": d.get("pbu_received", 0), "pba_received": total(d, "pba_received."),
+                    "heartbeat_received": total(d, "heartbeat_received"),
                     "pba_sent": total(d, "pba_sent."), "pbu_sent": d.get("pbu_sent", 0),
                     "decode_errors": {k[len("decode_error."):]: v for k, v in sorted(d.items())
                                       if k.startswith("decode_error.")},
@@ -537,7 +538,7 @@ def check(f: dict) -> list[str]:
         if not ok:
             problems.append(what)
     offered = f["sent"] + f["answers_sent_to_cmd_pbus"]  # the fuzz and our answers to the CMD's PBUs
-    handled = c["pbu_received"] + c["pba_received"] + sum(c["decode_errors"].values())
+    handled = c["pbu_received"] + c["pba_received"] + c["heartbeat_received"] + sum(c["decode_errors"].values())
     need(handled + c["kernel_drops"] == offered, f"accounting: handled {handled} + kernel drops "
          f"{c['kernel_drops']} != sent {offered}")
     need(not c["internal_errors"], f"internal errors: {c['internal_errors']}")

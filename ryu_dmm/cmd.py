@@ -15,7 +15,7 @@ from ryu import cfg
 from ryu.app.wsgi import WSGIApplication
 from ryu.base import app_manager
 from ryu.controller import ofp_event
-from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
@@ -30,7 +30,7 @@ from .hubexit import install_clean_exit
 from .hubtimers import HubTimers
 from .mobility.cmd import CmdCore
 from .mobility.events import (
-    CancelTimer, Persist, Received, Report, ReportKind, ReserveSequence, Send, SetTimer, TimerFired,
+    CancelTimer, Persist, PersistMeta, Received, Report, ReportKind, Send, SetTimer, TimerFired,
 )
 from .signalling import Endpoint
 from .stats import Stats
@@ -79,15 +79,15 @@ class CmdApp(app_manager.RyuApp):
             print(f"ryu_dmm.cmd: bad configuration: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
         self.config_path = path or "<embedded default>"
-        self.core = CmdCore(self.domain)
+        self.store = store.open_store(self.settings.store)
+        self._store_info: dict = {}
+        self.loaded = self._load_store()  # a bad store stops start-up here, before anything is bound
+        self.core = CmdCore(self.domain, self.loaded.restart_counter)
         self.mirror = FlowMirror(self.pipeline, switches(self.domain, self.settings))
         self.stats = Stats(self.domain.mode.value, peers=self.core.maars)  # by MAAR; others as "other"
         self.guard = Guard(self.stats.count, SafeLog(self.logger))  # its .log: escaped, rate-limited lines
         self.endpoint = self.timers = self._flusher = self.metrics = self.writer = None
-        self.store = store.open_store(self.settings.store)
         self.gate = store.DurabilityGate(self.settings.store.max_batch) if self.store.backend != "memory" else None
-        self.loaded = None  # what the store held at start-up
-        self._store_info: dict = {}
         self._datapaths = {}  # MAAR address -> its connected datapath
         self._maar_of = {m.datapath_id: m.address for m in self.domain.maars if m.datapath_id is not None}
         self._queries = {}  # token -> (hub.Event, [flows]) of REST requests waiting for flow stats
@@ -101,7 +101,6 @@ class CmdApp(app_manager.RyuApp):
     def start(self):
         thread = super().start()
         s = self.settings
-        self.loaded = self._load_store()  # before anything is bound: a bad store stops start-up here
         try:
             self.endpoint = Endpoint(s.listen, s.port, s.raw_mh, self.domain.cmd_address, self.core.maars,
                                      s.rcvbuf, self.guard.error)
@@ -168,12 +167,14 @@ class CmdApp(app_manager.RyuApp):
 
     def _restore(self, loaded: store.Loaded) -> None:
         """The stored sessions back into the core (timers re-armed) and the flow mirror (flows
-        rendered, reconciled when each switch connects), then the access ports learnt before."""
-        if not loaded.sessions:
-            return
-        seqs = {k[4:]: int(v) for k, v in loaded.meta.items() if k.startswith("seq:")}
+        rendered, reconciled when each switch connects), then the access ports learnt before; then
+        heartbeats with every MAAR, with the Restart Counters they had."""
         now = time.time()
-        self._apply(self.mirror.handle(CoreOutput(tuple(self.core.restore(loaded.sessions, seqs, now))), now))
+        meta = loaded.meta
+        seqs = {k[4:]: int(v) for k, v in meta.items() if k.startswith("seq:")}
+        counters = {k[8:]: int(v) for k, v in meta.items() if k.startswith("counter:")}
+        effects = self.core.restore(loaded.sessions, seqs, now) + self.core.watch_peers(counters, now)
+        self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
         for (maar, mac), port in loaded.ports.items():
             if self.mirror.has_switch(maar) and self.mirror.learnt_port(maar, mac)[0] is not None:
                 self._mirror_event(PortLearnt(maar, mac, port))
@@ -236,9 +237,9 @@ class CmdApp(app_manager.RyuApp):
                     if gate is not None:
                         gate.stage(e.mn_id, e.record)
                         staged = True
-                elif kind is ReserveSequence:
+                elif kind is PersistMeta:
                     if gate is not None:
-                        gate.stage_meta(f"seq:{e.peer}", str(e.upto))
+                        gate.stage_meta(e.key, e.value)
                         staged = True
                 elif kind is SetTimer:
                     self.timers.set(e.key, e.at)

@@ -95,7 +95,15 @@ class DomainView:
         body["dereg"] = self.domain.dereg.value
         body["receive_path"] = self._receive_path()
         body["store"] = self._store_state()
+        body["peers"] = self.peers()
         return body
+
+    def peers(self) -> dict:
+        """RFC 5847 heartbeat state of every MAAR, by name: reachable, last heard, restart counter."""
+        return {self.name_of(v.peer): {"reachable": v.reachable, "last_heard": v.last_heard,
+                                       "restart_counter": v.restart_counter, "missed": v.missed,
+                                       "restarts": v.restarts}
+                for v in self._core.peers()}
 
     def store(self) -> dict:
         """The binding store: backend, file, restart counter, commits, pending changes, held PBAs."""

@@ -14,14 +14,14 @@ from typing import Callable
 from eventlet import tpool
 from ryu.lib import hub
 
-from .store import Batch, BindingStore, DurabilityGate, StoreError
+from .store import Batch, BindingStore, DurabilityGate
 
 RETRY_PAUSE = 1.0  # seconds before a failed write is tried again
 
 
 class StoreWriter:
     def __init__(self, store: BindingStore, gate: DurabilityGate, released: Callable[[list], None],
-                 failed: Callable[[StoreError], None]) -> None:
+                 failed: Callable[[Exception], None]) -> None:
         self.store, self.gate = store, gate
         self._released, self._failed = released, failed
         self._wake = hub.Event()
@@ -62,7 +62,7 @@ class StoreWriter:
         started = time.monotonic()
         try:
             tpool.execute(self.store.write, batch)
-        except StoreError as exc:
+        except Exception as exc:  # noqa: BLE001 - StoreError, or a bug: either way retried, never the loop
             self.gate.failed(batch)
             self._failed(exc)
             return False
@@ -84,7 +84,7 @@ class StoreWriter:
         while (batch := self.gate.take()) is not None:
             try:
                 self.store.write(batch)
-            except StoreError as exc:
+            except Exception as exc:  # noqa: BLE001 - reported; the rest is lost only to this stop
                 self._failed(exc)
                 break
         self.store.close()

@@ -212,7 +212,6 @@ def durable_app(tmp_path, monkeypatch):
     monkeypatch.setattr(cmd, "config_path", lambda: str(tmp_path / "d.ini"))
     a = cmd.CmdApp(wsgi=Wsgi())
     a.endpoint, a.timers = Endpoint(), Timers()
-    a.store.load()
     a.writer = StoreWriter(a.store, a.gate, a._send_all, a._store_failed)
     a.writer.kick = lambda: None
     yield a

@@ -18,10 +18,10 @@ from ryu_dmm.flowmirror import FlowMirror
 from ryu_dmm.logsafe import Guard, SafeLog
 from ryu_dmm.mobility import messages as M
 from ryu_dmm.mobility.events import Report, ReportKind
-from ryu_dmm.mobility.views import Session
 from ryu_dmm.stats import OTHER, Histogram, Stats
 from ryu_dmm.wire import Heartbeat, Prefix, Status
 from tests.test_metrics import Scrape
+from tests.fakecore import Core
 
 CONFIG = """
 [dmm]
@@ -71,28 +71,6 @@ def test_unknown_peers_share_one_counter_and_rest_names_are_unchanged():
 
 
 # ---- the CMD's collector over a DomainView ---------------------------------------------------------
-class Core:
-    """What DomainView reads of CmdCore: Session views held directly."""
-
-    def __init__(self):
-        self.cache = {}
-
-    def add(self, mn_id, serving, pmaars=()):
-        self.cache[mn_id] = Session(mn_id, serving, P, b"", tuple((a, P) for a in pmaars), 4e9)
-
-    def session(self, mn_id):
-        return self.cache.get(mn_id)
-
-    def sessions(self):
-        return iter(list(self.cache.values()))
-
-    def mn_ids(self):
-        return list(self.cache)
-
-    def __len__(self):
-        return len(self.cache)
-
-
 def view(core=None, stats=None, receive_path=None):
     domain, settings = domainconf.parse(CONFIG)
     stats = stats or Stats("proxy", peers={M1, M2, M3})

@@ -13,9 +13,8 @@ from ryu_dmm import domainconf, pipeline, rest
 from ryu_dmm.domainview import DomainView
 from ryu_dmm.flowmirror import FlowMirror
 from ryu_dmm.logsafe import Guard, SafeLog
-from ryu_dmm.mobility.views import Session
 from ryu_dmm.stats import Stats
-from ryu_dmm.wire import Prefix
+from tests.fakecore import Core
 
 CONFIG = """
 [dmm]
@@ -28,30 +27,6 @@ address = 2001:db8:ff::2
 pool = 2001:db8:2::/48
 """
 M1, M2 = "2001:db8:ff::1", "2001:db8:ff::2"
-
-
-class Core:
-    """What DomainView reads of CmdCore, holding public Session views directly (so that any MN ID,
-    also one that is not UTF-8, can be put in)."""
-
-    def __init__(self):
-        self.cache = {}
-
-    def add(self, mn_id, serving=M1, pmaars=(), expires=4e9):
-        p = Prefix.parse("2001:db8:1::/64")
-        self.cache[mn_id] = Session(mn_id, serving, p, b"", tuple((a, p) for a in pmaars), expires)
-
-    def session(self, mn_id):
-        return self.cache.get(mn_id)
-
-    def sessions(self):
-        return iter(list(self.cache.values()))
-
-    def mn_ids(self):
-        return list(self.cache)
-
-    def __len__(self):
-        return len(self.cache)
 
 
 class Api:

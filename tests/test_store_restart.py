@@ -101,7 +101,7 @@ def test_sessions_survive_kill9_with_their_pmaar_list(tmp_path):
         cmd.kill9()  # the PBA left: its change was committed
 
         db = sqlite3.connect(tmp_path / "state" / "cmd.sqlite")
-        assert db.execute("SELECT mn_id FROM sessions").fetchall() == [("mn-a",)]
+        assert db.execute("SELECT mn_id FROM sessions").fetchall() == [(b"mn-a",)]
         db.close()  # an open reader would keep the next CMD out (exclusive locking)
         cmd.start()
         after = cmd.get("/dmm/v1/sessions/mn-a")

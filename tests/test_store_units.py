@@ -9,11 +9,11 @@ from ryu_dmm.mobility import messages as M
 from ryu_dmm.mobility.cmd import SEQ_BLOCK, CmdCore
 from ryu_dmm.mobility.config import Domain, MaarInfo, Mode, Timers
 from ryu_dmm.mobility.events import (
-    BindingChanged, Persist, Received, ReserveSequence, Send, SetTimer, TimerKey, TimerKind,
+    BindingChanged, Persist, Received, PersistMeta, Send, SetTimer, TimerKey, TimerKind,
 )
 from ryu_dmm.mobility.views import Record
 from ryu_dmm.store import Batch, DurabilityGate, SqliteStore, StoreError
-from ryu_dmm.wire import BindingAck, BindingUpdate, Prefix
+from ryu_dmm.wire import BindingAck, Prefix
 
 A1, A2, A3 = "2001:db8:ff::1", "2001:db8:ff::2", "2001:db8:ff::3"
 P1, P2, P3 = (Prefix.parse(f"2001:db8:{i}::/64") for i in (1, 2, 3))
@@ -100,6 +100,19 @@ def test_sqlite_round_trip_and_restart_counter_kept(tmp_path):
     assert loaded.sessions == [r2] and loaded.ports == {(A2, MAC): 10} and loaded.meta["seq:" + A1] == "1024"
 
 
+def test_any_mn_id_bytes_are_stored_and_come_back(tmp_path):
+    """MN IDs are whatever bytes the MN-ID option carried (the fuzzer found one that is not UTF-8)."""
+    odd = b"mn-\xe7\xff\x00@x".decode("utf-8", "surrogateescape")
+    store = SqliteStore(str(tmp_path / "cmd.sqlite"))
+    store.load()
+    store.write(Batch(1, {odd: record(odd), "mn1": record()}))
+    store.write(Batch(2, {"mn1": None}))
+    store.close()
+    again = SqliteStore(str(tmp_path / "cmd.sqlite"))
+    assert again.load().sessions == [record(odd)]
+    again.close()
+
+
 def test_a_failed_batch_leaves_nothing_half_written(tmp_path):
     store = SqliteStore(str(tmp_path / "cmd.sqlite"))
     store.load()
@@ -109,7 +122,7 @@ def test_a_failed_batch_leaves_nothing_half_written(tmp_path):
         store.write(bad)
     store.close()
     db = sqlite3.connect(tmp_path / "cmd.sqlite")
-    assert db.execute("SELECT mn_id FROM sessions").fetchall() == [("mn1",)]
+    assert db.execute("SELECT mn_id FROM sessions").fetchall() == [(b"mn1",)]
     db.close()
 
 
@@ -127,10 +140,10 @@ def test_a_row_that_is_not_a_session_is_a_clear_error(tmp_path):
     store.load()
     store.close()
     db = sqlite3.connect(tmp_path / "cmd.sqlite")
-    db.execute("INSERT INTO sessions VALUES ('mnx', '2001:db8:ff::1', x'00', x'', x'', 0, 3, 0, 0, 0)")
+    db.execute("INSERT INTO sessions VALUES (x'6d6e78', '2001:db8:ff::1', x'00', x'', x'', 0, 3, 0, 0, 0)")
     db.commit()
     db.close()
-    with pytest.raises(StoreError, match="mnx"):
+    with pytest.raises(StoreError, match="mnx"):  # named (x'6d6e78' is b"mnx")
         SqliteStore(str(tmp_path / "cmd.sqlite")).load()
 
 
@@ -177,14 +190,14 @@ def test_the_cmd_reserves_its_sequence_numbers_in_blocks():
     now = time.time()
     core.handle(Received(A1, M.pbu(1, now, "mn1", P1, 40, 1, 3, MAC)), now)
     out = core.handle(Received(A2, M.pbu(1, now + 0.01, "mn1", P2, 40, 3, 3)), now + 0.01)
-    assert ReserveSequence(A1, SEQ_BLOCK) in out  # the first PBU to A1 had sequence 0
+    assert PersistMeta("seq:" + A1, str(SEQ_BLOCK)) in out  # the first PBU to A1 had sequence 0
     core.retx.start_at(A1, SEQ_BLOCK // 2 - 1)  # as if 510 more had gone: more than half is still reserved
     out = core.handle(Received(A3, M.pbu(1, now + 0.02, "mn1", P3, 40, 3, 3)), now + 0.02)
-    assert not any(type(e) is ReserveSequence and e.peer == A1 for e in out)
+    assert not any(type(e) is PersistMeta and e.key == "seq:" + A1 for e in out)
     core.retx.start_at(A1, SEQ_BLOCK // 2 + 5)  # half used up: the next block is reserved
     out = core.handle(Received(A1, M.pbu(2, now + 0.03, "mn1", P1, 40, 3, 3)), now + 0.03)
     out += core.handle(Received(A2, M.pbu(2, now + 0.04, "mn1", P2, 40, 3, 3)), now + 0.04)
-    assert ReserveSequence(A1, SEQ_BLOCK // 2 + 5 + SEQ_BLOCK) in out
+    assert PersistMeta("seq:" + A1, str(SEQ_BLOCK // 2 + 5 + SEQ_BLOCK)) in out
 
 
 def test_restore_rebuilds_the_cache_rearms_timers_and_renotifies_an_unfinished_handover():

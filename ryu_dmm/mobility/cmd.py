@@ -12,14 +12,17 @@ from ..wire import BindingAck, BindingUpdate, Heartbeat, Prefix, Status, missing
 from . import messages as M
 from .config import Domain, MaarInfo, Mode
 from .events import (
-    BindingChanged, CancelTimer, Effect, Persist, Received, Report, ReportKind, ReserveSequence, RetxKey, Send,
+    BindingChanged, CancelTimer, Effect, Persist, PersistMeta, Received, Report, ReportKind, RetxKey, Send,
     SetTimer, TimerFired, TimerKey, TimerKind,
 )
+from .heartbeat import Heartbeats, HeartbeatKey, PeerRestarted
 from .pool import PrefixPool
 from .retransmit import Outstanding, Retransmitter
 from .views import Record, Session
 
-SEQ_BLOCK = 1024  # CMD sequence numbers reserved per peer in the store at a time (ReserveSequence)
+SEQ_BLOCK = 1024  # CMD sequence numbers reserved per peer in the store at a time (PersistMeta)
+REBUILD_CHUNK = 256  # PBUs re-sending a restarted MAAR its bindings per step (REBUILD timer)
+REBUILD_STEP = 0.05  # seconds between two steps: at most ~5,000 PBUs/s towards one restarting MAAR
 
 
 @dataclass(slots=True)
@@ -60,7 +63,7 @@ class CmdCore:
     reads its state only through ``session()``/``sessions()``.
     """
 
-    def __init__(self, domain: Domain) -> None:
+    def __init__(self, domain: Domain, restart_counter: int = 0) -> None:
         self.domain = domain
         self.address = domain.cmd_address
         self.mode = domain.mode
@@ -76,7 +79,11 @@ class CmdCore:
         # Messages accepted without RFC 8885's D flag (§4.1, §4.2), e.g. from a plain PMIPv6 peer.
         self.counters = {"pbu_without_d": 0, "pba_without_d": 0}
 
-        self._reserved: dict[str, int] = {}  # peer -> sequence number reserved up to (ReserveSequence)
+        self._reserved: dict[str, int] = {}  # peer -> sequence number reserved up to (PersistMeta)
+        self.heartbeats = Heartbeats(restart_counter, domain.timers.heartbeat_interval,
+                                     domain.timers.missing_heartbeats_allowed)
+        self._counters: dict[str, int] = {}  # peer -> Restart Counter as last persisted
+        self._rebuilding: dict[str, list[str]] = {}  # restarted MAAR -> MNs still to re-send it
         self._also_changed: list[str] = []  # MNs an event changed besides its own (a PBU evicted elsewhere)
 
     # ---- public view -------------------------------------------------------------------------
@@ -94,6 +101,10 @@ class CmdCore:
 
     def __len__(self) -> int:
         return len(self.cache)
+
+    def peers(self):
+        """RFC 5847 state of every MAAR (``heartbeat.PeerView``)."""
+        return self.heartbeats.views()
 
     def record(self, mn_id: str) -> Optional[Record]:
         """What the binding store keeps of one session (None: no session)."""
@@ -129,6 +140,67 @@ class CmdCore:
                 effects += self._renotify(bce, now)
         return effects
 
+    def watch_peers(self, counters: dict[str, int], now: float) -> list[Effect]:
+        """Start RFC 5847 heartbeats with every MAAR; ``counters``: their Restart Counters as
+        persisted, so that a MAAR that restarted while we were down is noticed at its first answer."""
+        self._counters = {p: c for p, c in counters.items() if p in self.maars}
+        effects: list[Effect] = []
+        for peer in self.maars:
+            effects += self.heartbeats.watch(peer, now, self._counters.get(peer))
+        return effects
+
+    def _on_heartbeat(self, src: str, hb: Heartbeat, now: float) -> list[Effect]:
+        effects, restarted = self.heartbeats.handle_message(src, hb, now)
+        view = self.heartbeats.view(src)
+        if view is not None and view.restart_counter is not None and self._counters.get(src) != view.restart_counter:
+            self._counters[src] = view.restart_counter
+            effects.append(PersistMeta(f"counter:{src}", str(view.restart_counter)))
+        if restarted is not None:
+            effects += self._rebuild(restarted, now)
+        return effects
+
+    def _rebuild(self, restarted: PeerRestarted, now: float) -> list[Effect]:
+        """A MAAR lost its bindings (RFC 5847 Restart Counter changed): re-send it, a chunk per
+        step, what it must hold: the MNs it serves and the prefixes it anchors for MNs elsewhere
+        (docs/store.md, "A MAAR restarts")."""
+        peer = restarted.peer
+        todo = [b.mn_id for b in self.cache.values()
+                if b.serving == peer or any(a == peer for a, _ in b.pmaars)]
+        self._rebuilding[peer] = todo[::-1]  # popped from the end: registration order
+        return [Report(ReportKind.PEER_RESTARTED, "", f"{self.maars[peer].name} restarted: re-sending it "
+                       f"{len(todo)} binding(s)")] + self._rebuild_step(peer, now)
+
+    def _rebuild_step(self, peer: str, now: float) -> list[Effect]:
+        todo = self._rebuilding.get(peer)
+        if not todo:
+            self._rebuilding.pop(peer, None)
+            return []
+        effects: list[Effect] = []
+        room = min(REBUILD_CHUNK, self.timers.max_outstanding // 2 - self.retx.count(peer))
+        while todo and room > 0:
+            bce = self.cache.get(todo.pop())
+            if bce is None:
+                continue
+            lifetime = self._remaining(bce, now, 4)
+            if bce.serving == peer:
+                def build(seq: int, t: float, b=bce, life=lifetime) -> BindingUpdate:
+                    return M.pbu(seq, t, b.mn_id, b.prefix, life, M.HI_REREGISTRATION, b.att, b.mac or None,
+                                 serving=peer)
+            else:
+                anchored = next((p for a, p in bce.pmaars if a == peer), None)
+                if anchored is None:
+                    continue
+
+                def build(seq: int, t: float, b=bce, life=lifetime, anchored=anchored) -> BindingUpdate:
+                    return M.pbu(seq, t, b.mn_id, anchored, life, M.HI_BETWEEN_MAARS, b.att, serving=b.serving)
+            effects += self._send_pbu(peer, bce.mn_id, build, now, "rebuild")[0]
+            room -= 1
+        if todo:
+            effects.append(SetTimer(TimerKey(TimerKind.REBUILD, peer), now + REBUILD_STEP))
+        else:
+            del self._rebuilding[peer]
+        return effects
+
     def _renotify(self, bce: Bce, now: float) -> list[Effect]:
         """Tell every P-MAAR again where the MN is served (after a restart mid-handover). Nobody is
         owed a PBA: the serving MAAR's retransmission is answered as a copy of its accepted PBU."""
@@ -151,7 +223,7 @@ class CmdCore:
         ``Send`` (a PBU or PBA to a MAAR's signalling address), ``SetTimer``/``CancelTimer``,
         ``BindingChanged`` (a session's placement changed or it ended: the data plane follows),
         ``Report`` (what an operator must see), and for the binding store ``Persist`` (first, before
-        the answers it explains) and ``ReserveSequence``. Anything else is ignored.
+        the answers it explains) and ``PersistMeta``. Anything else is ignored.
         """
         mn_id = self._subject(event)
         bce = self.cache.get(mn_id) if mn_id is not None else None
@@ -171,6 +243,8 @@ class CmdCore:
         if type(event) is Received:
             if type(event.msg) is BindingUpdate:
                 return event.msg.mn_id
+            if type(event.msg) is not BindingAck:
+                return None
             out = self.retx.pending.get((event.src, event.msg.sequence))
             return out.mn_id if out is not None else None
         if type(event) is TimerFired:
@@ -188,7 +262,7 @@ class CmdCore:
             if type(msg) is BindingUpdate:
                 return self._on_pbu(event.src, msg, now)
             if type(msg) is Heartbeat:
-                return []  # RFC 5847 liveness: not handled by the CMD core yet
+                return self._on_heartbeat(event.src, msg, now)
             return self._on_pba(event.src, msg, now)
         if type(event) is TimerFired:
             key = event.key
@@ -199,6 +273,10 @@ class CmdCore:
                 return self._on_expiry(key.mn_id, now)
             if type(key) is TimerKey and key.kind is TimerKind.AGGREGATE:
                 return self._on_aggregate_timeout(key.mn_id, now)
+            if type(key) is HeartbeatKey:
+                return self.heartbeats.handle_timer(key, now)
+            if type(key) is TimerKey and key.kind is TimerKind.REBUILD:
+                return self._rebuild_step(key.mn_id, now)
         return []
 
     # ---- PBU from a MAAR ---------------------------------------------------------------------
@@ -426,7 +504,7 @@ class CmdCore:
         upto = self._reserved.get(dst)
         if upto is None or not SEQ_BLOCK // 2 < (upto - out.seq) & 0xFFFF <= SEQ_BLOCK:  # half used up
             upto = self._reserved[dst] = (out.seq + SEQ_BLOCK) & 0xFFFF
-            sent = [ReserveSequence(dst, upto)] + sent
+            sent = [PersistMeta(f"seq:{dst}", str(upto))] + sent
         return (sent + self._on_peer_failed(evicted, now) if evicted is not None else sent), out
 
     def _confirm(self, bce: Bce, lifetime: int, now: float, stale=None) -> list[Effect]:

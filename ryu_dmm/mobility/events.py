@@ -25,6 +25,7 @@ class TimerKind(Enum):
     REREGISTER = "rereg"  # MAAR: refresh the serving registration
     EXPIRE = "expire"  # MAAR: a binding's lifetime ran out
     ADVERTISE = "ra"  # MAAR: the next unsolicited Router Advertisement to an attached MN
+    REBUILD = "rebuild"  # CMD: the next PBUs re-sending a restarted MAAR its bindings (mn_id: that MAAR)
 
 
 class TimerKey(NamedTuple):
@@ -139,12 +140,13 @@ class Persist:
 
 
 @dataclass(frozen=True, slots=True)
-class ReserveSequence:
-    """The CMD's own PBU sequence numbers to ``peer`` may reach ``upto``: stored, so that after a
-    restart it starts there and a MAAR never takes a new PBU for a copy of an old one."""
+class PersistMeta:
+    """Something else the CMD must find again after a restart, by key: ``seq:PEER``, its own PBU
+    sequence numbers to a peer reserved up to a value (so that a MAAR never takes a new PBU for a
+    copy of an old one), and ``counter:PEER``, a peer's last known RFC 5847 Restart Counter."""
 
-    peer: str
-    upto: int
+    key: str
+    value: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,5 +184,5 @@ class Report:
     duration: Optional[float] = None  # a completed handover: its PBU's arrival to its last PBA
 
 
-Effect = Union[Send, SetTimer, CancelTimer, DataPlaneChanged, BindingChanged, Persist, ReserveSequence, Advertise,
+Effect = Union[Send, SetTimer, CancelTimer, DataPlaneChanged, BindingChanged, Persist, PersistMeta, Advertise,
                Report]

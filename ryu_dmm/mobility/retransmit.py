@@ -66,7 +66,7 @@ class Retransmitter:
         return seq
 
     def start_at(self, dst: str, seq: int) -> None:
-        """The next PBU to ``dst`` gets ``seq`` (the CMD after a restart: see ReserveSequence)."""
+        """The next PBU to ``dst`` gets ``seq`` (the CMD after a restart: see PersistMeta)."""
         self._seq[dst] = (seq - 1) & 0xFFFF
 
     def _send_times(self, key: tuple[str, str], now: float) -> tuple[float, ...]:

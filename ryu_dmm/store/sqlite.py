@@ -24,7 +24,7 @@ SCHEMA = 1
 _PMAAR = struct.Struct("!16s16sB")  # P-MAAR address, the prefix it anchors, its length
 _TABLES = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-    "CREATE TABLE sessions (mn_id TEXT PRIMARY KEY, serving TEXT NOT NULL, prefix BLOB NOT NULL, mac BLOB NOT NULL,"
+    "CREATE TABLE sessions (mn_id BLOB PRIMARY KEY, serving TEXT NOT NULL, prefix BLOB NOT NULL, mac BLOB NOT NULL,"
     " pmaars BLOB NOT NULL, expires REAL NOT NULL, att INTEGER NOT NULL, last_ts INTEGER NOT NULL,"
     " last_seq INTEGER NOT NULL, handover INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE ports (maar TEXT NOT NULL, mac BLOB NOT NULL, port INTEGER NOT NULL, PRIMARY KEY (maar, mac))"
@@ -33,17 +33,24 @@ _TABLES = (
 _UPSERT = "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?)"
 
 
+def _key(mn_id: str) -> bytes:
+    """An MN ID as the bytes it came as (``MobileNodeIdentifier.text`` maps any bytes to a str
+    with surrogateescape: a non-UTF-8 identifier must be stored too)."""
+    return mn_id.encode("utf-8", "surrogateescape")
+
+
 def to_row(r: Record) -> tuple:
     pmaars = b"".join(_PMAAR.pack(pack6(a), p.packed, p.length) for a, p in r.pmaars)
-    return (r.mn_id, r.serving, r.prefix.packed + bytes((r.prefix.length,)), r.mac, pmaars, r.expires, r.att,
+    return (_key(r.mn_id), r.serving, r.prefix.packed + bytes((r.prefix.length,)), r.mac, pmaars, r.expires, r.att,
             r.last_ts, r.last_seq, int(r.handover))
 
 
 def from_row(row: tuple) -> Record:
     """A stored row back as a Record; ValueError if it cannot be one."""
-    mn_id, serving, prefix, mac, pmaars, expires, att, last_ts, last_seq, handover = row
-    if len(prefix) != 17 or len(pmaars) % _PMAAR.size or not isinstance(serving, str):
-        raise ValueError("malformed prefix or P-MAAR list")
+    key, serving, prefix, mac, pmaars, expires, att, last_ts, last_seq, handover = row
+    if len(prefix) != 17 or len(pmaars) % _PMAAR.size or not isinstance(serving, str) or not isinstance(key, bytes):
+        raise ValueError("malformed MN ID, prefix or P-MAAR list")
+    mn_id = key.decode("utf-8", "surrogateescape")
     pm = tuple((unpack6(a), Prefix(p, n)) for a, p, n in _PMAAR.iter_unpack(pmaars))
     return Record(mn_id, unpack6(pack6(serving)), Prefix(prefix[:16], prefix[16]), bytes(mac), pm, float(expires),
                   int(att), int(last_ts), int(last_seq), bool(handover))
@@ -87,7 +94,7 @@ class SqliteStore:
                 try:
                     sessions.append(from_row(row))
                 except (ValueError, TypeError) as exc:
-                    raise StoreError(f"{self.path}: session {str(row[0])[:80]!r} unreadable ({exc})") from None
+                    raise StoreError(f"{self.path}: session {row[0]!r:.80} unreadable ({exc})") from None
             ports = {(unpack6(pack6(m)), bytes(mac)): int(p) for m, mac, p in db.execute("SELECT * FROM ports")}
             return Loaded(sessions, ports, meta, int(meta["restart_counter"]), fresh)
         except sqlite3.OperationalError as exc:
@@ -106,7 +113,7 @@ class SqliteStore:
         db = self._db
         try:
             db.execute("BEGIN")
-            gone = [(k,) for k, r in batch.sessions.items() if r is None]
+            gone = [(_key(k),) for k, r in batch.sessions.items() if r is None]
             if gone:
                 db.executemany("DELETE FROM sessions WHERE mn_id=?", gone)
             db.executemany(_UPSERT, [to_row(r) for r in batch.sessions.values() if r is not None])
