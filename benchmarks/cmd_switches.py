@@ -112,7 +112,7 @@ class Domain:
 
     def config(self, cmd_port: int, rest_port: int, switches: bool) -> str:
         text = (f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {rest_port}\n[dmm]\ncmd_address = ::1\n"
-                f"mode = proxy\nport = {cmd_port}\n[timers]\nlifetime = 3600\n")
+                f"mode = proxy\nport = {cmd_port}\n[store]\ndir = state-{cmd_port}\n[timers]\nlifetime = 3600\n")
         for k in range(self.n):
             text += f"\n[maar:m{k}]\naddress = ::ffff:127.0.0.{k + 2}\npool = 2001:db8:{k + 1:x}::/48\n"
             if switches:

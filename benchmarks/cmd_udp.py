@@ -139,7 +139,8 @@ def main() -> None:
     maars = "".join(f"\n[maar:m{i}]\naddress = ::ffff:127.0.0.{i + 2}\npool = 2001:db8:{i + 1}::/48\n"
                     for i in range(N_MAARS))
     (work / "d.ini").write_text(f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {free_udp_port()}\n"
-                                f"[dmm]\ncmd_address = ::1\nport = {cmd_port}\n[timers]\nlifetime = 3600\n" + maars)
+                                f"[dmm]\ncmd_address = ::1\nport = {cmd_port}\n[store]\ndir = state\n[timers]\nlifetime = 3600\n"
+                                + maars)
     procs = [subprocess.Popen([sys.executable, "-c", ECHO, str(echo_port)]),
              subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(work / "d.ini"),
                                "--ofp-tcp-listen-port", str(free_udp_port()), "ryu_dmm.cmd"],

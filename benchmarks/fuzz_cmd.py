@@ -258,7 +258,7 @@ def start_cmd(work: Path, mode: str = "proxy") -> dict:
                     for i, a in enumerate(MAARS))
     (work / "d.ini").write_text(f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {rest}\n"
                                 f"[dmm]\ncmd_address = ::1\nmode = {mode}\nlisten = ::\nport = {udp}\n"
-                                f"[timers]\nmin_delay_before_bce_delete = 86400\nmax_pmaars = {MAX_PMAARS}\n" + maars)
+                                f"[store]\ndir = state\n[timers]\nmin_delay_before_bce_delete = 86400\nmax_pmaars = {MAX_PMAARS}\n" + maars)
     log = work / "cmd.log"
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)

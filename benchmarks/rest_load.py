@@ -54,7 +54,8 @@ def start_cmd(work: Path, extra: str = "") -> tuple[subprocess.Popen, int, int]:
     maars = "".join(f"\n[maar:m{i}]\naddress = ::ffff:127.0.0.{i + 2}\npool = 2001:db8:{i + 1}::/48\n"
                     for i in range(N_MAARS))
     (work / "d.ini").write_text(f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {rest}\n"
-                                f"[dmm]\ncmd_address = ::1\nport = {udp}\n{extra}[timers]\nlifetime = 3600\n" + maars)
+                                f"[dmm]\ncmd_address = ::1\nport = {udp}\n{extra}[store]\ndir = state\n[timers]\nlifetime = 3600\n"
+                                + maars)
     proc = subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(work / "d.ini"),
                              "--ofp-tcp-listen-port", str(free_udp_port()), "ryu_dmm.cmd"],
                             stdout=open(work / "cmd.log", "w"), stderr=subprocess.STDOUT, cwd=work,

@@ -82,6 +82,21 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "dmm_receive_queued_bytes": ("gauge", "Bytes waiting in a signalling socket's receive queue.", ("socket",)),
     "dmm_receive_buffer_bytes": ("gauge", "A signalling socket's receive buffer as the kernel granted it.",
                                  ("socket",)),
+    "dmm_peer_reachable": ("gauge", "1 while the MAAR answers RFC 5847 heartbeats (0 after the allowed misses).",
+                           ("maar",)),
+    "dmm_peer_restart_counter": ("gauge", "The MAAR's RFC 5847 Restart Counter as last heard (absent until then).",
+                                 ("maar",)),
+    "dmm_peer_restarts": ("counter", "Restart Counter changes seen (the MAAR lost its bindings; the CMD rebuilt it).",
+                          ("maar",)),
+    "dmm_store_info": ("gauge", "The binding store: backend, and the CMD's own Restart Counter (always 1).",
+                       ("backend", "restart_counter")),
+    "dmm_store_commits": ("counter", "Group commits of the binding store.", ()),
+    "dmm_store_changes_committed": ("counter", "Binding changes committed.", ()),
+    "dmm_store_failed_writes": ("counter", "Group commits that failed (retried; their PBAs wait).", ()),
+    "dmm_store_pending_changes": ("gauge", "Changes staged or being written.", ()),
+    "dmm_store_held_pbas": ("gauge", "Accepted PBAs waiting for their change to be committed.", ()),
+    "dmm_store_last_commit_seconds": ("gauge", "Duration of the last group commit.", ()),
+    "dmm_store_restored_sessions": ("gauge", "Sessions loaded from the store at start-up.", ()),
 }
 _NOTE_HELP = {
     NoteKind.GROUP_PUSHED: "MN flow groups pushed (delete by cookie, adds, barrier), by switch.",
@@ -225,6 +240,21 @@ class CmdCollector:
                 out["dmm_receive_kernel_drops"].add_metric([name], sock["kernel_drops"])
                 out["dmm_receive_queued_bytes"].add_metric([name], sock["queued_bytes"])
             out["dmm_receive_buffer_bytes"].add_metric([name], sock["rcvbuf"])
+        # heartbeats and the binding store
+        peers = view.peers()
+        for m in maars:
+            p = peers.get(m.name)
+            if p is not None:
+                out["dmm_peer_reachable"].add_metric([m.name], 1 if p["reachable"] else 0)
+                out["dmm_peer_restarts"].add_metric([m.name], p["restarts"])
+                if p["restart_counter"] is not None:
+                    out["dmm_peer_restart_counter"].add_metric([m.name], p["restart_counter"])
+        st = view.store()
+        out["dmm_store_info"].add_metric([str(st.get("backend", "")), str(st.get("restart_counter", ""))], 1)
+        out["dmm_store_restored_sessions"].add_metric([], st.get("restored_sessions", 0))
+        for key in ("commits", "changes_committed", "failed_writes", "pending_changes", "held_pbas"):
+            out[f"dmm_store_{key}"].add_metric([], st.get(key, 0))
+        out["dmm_store_last_commit_seconds"].add_metric([], st.get("last_commit_ms", 0.0) / 1000)
         # sessions
         out["dmm_sessions"].add_metric([], view.session_count())
         walk = self.walk.get()

@@ -24,6 +24,13 @@ def tshark() -> str:
 
 
 # The processes tests start keep their state (the CMD's binding store, the agents' restart counters)
-# under this run's temporary folder unless their configuration names one: never in /var/lib.
-# tests/procs.running_cmd/running_agent give each configuration folder a state folder of its own.
+# in a temporary folder unless their configuration names one: never in /var/lib. Each test has its
+# own (the fixture below); a module-scoped fixture that starts a CMD runs before it and gets this
+# run's folder, so it must give its processes one of their own (tests/procs.running_cmd and
+# running_agent use the configuration's folder).
 os.environ.setdefault("RYU_DMM_STATE_DIR", tempfile.mkdtemp(prefix="ryu-dmm-test-state-"))
+
+
+@pytest.fixture(autouse=True)
+def _private_state_dir(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("RYU_DMM_STATE_DIR", str(tmp_path_factory.mktemp("state")))

@@ -228,7 +228,7 @@ def test_an_accepted_pba_leaves_only_after_its_change_is_committed(durable_app):
     app.writer._drain()  # one group commit
     (dst, pba), = app.endpoint.take()
     assert dst == A1 and pba.status == 0
-    assert app.store._db.execute("SELECT mn_id FROM sessions").fetchall() == [("mn1",)]
+    assert app.store._db.execute("SELECT mn_id FROM sessions").fetchall() == [(b"mn1",)]
     # a rejection is not held: it reports no change
     app.on_datagram(encode(M.pbu(2, time.time() - 100, "mn1", P1, 40, 1, 3)), A1, (A1, 5436))
     (dst, refused), = app.endpoint.take()

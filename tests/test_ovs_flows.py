@@ -49,7 +49,7 @@ access_ports = 10
         with open(log, "w") as out:
             proc = subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(tmp / "d.ini"),
                                      "--ofp-tcp-listen-port", str(of), "ryu_dmm.cmd"],
-                                    cwd=tmp, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+                                    cwd=tmp, env=clean_env(tmp / "dmm-state"), stdout=out, stderr=subprocess.STDOUT)
         assert wait_for(lambda: tcp_open(of) or proc.poll() is not None, 30), log.read_text()
         for name, (_, dpid) in MAARS.items():
             ovs.bridge(f"br{name}", dpid, of, {f"{name}core": 1, f"{name}tun": 2, f"{name}agt": 3, f"{name}acc": 10})
