@@ -336,15 +336,36 @@ class CmdApp(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     @contained("openflow")
     def _packet_in(self, ev):
-        """An MN's Router Solicitation tells us its access port (the switch reports it to its controller)."""
+        """A frame an MN sent on an access port (its RS, NS, MLD report or an unrouted frame: the
+        pipeline's [punt]) tells us its port."""
         msg = ev.msg
         maar = self._maar_of.get(msg.datapath.id)
-        mac = packetin.rs_source(msg.data) if maar is not None else None
-        if mac is packetin.UNPARSED:
+        if maar is None:
+            return
+        mac = packetin.mn_source(msg.data)
+        if mac is None:
             self.stats.count("packet_in.unparsed")
-        elif mac is not None:
+        else:
             port = msg.match["in_port"]
+            before = self.mirror.learnt_port(maar, mac)
             self._mirror_event(PortLearnt(maar, mac, port))
-            if self.gate is not None and self.mirror.learnt_port(maar, mac)[0] is not None:
-                self.gate.stage_port((maar, mac), port)  # a restart need not wait for the MN's next RS
+            after = self.mirror.learnt_port(maar, mac)
+            if self.gate is not None and after[0] is not None and after != before:
+                self.gate.stage_port((maar, mac), port)  # a restart need not wait for the MN's next frame
                 self.writer.kick()
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    @contained("openflow")
+    def _port_status(self, ev):
+        """An access port came up: ask who is there (an MLD query out of that port), so an MN that
+        just arrived answers at once instead of when it next sends something."""
+        msg = ev.msg
+        dp, desc = msg.datapath, msg.desc
+        maar = self._maar_of.get(dp.id)
+        query = maar and packetin.port_up_query(self.domain, self.settings, maar, msg.reason, desc.port_no,
+                                                desc.state, desc.config)
+        if query:
+            ofp, parser = dp.ofproto, dp.ofproto_parser
+            dp.send_msg(parser.OFPPacketOut(dp, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER,
+                                            [parser.OFPActionOutput(desc.port_no)], query))
+            self.stats.count("port_up_queries")

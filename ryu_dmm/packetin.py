@@ -1,25 +1,42 @@
-"""What the CMD reads in a packet-in: the source MAC of an MN's Router Solicitation (which tells
-the flow mirror the MN's access port). Ryu's packet library parses the frame."""
+"""What the CMD reads from its switches about the MNs on their access ports, in plain ``struct``.
+
+A packet-in: the pipeline copies the controller only frames from access ports (an MN's RS, NS
+including DAD probes, MLD reports, and any IPv6 frame no uplink flow routes:
+``openflow_pipelines/dmm_edge.toml``, ``[punt]``), so the source MAC of any of them says which port
+that MN is on now. A port status: an access port that came up is asked who is there (an MLD query),
+because OVS's port status names the port, not the MN behind it.
+"""
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional
 
-from ryu.lib.packet import ethernet, icmpv6, packet
+from .agent import nd
 
-from .wire import parse_mac
+OFPPR_ADD, OFPPR_MODIFY = 0, 2  # OpenFlow 1.3 port-status reasons
+OFPPS_LINK_DOWN, OFPPC_PORT_DOWN = 1, 1  # ofp_port state and config bits
 
-UNPARSED = object()  # a frame Ryu's packet library cannot parse (counted as packet_in.unparsed)
+
+def mn_source(frame: bytes) -> Optional[bytes]:
+    """The MAC of the MN that sent ``frame``; None if the frame has no unicast source (counted as
+    packet_in.unparsed)."""
+    return nd.unicast_source(frame)
 
 
-def rs_source(frame: bytes) -> Union[bytes, None, object]:
-    """The source MAC of the Router Solicitation in ``frame``; None for any other frame;
-    ``UNPARSED`` if the frame cannot be parsed."""
-    try:
-        pkt = packet.Packet(frame)
-    except Exception:  # noqa: BLE001 - a frame Ryu cannot parse is just not an RS
-        return UNPARSED
-    rs = pkt.get_protocol(icmpv6.icmpv6)
-    eth = pkt.get_protocols(ethernet.ethernet)
-    if rs is not None and rs.type_ == icmpv6.ND_ROUTER_SOLICIT and eth:
-        return parse_mac(eth[0].src)
-    return None
+def access_ports(domain, settings, maar: str) -> tuple[int, ...]:
+    """The access ports configured for the switch of the MAAR at address ``maar``."""
+    for sw in settings.switches:
+        if domain.maar(sw.maar).address == maar:
+            return tuple(sw.access_ports)
+    return ()
+
+
+def port_up_query(domain, settings, maar: str, reason: int, port_no: int, state: int, config: int) -> Optional[bytes]:
+    """An MLD General Query from the MAAR's own MAC and link-local for an access port that was added
+    or changed and is now up, else None. Every MN there answers with an MLD Report within 1 ms, which
+    the pipeline copies to the agent and to us: its attachment, detected without waiting for it."""
+    if reason not in (OFPPR_ADD, OFPPR_MODIFY) or state & OFPPS_LINK_DOWN or config & OFPPC_PORT_DOWN:
+        return None
+    if port_no not in access_ports(domain, settings, maar):
+        return None
+    info = domain.by_address()[maar]
+    return nd.mld_query(info.mac, info.link_local)

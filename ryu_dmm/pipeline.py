@@ -6,6 +6,7 @@ be replaced or removed as a group. Tests apply them in a fake OpenFlow switch (`
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import tomllib
@@ -15,11 +16,10 @@ from typing import Iterable, Optional
 
 from .mobility.dataplane import MnDataPlane
 from .wire import canonical6, mac_text
-from .wire.constants import ETH_IPV6, ICMPV6, ND_NA, ND_NS, ND_RS
+from .wire.constants import ETH_IPV6, ICMPV6, ND_RS
 
 PIPELINE = ("openflow_pipelines", "dmm_edge.toml")
 VERSION = 1  # the declaration format this renderer understands
-ND_TYPES = (ND_RS, ND_NS, ND_NA)  # to the agent
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class Table:
 class Pipeline:
     name: str
     tables: tuple[Table, ...]
+    punt_icmpv6: tuple[int, ...]  # ICMPv6 types copied from access ports to the agent and controller
+    punt_unrouted: bool  # also every IPv6 frame from an access port that no uplink flow routes
 
     def table(self, name: str) -> Table:
         for t in self.tables:
@@ -46,8 +48,15 @@ class Pipeline:
 
 def load(package: str = PIPELINE[0], name: str = PIPELINE[1]) -> Pipeline:
     """Read and validate a declaration: its ``version``, the port roles of ``[ports]`` (exactly the
-    roles ``SwitchPorts`` gives numbers to) and every table's next tables."""
+    roles ``SwitchPorts`` gives numbers to), what ``[punt]`` copies to the agent and every table's
+    next tables."""
     return parse(resources.files(package).joinpath(name).read_text(encoding="utf-8"), f"{package}/{name}")
+
+
+@functools.cache
+def shipped() -> Pipeline:
+    """The shipped declaration, read once."""
+    return load()
 
 
 def parse(text: str, path: str = "<pipeline>") -> Pipeline:
@@ -65,7 +74,14 @@ def parse(text: str, path: str = "<pipeline>") -> Pipeline:
         for nxt in t.next:
             if nxt not in names:
                 raise ValueError(f"{path}: table {t.name} names unknown next table {nxt}")
-    return Pipeline(data["name"], tables)
+    punt = data.get("punt", {})
+    types, unrouted = punt.get("icmpv6_types"), punt.get("unrouted", False)
+    if not isinstance(types, list) or ND_RS not in types or not all(type(t) is int and 0 <= t <= 255 for t in types):
+        raise ValueError(f"{path}: [punt] icmpv6_types must list ICMPv6 types (0-255), Router Solicitation ({ND_RS}) "
+                         "among them")
+    if type(unrouted) is not bool:
+        raise ValueError(f"{path}: [punt] unrouted must be true or false")
+    return Pipeline(data["name"], tables, tuple(dict.fromkeys(types)), unrouted)
 
 
 @dataclass(frozen=True)
@@ -104,14 +120,20 @@ def cookie_of(mn_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(mn_id.encode(), digest_size=8).digest(), "big") | 1
 
 
-def base_flows(ports: SwitchPorts) -> list[Flow]:
+def base_flows(ports: SwitchPorts, pipeline: Optional[Pipeline] = None) -> list[Flow]:
+    """The flows every MAAR's switch holds whatever its MNs: what ``[punt]`` copies to the agent and
+    the controller, and the split by ingress port."""
+    pipeline = pipeline or shipped()
+    punt = (("output", ports.agent), ("output", "CONTROLLER"))
     flows = [Flow("classify", 300, (("in_port", p), ("eth_type", ETH_IPV6), ("ip_proto", ICMPV6), ("icmpv6_type", t)),
-                  (("output", ports.agent), ("output", "CONTROLLER")))
-             for p in ports.access for t in ND_TYPES]
+                  punt)
+             for p in ports.access for t in pipeline.punt_icmpv6]
     flows.append(Flow("classify", 200, (("in_port", ports.agent),), tuple(("output", p) for p in ports.access)))
     flows.append(Flow("classify", 100, (("in_port", ports.tunnel),), goto="from_tunnel"))
     flows.append(Flow("classify", 100, (("in_port", ports.core),), goto="downlink"))
     flows += [Flow("classify", 50, (("in_port", p), ("eth_type", ETH_IPV6)), goto="uplink") for p in ports.access]
+    if pipeline.punt_unrouted:  # below every MN's uplink flow (priority 100)
+        flows += [Flow("uplink", 0, (("in_port", p),), punt) for p in ports.access]
     return flows
 
 
@@ -227,8 +249,9 @@ def diff(pipeline: Pipeline, wanted: Iterable[Flow],
 def render(states: dict[str, MnDataPlane], ports: SwitchPorts, view: MaarView,
            pipeline: Optional[Pipeline] = None) -> list[Flow]:
     """All flows a MAAR's switch should hold for these per-MN states, in a stable order."""
-    flows = base_flows(ports)
+    pipeline = pipeline or shipped()
+    flows = base_flows(ports, pipeline)
     for mn_id in sorted(states):
         flows += mn_flows(mn_id, states[mn_id], ports, view)
-    check(pipeline or load(), flows)
+    check(pipeline, flows)
     return flows

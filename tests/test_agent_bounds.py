@@ -51,8 +51,9 @@ class FakeAccess:
     def __init__(self):
         self.frames, self.sent = [], []
 
-    def recv(self, _size):
-        return self.frames.pop(0)
+    def recvfrom(self, _size):
+        """As an AF_PACKET socket: the frame, and (interface, protocol, packet type, ...): incoming."""
+        return self.frames.pop(0), ("g1", 0x86DD, socket.PACKET_HOST, 1, b"")
 
     def send(self, frame):
         self.sent.append(frame)

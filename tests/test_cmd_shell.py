@@ -234,3 +234,64 @@ def test_an_accepted_pba_leaves_only_after_its_change_is_committed(durable_app):
     (dst, refused), = app.endpoint.take()
     assert refused.status != 0
     assert app.store_state()["commits"] == 1 and app.store_state()["held_pbas"] == 0
+
+
+def packet_in(app, dp, frame, port=10):
+    p = dp.ofproto_parser
+    msg = p.OFPPacketIn(dp, buffer_id=dp.ofproto.OFP_NO_BUFFER, total_len=len(frame), reason=1, table_id=1,
+                        cookie=0, match=p.OFPMatch(in_port=port), data=frame)
+    app._packet_in(ofp_event.EventOFPPacketIn(msg))
+
+
+def test_any_frame_the_pipeline_punts_tells_the_port(app):
+    """Not only an RS: an MLD report, or the MN's first unrouted data frame (packet-ins from the
+    uplink table's lowest flow) also give the CMD the MN's port, which a held PBA waits for."""
+    from scapy.layers.inet6 import UDP, ICMPv6MLReport2, IPv6ExtHdrHopByHop, RouterAlert
+    dp1 = connect(app, FakeSwitch(1))
+    app.on_datagram(pbu(1, P1, 1), A1, (A1, 5436))
+    assert app.endpoint.take() == []  # held: no port known for the MN
+    mld = Ether(src=MAC) / IPv6(src="fe80::a01", dst="ff02::16", hlim=1) / IPv6ExtHdrHopByHop(
+        options=[RouterAlert(value=0)]) / ICMPv6MLReport2()
+    packet_in(app, dp1, bytes(mld))
+    pump(app, dp1)
+    (dst, pba), = app.endpoint.take()
+    assert dst == A1 and pba.status == 0
+    dp2 = connect(app, FakeSwitch(2))
+    app.on_datagram(pbu(1, P2, 3), A2, (A2, 5436))
+    app.endpoint.take()  # the PBU with Serving MAAR to maar1
+    data = Ether(src=MAC) / IPv6(src=f"{P1.address}a", dst="2001:db8:cc::1") / UDP()  # its old flow
+    packet_in(app, dp2, bytes(data), port=10)
+    pump(app, dp1)
+    pump(app, dp2)
+    (dst, pba2), = app.endpoint.take()
+    assert dst == A2 and [(p.maar, p.prefix) for p in pba2.previous_maars] == [(A1, P1)]
+    packet_in(app, dp2, bytes(data)[:10])  # no Ethernet source: counted, nothing learnt
+    packet_in(app, dp2, b"\xff" * 6 + b"\x03" + bytes(60))  # a group source MAC
+    assert app.stats.counters["packet_in.unparsed"] == 2
+
+
+def test_an_access_port_that_comes_up_is_asked_who_is_there(app):
+    """OVS says which port came up, not who is behind it: the CMD sends an MLD general query out of
+    that port (from the MAAR's MAC and link-local), which every host there answers with a report."""
+    from scapy.layers.inet6 import ICMPv6MLQuery2
+    dp = connect(app, FakeSwitch(1))
+    sent = []
+    dp.send_msg = sent.append  # the fake switch does not take packet-outs: record them
+    o, p = dp.ofproto, dp.ofproto_parser
+
+    def status(reason, port_no, state=0, config=0):
+        desc = p.OFPPort(port_no, "02:00:00:00:00:10", f"a{port_no}", config, state, 0, 0, 0, 0, 0, 0)
+        app._port_status(ofp_event.EventOFPPortStatus(p.OFPPortStatus(dp, reason, desc)))
+    status(o.OFPPR_ADD, 10)
+    status(o.OFPPR_MODIFY, 10)
+    status(o.OFPPR_ADD, 10, state=o.OFPPS_LINK_DOWN)  # added while its link is down: asked when it comes up
+    status(o.OFPPR_MODIFY, 10, config=o.OFPPC_PORT_DOWN)
+    status(o.OFPPR_DELETE, 10)
+    status(o.OFPPR_ADD, 1)  # the core port
+    assert len(sent) == 2 and app.stats.counters["port_up_queries"] == 2
+    out = sent[0]
+    assert out.in_port == o.OFPP_CONTROLLER and [(a.port) for a in out.actions] == [10]
+    q = Ether(out.data)
+    maar1 = app.domain.maar("maar1")
+    assert (q.src, q[IPv6].src, q[IPv6].dst, q[IPv6].hlim) == (maar1.mac.hex(":"), maar1.link_local, "ff02::1", 1)
+    assert q[ICMPv6MLQuery2].mladdr == "::"

@@ -24,7 +24,8 @@ A1, A2 = "2001:db8:ff::1", "2001:db8:ff::2"
 MAC = bytes.fromhex("020000000a01")
 P1, P2 = Prefix.parse("2001:db8:1::/64"), Prefix.parse("2001:db8:2::/64")
 PORTS = SwitchPorts(core=1, tunnel=2, agent=3, access=(10,))
-BASE_A1 = 7  # docs/pipeline.md: 3 ND flows and 1 uplink flow per access port, 3 more
+BASE_A1 = 10  # docs/pipeline.md: per access port 5 punted ICMPv6 types, 1 flow into uplink and 1 for
+# unrouted frames; 3 more
 T = 1000.0
 
 

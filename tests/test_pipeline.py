@@ -68,8 +68,8 @@ def test_forwarding_at_serving_and_previous_maars(pipeline):
     # RS from the MN goes to the agent and the controller
     assert s.forward({"in_port": 10, "eth_type": ETH_IPV6, "ip_proto": 58, "icmpv6_type": 133}).outputs == (
         3, CONTROLLER)
-    # unknown prefixes are dropped
-    assert s.forward(dict(up, ipv6_src="2001:db8:77::1")).dropped
+    # unknown prefixes are not forwarded: copied to the agent and the controller (an MN just arrived)
+    assert s.forward(dict(up, ipv6_src="2001:db8:77::1")).outputs == (3, CONTROLLER)
 
     p = switch(pipeline, render(states["maar1"], PORTS, view(n, "maar1"), pipeline))
     # at the anchor, downlink for its prefix goes into the tunnel to the serving MAAR

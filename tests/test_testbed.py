@@ -113,6 +113,21 @@ def check_windows(report: dict, logs: Path) -> None:
         assert h["t_end"] == (min(nxt) if nxt else report["t_stop"])
 
 
+def check_detection(h: dict, report: dict) -> None:
+    """The link move's steps in order, the MN detected from a frame it sent at the new MAAR: with the
+    default re-attachment (carrier lost and regained) its kernel sends no RS; with --reattach bounce
+    it does, but an MLD report or its data may still come first."""
+    steps = list(h["move_steps_ms"].values())
+    assert steps == sorted(steps) and h["link_move_ms"] == steps[-1] > 0
+    assert 0 < h["link_gap_ms"] <= h["link_move_ms"]
+    assert list(h["move_steps_ms"]) == ["del_port", "netns", "add_port", "link_up"] + (
+        ["bounce"] if report["reattach"] == "bounce" else [])
+    by = h["detected_by"]
+    assert by in ("rs", "dad", "ns", "mld", "frame") and (by == "rs") == (h["events"]["trigger"]["event"] == "rs")
+    if report["reattach"] == "carrier" or not report["mn_rs"]:
+        assert by != "rs"
+
+
 @pytest.mark.root
 @pytest.mark.tshark
 @pytest.mark.parametrize("mode,tunnel", [("proxy", "gre"), ("relay", "gre"), ("locator", "gre"), ("proxy", "vxlan")])
@@ -126,8 +141,9 @@ def test_lab_scenario(tmp_path, mode, tunnel):
         assert h["old_flow_survived"] and h["old_tcp_kbytes_in_window"] > 0  # old flows keep flowing
         assert h["old_flow_tunnelled_packets"] > 0 and not h["old_flow_local"]  # through real tunnels
         assert h["new_flow_replies"] == 3 and h["new_flow_tunnelled_packets"] == 0  # new flows are local
-        assert h["rest_consistent"] and h["rs_after_move_ms"] >= 0
+        assert h["rest_consistent"] and h["detected_after_move_ms"] >= 0
         assert ipaddress.IPv6Address(h["new_address"]) in ipaddress.IPv6Network(h["new_prefix"])  # SLAAC
+        check_detection(h, report)
     assert hos[1]["flows_installed"]["maar1"] > hos[0]["flows_installed"]["maar3"]  # P-MAAR tunnel flows
     logs = tmp_path / "logs"
     check_on_the_wire(report, logs, tmp_path / "home")
@@ -136,6 +152,27 @@ def test_lab_scenario(tmp_path, mode, tunnel):
     assert (logs / "cmd.log").exists() and (logs / "underlay.pcap").stat().st_size > 0
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     assert report["namespaces"] and not set(report["namespaces"]) & set(left)  # ours are all gone
+
+
+@pytest.mark.root
+@pytest.mark.tshark
+def test_lab_mns_that_never_solicit(tmp_path):
+    """MNs whose kernels never send a Router Solicitation (router_solicitations=0), re-associating by
+    a link bounce, which would make them solicit: each is attached and moved from the other frames it
+    sends (MLD reports, DAD probes, data), and nothing in any agent's events is an RS."""
+    need(available() and shutil.which("tshark") is not None, "the lab needs root, Open vSwitch and tshark")
+    report = run_lab(tmp_path, "--no-rs", "--reattach", "bounce", "--dwell", "1.5")
+    assert report["ok"] and not report["mn_rs"] and report["reattach"] == "bounce"
+    assert len(report["handovers"]) == 2 and report["registrations"][0]["prefix"] == "2001:db8:1::/64"
+    for h in report["handovers"]:
+        check_detection(h, report)
+        assert h["old_flow_survived"] and h["new_flow_replies"] == 3
+    logs = tmp_path / "logs"
+    events = [json.loads(line) for f in logs.glob("agent-*.log") for line in f.read_text().splitlines()
+              if line.startswith("{")]
+    assert not [e for e in events if e["event"] == "rs"]
+    assert {e["via"] for e in events if e["event"] == "detected"} <= {"dad", "ns", "mld", "frame"}
+    assert any(e["event"] == "detected" and e["maar"] == "maar1" for e in events)  # the first attachment too
 
 
 def test_bad_topology_and_not_root(tmp_path):
@@ -176,15 +213,16 @@ def test_lab_three_mns(tmp_path, mode, concurrent):
         mac = report["mn_ids"][h["mn"]]["mac"]  # read from the MN's own interface
         assert h["mn_id"] == f"mn-{mac.replace(':', '')}@dmm"
         ev = h["events"]
-        assert ev["rs"]["mn"] == ev["served"]["mn"] == h["mn_id"] and ev["rs"]["mac"] == mac
-        assert ev["rs"]["maar"] == ev["served"]["maar"] == h["to"]
+        assert ev["trigger"]["mn"] == ev["served"]["mn"] == h["mn_id"] and ev["trigger"]["mac"] == mac
+        assert ev["trigger"]["maar"] == ev["served"]["maar"] == h["to"]
         assert all(e["mn"] == h["mn_id"] and e["event"] == "report" and e["kind"] == "moved" for e in ev["moved"])
         assert sorted(e["maar"] for e in ev["moved"]) == sorted(h["previous_prefixes"])
-        assert h["rs_after_move_ms"] >= 0 and h["t_move"] <= ev["rs"]["t"] <= ev["served"]["t"]
-        # the agent's RS comes before the new MAAR's PBU that tshark saw on the core bridge
+        assert h["detected_after_move_ms"] >= 0 and h["t_move"] <= ev["trigger"]["t"] <= ev["served"]["t"]
+        # the agent's trigger comes before the new MAAR's PBU that tshark saw on the core bridge
         pbu = next(x["pbu"] for x in report["wire_verdict"]["per_handover"]
                    if (x["mn"], x["to"]) == (h["mn"], h["to"]))
-        assert ev["rs"]["t"] <= pbu["t"] and h["pbu_on_wire_after_move_ms"] >= h["rs_after_move_ms"]
+        assert ev["trigger"]["t"] <= pbu["t"] and h["pbu_on_wire_after_move_ms"] >= h["detected_after_move_ms"]
+        check_detection(h, report)
         assert h["old_flow_survived"] and h["new_flow_replies"] == 3 and h["new_flow_tunnelled_packets"] == 0
     for st in report["steps"]:
         assert st["mns"] == ["mn1", "mn2", "mn3"]

@@ -22,7 +22,7 @@ from .. import domainconf
 from ..mobility.events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, Send, SetTimer, TimerFired,
 )
-from ..mobility.maar import MaarCore
+from ..mobility.maar import MaarCore, Role
 from ..stats import Stats
 from ..wire import DecodeError, decode, encode, mac_text, parse_mac, peer_address
 from . import guard, metrics, nd
@@ -201,28 +201,52 @@ class Agent:
 
     # ---- the access link -------------------------------------------------------------------------
     def _on_access(self) -> None:
-        frame = self.access.recv(65535)
-        sol = nd.classify(frame)
-        if sol is None:
+        """A frame the switch copied to us from an access port (openflow_pipelines/dmm_edge.toml,
+        [punt]): an RS attaches (and is answered) as always; any other frame from an MN not attached
+        here, a DAD probe, an MLD report, or its first data frame, attaches it at once."""
+        frame, addr = self.access.recvfrom(65535)
+        if addr[2] == socket.PACKET_OUTGOING:
+            return  # our own RAs and NAs (some from peers' DLIF MACs), and the kernel's on this port
+        got = nd.classify(frame)
+        if isinstance(got, str):
+            self._bad("bad_frames", "bad-frame", {"reason": got, "mac": mac_text(frame[6:12]) if len(frame) >= 12 else None})
             return
-        if isinstance(sol, str):
-            self._bad("bad_frames", "bad-frame", {"reason": sol, "mac": mac_text(frame[6:12]) if len(frame) >= 12 else None})
+        mac = got.src_mac if got is not None else nd.unicast_source(frame)
+        if mac is None or mac == self.core.info.mac:
             return
-        if sol.src_mac == self.core.info.mac:
+        if type(got) is nd.Solicitation and got.kind == nd.RS:
+            self._detected(mac, got.src_ip, "rs")
             return
-        if sol.kind == nd.RS:
-            mn = mn_id_of(sol.src_mac)
-            note = {"event": "rs", "mn": mn, "mac": mac_text(sol.src_mac)}
-            if self._attach(mn, sol.src_mac, self.access_port, "rs", note) is None and sol.src_ip != "::":
-                if mn in self.core.bindings:
-                    self._mn_ll[mn] = (sol.src_mac, sol.src_ip)
-        elif sol.kind == nd.NS and sol.src_ip != "::":
-            mac = self._dlif_macs().get(sol.target)
-            if mac is not None:
-                try:
-                    self.access.send(nd.neighbor_advertisement(mac, sol.target, sol.src_mac, sol.src_ip))
-                except OSError as exc:
-                    self._bad("send_errors", "send-error", {"dst": mac_text(sol.src_mac), "error": str(exc)})
+        if not self._attached_here(mn_id_of(mac)):
+            via = ("dad" if got.src_ip == "::" else "ns") if type(got) is nd.Solicitation else \
+                "mld" if type(got) is nd.MldReport else "frame"
+            self._detected(mac, got.src_ip if got is not None else "::", via)
+        if type(got) is nd.Solicitation and got.kind == nd.NS and got.src_ip != "::":
+            self._answer_ns(got)
+
+    def _attached_here(self, mn: str) -> bool:
+        """The MN is attached to this MAAR (registering or serving): its frames are no news."""
+        b = self.core.bindings.get(mn)
+        return b is not None and b.attached and b.role is not Role.ANCHOR
+
+    def _detected(self, mac: bytes, src_ip: str, via: str) -> None:
+        """An attach trigger from the access link, under the attach limits. The event ``rs`` for an
+        RS (as before), ``detected`` with ``via`` (dad, ns, mld, frame) for the others."""
+        mn = mn_id_of(mac)
+        note = {"event": "rs" if via == "rs" else "detected", "mn": mn, "mac": mac_text(mac)}
+        if via != "rs":
+            note["via"] = via
+        if self._attach(mn, mac, self.access_port, via, note) is None and src_ip.startswith("fe80:"):
+            if mn in self.core.bindings:
+                self._mn_ll[mn] = (mac, src_ip)  # its link-local: unicast RAs
+
+    def _answer_ns(self, sol: nd.Solicitation) -> None:
+        mac = self._dlif_macs().get(sol.target)
+        if mac is not None:
+            try:
+                self.access.send(nd.neighbor_advertisement(mac, sol.target, sol.src_mac, sol.src_ip))
+            except OSError as exc:
+                self._bad("send_errors", "send-error", {"dst": mac_text(sol.src_mac), "error": str(exc)})
 
     def _dlif_macs(self) -> dict[str, bytes]:
         """Link-local -> MAC of every logical interface we present: our own and, for each MAAR that

@@ -103,7 +103,7 @@ class FlowMirror:
 
     def wanted_flows(self, maar: str) -> list[Flow]:
         """Every flow the MAAR's switch should hold now: base flows, then one group per MN."""
-        flows = self._checked(maar, base_flows(self._switches[maar].ports))
+        flows = self._checked(maar, base_flows(self._switches[maar].ports, self.pipeline))
         for per_maar in self._installed.values():
             flows += per_maar.get(maar, ())
         return flows

@@ -25,7 +25,7 @@ from ..mobility.config import Mode
 from . import topology as topo_mod
 from . import wire_verdict
 from .common import LabError, wait_until
-from .net import CMD_ADDR, CN_ADDR, Lab, preflight, run
+from .net import CMD_ADDR, CN_ADDR, REATTACH, Lab, preflight, run
 
 PING_INTERVAL = 0.02
 TUNNEL_FILTER = {"gre": "ip6 proto 47", "vxlan": "ip6 and udp port 4789"}
@@ -56,8 +56,9 @@ class EventLog:
             return next((e for e in self.seen[maar] if e.get("mn") == mn_id and e["t"] >= since and what(e)), None)
 
 
-def _is_rs(e: dict) -> bool:
-    return e["event"] == "rs"
+def _is_trigger(e: dict) -> bool:
+    """An attach trigger the agent saw on the access link: an RS, or another first frame (``via``)."""
+    return e["event"] in ("rs", "detected")
 
 
 def _is_served(e: dict) -> bool:
@@ -158,7 +159,8 @@ def run_scenario(lab: Lab, out: Path) -> dict:
             h["pbu_on_wire_after_move_ms"] = round((w["pbu"]["t"] - h["t_move"]) * 1000, 1)
     report = {"mode": lab.mode.value, "tunnel": lab.tunnel, "maars": list(topo.maars), "maar_addresses": maars,
               "cmd_address": CMD_ADDR, "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
-              "mn_ids": ids, "concurrent": topo.concurrent, "t_start": t_start, "t_stop": t_stop,
+              "mn_ids": ids, "concurrent": topo.concurrent, "reattach": lab.reattach, "mn_rs": lab.rs,
+              "t_start": t_start, "t_stop": t_stop,
               "old_addresses": old_addr, "registrations": list(registrations.values()), "handovers": handovers,
               "steps": step_summary(handovers), "tunnel_packets_seen": len(tunnelled),
               "cmd_stats": lab.rest("/dmm/v1/stats"), "wire_verdict": verdict}
@@ -168,7 +170,7 @@ def run_scenario(lab: Lab, out: Path) -> dict:
 
 
 def handover_ok(h: dict) -> bool:
-    return (h["old_flow_survived"] and h["old_tcp_kbytes_after_settled"] > 0 and h["rs_after_move_ms"] >= 0
+    return (h["old_flow_survived"] and h["old_tcp_kbytes_after_settled"] > 0 and h["detected_after_move_ms"] >= 0
             and (h["old_flow_tunnelled_packets"] > 0) != h["old_flow_local"]
             and h["new_flow_replies"] > 0 and h["new_flow_tunnelled_packets"] == 0 and h["rest_consistent"]
             and h.get("wire_ok", False))
@@ -224,24 +226,24 @@ def handover(lab: Lab, log: EventLog, mn: str, mn_id: str, visited: tuple, to: s
     if barrier is not None:
         barrier.wait(30)
     t_move = time.time()
-    lab.move(mn, to)
+    steps = lab.move(mn, to)
     new_addr = wait_until(lambda: _address_in(lab, mn, to), 15, f"{mn}'s new address at {to}")
 
     def settled():
         # only this MN's events (by MN-ID), and none from before its move
         log.poll()
-        rs = log.first(to, mn_id, t_move, _is_rs)
-        conf = rs and log.first(to, mn_id, rs["t"], _is_served)
+        trigger = log.first(to, mn_id, t_move, _is_trigger)
+        conf = trigger and log.first(to, mn_id, trigger["t"], _is_served)
         moved = [log.first(p, mn_id, t_move, _is_moved) for p in previous]
-        return (rs, conf, moved) if rs and conf and all(moved) else None
-    rs, conf, moved = wait_until(settled, 10, f"{mn}'s handover to {to}")
+        return (trigger, conf, moved) if trigger and conf and all(moved) else None
+    trigger, conf, moved = wait_until(settled, 10, f"{mn}'s handover to {to}")
     t_settled = time.time()
-    t_rs, t_conf, t_moved = rs["t"], conf["t"], [e["t"] for e in moved]
+    t_detected, t_conf, t_moved = trigger["t"], conf["t"], [e["t"] for e in moved]
     j, ns = lab.mns[mn]
     new_flow = run("ip", "netns", "exec", ns, "ping", "-6", "-n", "-c", "3", "-i", "0.1", "-W", "1", CN_ADDR, check=False)
     replies = len(re.findall(r"bytes from", new_flow))
     (lab.work / f"ping-new-{mn}-{to}.log").write_text(new_flow)
-    session = wait_until(lambda: (lambda s: s if s["flows_confirmed"] and s["flows_confirmed"]["pushed_at"] > t_rs
+    session = wait_until(lambda: (lambda s: s if s["flows_confirmed"] and s["flows_confirmed"]["pushed_at"] > t_detected
                                  else None)(lab.rest(f"/dmm/v1/sessions/{mn_id}")), 5,
                         f"{mn}'s flows confirmed by barrier")
     t_flows = session["flows_confirmed"]["confirmed_at"]
@@ -256,14 +258,20 @@ def handover(lab: Lab, log: EventLog, mn: str, mn_id: str, visited: tuple, to: s
         # pool holds other MNs' prefixes too
         "old_prefix": _prefix(lab, visited[0], old_address), "new_prefix": new_prefix,
         "previous_prefixes": previous_prefixes,
-        # attach trigger (the RS at the new MAAR) to the last of: S-MAAR registration confirmed,
-        # P-MAARs switched, every switch's flows confirmed by barrier
-        "signalling_ms": round((max([t_conf, t_flows] + t_moved) - t_rs) * 1000, 3),
-        "flows_confirmed_ms": round((t_flows - t_rs) * 1000, 3),
-        "s_maar_confirmed_ms": round((t_conf - t_rs) * 1000, 3),
-        "rs_after_move_ms": round((t_rs - t_move) * 1000, 1),
+        # attach trigger (the MN's first frame the new MAAR acted on) to the last of: S-MAAR
+        # registration confirmed, P-MAARs switched, every switch's flows confirmed by barrier
+        "signalling_ms": round((max([t_conf, t_flows] + t_moved) - t_detected) * 1000, 3),
+        "flows_confirmed_ms": round((t_flows - t_detected) * 1000, 3),
+        "s_maar_confirmed_ms": round((t_conf - t_detected) * 1000, 3),
+        # the link move (the floor of any interruption): when each step ended; link_move_ms: the MN
+        # can reach the new switch from then on
+        "move_steps_ms": steps, "link_move_ms": max(steps.values()),
+        # the MN on no switch at all: its port gone from the old one until its link is up at the new one
+        "link_gap_ms": round(steps["link_up"] - steps["del_port"], 1),
+        "detected_by": trigger.get("via", "rs"),
+        "detected_after_move_ms": round((t_detected - t_move) * 1000, 1),
         # the agents' events this handover's figures come from: all of them this MN's
-        "events": {"rs": rs, "served": conf, "moved": moved},
+        "events": {"trigger": trigger, "served": conf, "moved": moved},
         "new_flow_replies": replies, "flows_installed": installed,
         "rest_consistent": session["serving_maar"]["name"] == to
         and sorted(p["name"] for p in session["previous_maars"]) == sorted(previous),
@@ -369,18 +377,21 @@ def plot(report: dict, path: Path) -> None:
 
 def print_report(report: dict) -> None:
     print(f"\nryu-dmm lab, {report['mode']} mode, {report['tunnel']}, "
-          f"{'concurrent' if report['concurrent'] else 'sequential'} moves; old addresses: {report['old_addresses']}")
-    print("signalling: from the MN's RS at the new MAAR until its registration is confirmed, the P-MAARs")
-    print("have switched and every switch has confirmed its flows by barrier (flows: that last part alone);")
-    print("RS: the link move started -> that MN's RS at the new MAAR; old TCP: kB the CN received on the old")
-    print("flow from the handover settling to that MN's next move (or the run's end); wire: tshark's verdict")
-    print(f"{'handover':22} {'signalling':>10} {'flows':>7} {'RS':>6} {'old flow':>9} {'lost':>5} {'old via':>8} "
-          f"{'new flow':>9} {'new via':>8} {'old TCP':>8}  REST  wire")
-    print(f"{'':22} {'ms':>10} {'ms':>7} {'ms':>6} {'gap ms':>9} {'pings':>5} {'tunnel':>8} {'replies':>9} {'tunnel':>8} "
-          f"{'kB':>8}")
+          f"{'concurrent' if report['concurrent'] else 'sequential'} moves, re-attachment by {report['reattach']}"
+          f"{'' if report['mn_rs'] else ', MNs never solicit'}; old addresses: {report['old_addresses']}")
+    print("signalling: from the MN's first frame the new MAAR acted on (detected: by what, and when after the")
+    print("move started) until its registration is confirmed, the P-MAARs have switched and every switch has")
+    print("confirmed its flows by barrier (flows: that last part alone); move: the link move itself, until the")
+    print("MN can reach the new switch; old TCP: kB the CN received on the old flow from the handover settling to")
+    print("that MN's next move (or the run's end); wire: tshark's verdict")
+    print(f"{'handover':22} {'signalling':>10} {'flows':>7} {'move':>6} {'detected':>12} {'old flow':>9} {'lost':>5} "
+          f"{'old via':>8} {'new flow':>9} {'new via':>8} {'old TCP':>8}  REST  wire")
+    print(f"{'':22} {'ms':>10} {'ms':>7} {'ms':>6} {'ms':>12} {'gap ms':>9} {'pings':>5} {'tunnel':>8} {'replies':>9} "
+          f"{'tunnel':>8} {'kB':>8}")
     for h in report["handovers"]:
+        detected = f"{h['detected_after_move_ms']:.1f} {h['detected_by']}"
         print(f"{h['mn'] + ': ' + h['from'] + '->' + h['to']:22} {h['signalling_ms']:10.3f} "
-              f"{h['flows_confirmed_ms']:7.3f} {h['rs_after_move_ms']:6.1f} {h['old_flow_interruption_ms']!s:>9} "
+              f"{h['flows_confirmed_ms']:7.3f} {h['link_move_ms']:6.1f} {detected:>12} {h['old_flow_interruption_ms']!s:>9} "
               f"{h['old_flow_lost_pings']!s:>5} {h['old_flow_tunnelled_packets']:8d} {h['new_flow_replies']:9d} "
               f"{h['new_flow_tunnelled_packets']:8d} {h['old_tcp_kbytes_after_settled']:8.1f}  "
               f"{'ok' if h['rest_consistent'] else 'BAD':4}  {'ok' if h.get('wire_ok') else 'BAD'}")
@@ -415,6 +426,13 @@ def main(argv=None) -> int:
     ap.add_argument("--dwell", type=float, default=3.0, help="seconds at each MAAR (default topology)")
     ap.add_argument("--tunnel", choices=["gre", "vxlan"], default="gre", help="tunnel ports (GRE or VXLAN over IPv6)")
     ap.add_argument("--out", default="lab-out", help="folder for report.json, the plot and the logs")
+    ap.add_argument("--reattach", choices=list(REATTACH), default="carrier",
+                    help="how an MN re-associates at a move: its link loses carrier and regains it at the new switch "
+                         "(the default; its kernel resends MLD reports, no RS) or, with bounce, its interface also "
+                         "goes down and up (its kernel then solicits)")
+    ap.add_argument("--no-rs", dest="rs", action="store_false",
+                    help="the MNs never send a Router Solicitation (sysctl router_solicitations=0): every "
+                         "attachment is detected from other frames")
     ap.add_argument("--concurrent", action=argparse.BooleanOptionalAction, default=None,
                     help="MNs that move in the same step move at the same time (the default, also the topology's "
                          "\"concurrent\" field) or, with --no-concurrent, one after the other")
@@ -430,7 +448,7 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ryu-dmm-lab-"))
-    lab = Lab(topo, Mode(args.mode), work, args.tunnel)
+    lab = Lab(topo, Mode(args.mode), work, args.tunnel, args.reattach, args.rs)
 
     def interrupted(_s, _f):
         raise KeyboardInterrupt

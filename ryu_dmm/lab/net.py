@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,11 @@ CN_ADDR = "2001:db8:cc::1"
 CN_MAC = "02:00:00:00:cc:01"
 REST_PORT = 8080
 CORE, TUNNEL, AGENT = 1, 2, 3  # OpenFlow port numbers on every MAAR's access bridge
+# Packet-ins per second (and queued) per switch: bounds what the switch copies to the CMD from its
+# access ports (ND, MLD and unrouted frames: the pipeline's [punt]); OVS queues above the rate, fairly
+# per port, for at most BURST / RATE seconds (ovs-vswitchd.conf.db(5), Controller table).
+PACKET_IN_RATE, PACKET_IN_BURST = 1000, 100
+REATTACH = ("carrier", "bounce")  # how an MN re-associates at a move (Lab.move)
 
 
 def run(*args: str, check: bool = True) -> str:
@@ -71,8 +77,12 @@ class MaarNode:
 
 
 class Lab:
-    def __init__(self, topo: Topology, mode: Mode, work: Path, tunnel: str = "gre") -> None:
+    def __init__(self, topo: Topology, mode: Mode, work: Path, tunnel: str = "gre", reattach: str = "carrier",
+                 rs: bool = True) -> None:
+        if reattach not in REATTACH:
+            raise ValueError(f"reattach must be one of {', '.join(REATTACH)}")
         self.topo, self.mode, self.work, self.tunnel = topo, mode, work, tunnel
+        self.reattach, self.rs = reattach, rs
         tag = f"dmm{os.getpid() % 100000}"
         self.core_ns, self.cn_ns = f"{tag}c", f"{tag}cn"
         maars = lab_maars(topo.maars)
@@ -146,7 +156,8 @@ class Lab:
             self.ns_add(ns)
         self._start_cmd()
         for m in self.maars.values():
-            m.vsctl("set-controller", m.bridge, f"tcp:[{CMD_ADDR}]:6653")
+            m.vsctl("set-controller", m.bridge, f"tcp:[{CMD_ADDR}]:6653", "--", "set", "controller", m.bridge,
+                    f"controller_rate_limit={PACKET_IN_RATE}", f"controller_burst_limit={PACKET_IN_BURST}")
         wait_until(lambda: all(x["connected"] for x in self.rest("/dmm/v1/maars")["maars"]), 20, "switches connected")
         for m in self.maars.values():
             wait_until(lambda m=m: len(m.flows()) >= 6, 10, f"base flows on {m.info.name}")
@@ -217,7 +228,9 @@ class Lab:
         run("ip", "-n", ns, "link", "set", f"e{j}", "down")
         run("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.e{j}.accept_dad=0",
             f"net.ipv6.conf.e{j}.accept_ra=1", f"net.ipv6.conf.e{j}.autoconf=1",
-            f"net.ipv6.conf.e{j}.keep_addr_on_down=1")
+            f"net.ipv6.conf.e{j}.keep_addr_on_down=1",
+            # --no-rs: the MN never solicits; it is detected from what else it sends (MLD reports, data)
+            *([] if self.rs else [f"net.ipv6.conf.e{j}.router_solicitations=0"]))
         m.vsctl("add-port", m.bridge, f"a{j}", "--", "set", "interface", f"a{j}", f"ofport_request={10 + j}")
         self.where[mn] = first
 
@@ -225,19 +238,31 @@ class Lab:
         j, ns = self.mns[mn]
         run("ip", "-n", ns, "link", "set", f"e{j}", "up")  # the host's kernel sends its RS
 
-    def move(self, mn: str, to: str) -> None:
-        """A real link move: the MN's link leaves the old MAAR's switch and joins the new one; the
-        MN re-associates (its interface goes down and up, keeping its addresses) and sends an RS."""
+    def move(self, mn: str, to: str) -> dict[str, float]:
+        """A real link move: the MN's link leaves the old MAAR's switch (``del-port``), moves into the
+        new MAAR's namespace (down, as a moved interface is), joins its switch (``add-port``) and
+        comes up there: the MN sees its carrier go and come back, as at a re-association, and its
+        kernel sends MLD reports ("we might have roamed"), not an RS. ``reattach="bounce"``: the MN
+        also takes its interface down and up, after which its kernel solicits. The veth keeps its
+        transmit checksum offload off across namespaces. Returns when each step ended, in ms after
+        the move started; ``link_up``: the MN can reach the new switch from then on."""
         j, ns = self.mns[mn]
         old, new = self.maars[self.where[mn]], self.maars[to]
+        t0, ends = time.time(), {}
         old.vsctl("del-port", old.bridge, f"a{j}")
+        ends["del_port"] = time.time()
         run("ip", "-n", old.ns, "link", "set", f"a{j}", "netns", new.ns)
-        new.sh("ip", "link", "set", f"a{j}", "up")
-        new.sh("ethtool", "-K", f"a{j}", "tx", "off")
+        ends["netns"] = time.time()
         new.vsctl("add-port", new.bridge, f"a{j}", "--", "set", "interface", f"a{j}", f"ofport_request={10 + j}")
-        run("ip", "-n", ns, "link", "set", f"e{j}", "down")
-        run("ip", "-n", ns, "link", "set", f"e{j}", "up")
+        ends["add_port"] = time.time()
+        run("ip", "-n", new.ns, "link", "set", f"a{j}", "up")
+        ends["link_up"] = time.time()
+        if self.reattach == "bounce":
+            run("ip", "-n", ns, "link", "set", f"e{j}", "down")
+            run("ip", "-n", ns, "link", "set", f"e{j}", "up")
+            ends["bounce"] = time.time()
         self.where[mn] = to
+        return {step: round((t - t0) * 1000, 1) for step, t in ends.items()}
 
     def addresses(self, mn: str) -> dict[str, str]:
         """Global addresses of the MN's interface -> 'preferred' or 'deprecated'."""
