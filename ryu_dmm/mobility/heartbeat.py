@@ -21,10 +21,6 @@ from typing import NamedTuple, Optional
 from ..wire import Heartbeat, RestartCounter
 from .events import Effect, Report, ReportKind, Send, SetTimer
 
-# The first request to a peer goes within this many seconds of ``watch`` (and within one interval),
-# at an offset derived from the peer's address: N peers watched at once do not all fire together,
-# and every later request keeps that phase.
-FIRST_WITHIN = 1.0
 
 
 class HeartbeatKey(NamedTuple):
@@ -93,7 +89,10 @@ class Heartbeats:
         self._peers[peer] = _Peer(counter=known_counter)
         if not self.interval:
             return []
-        return [SetTimer(HeartbeatKey(peer), now + min(FIRST_WITHIN, self.interval) * _phase(peer))]
+        # The first request within one interval, at an offset derived from the peer's address: N
+        # peers watched at once (a CMD starting) do not all fire together, and every later request
+        # keeps that phase. A peer that restarted meanwhile is noticed sooner by its own request.
+        return [SetTimer(HeartbeatKey(peer), now + self.interval * _phase(peer))]
 
     def handle_timer(self, key: HeartbeatKey, now: float) -> list[Effect]:
         """Send the next request to ``key.peer``; count a miss if the previous one is unanswered."""
