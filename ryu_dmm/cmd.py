@@ -19,7 +19,7 @@ from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISP
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from . import domainconf, metrics, ofsync, packetin, pipeline, rest
+from . import domainconf, metrics, ofsync, packetin, pipeline, rest, store
 from .logsafe import Guard, SafeLog, contained
 from .domainview import DomainView
 from .flowmirror import (
@@ -29,9 +29,14 @@ from .flowmirror import (
 from .hubexit import install_clean_exit
 from .hubtimers import HubTimers
 from .mobility.cmd import CmdCore
-from .mobility.events import CancelTimer, Received, Report, ReportKind, Send, SetTimer, TimerFired
+from .mobility.events import (
+    CancelTimer, Persist, Received, Report, ReportKind, ReserveSequence, Send, SetTimer, TimerFired,
+)
 from .signalling import Endpoint
 from .stats import Stats
+from .store.sqlite import move_aside
+from .storewriter import StoreWriter
+from .wire import BindingAck
 from .wire import DecodeError, decode, encode
 
 QUERY_TIMEOUT = 5.0  # seconds a REST request waits for a switch's flows (the mirror answers by then)
@@ -78,19 +83,25 @@ class CmdApp(app_manager.RyuApp):
         self.mirror = FlowMirror(self.pipeline, switches(self.domain, self.settings))
         self.stats = Stats(self.domain.mode.value, peers=self.core.maars)  # by MAAR; others as "other"
         self.guard = Guard(self.stats.count, SafeLog(self.logger))  # its .log: escaped, rate-limited lines
-        self.endpoint = self.timers = self._flusher = self.metrics = None
+        self.endpoint = self.timers = self._flusher = self.metrics = self.writer = None
+        self.store = store.open_store(self.settings.store)
+        self.gate = store.DurabilityGate(self.settings.store.max_batch) if self.store.backend != "memory" else None
+        self.loaded = None  # what the store held at start-up
+        self._store_info: dict = {}
         self._datapaths = {}  # MAAR address -> its connected datapath
         self._maar_of = {m.datapath_id: m.address for m in self.domain.maars if m.datapath_id is not None}
         self._queries = {}  # token -> (hub.Event, [flows]) of REST requests waiting for flow stats
         self._tokens = itertools.count(1)
         self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,
-                               lambda: self.endpoint.receive_path() if self.endpoint is not None else {})
+                               lambda: self.endpoint.receive_path() if self.endpoint is not None else {},
+                               self.store_state)
         kwargs["wsgi"].register(rest.DmmRestController, rest.registration(self.view, self.guard))
         rest.install_server(limits, self.guard.log)
 
     def start(self):
         thread = super().start()
         s = self.settings
+        self.loaded = self._load_store()  # before anything is bound: a bad store stops start-up here
         try:
             self.endpoint = Endpoint(s.listen, s.port, s.raw_mh, self.domain.cmd_address, self.core.maars,
                                      s.rcvbuf, self.guard.error)
@@ -100,12 +111,17 @@ class CmdApp(app_manager.RyuApp):
             raise SystemExit(2) from None
         self.metrics = metrics.start(self.view, s, self.guard)  # Prometheus (docs/observability.md)
         self.timers = HubTimers(self.guard.wrap("timer", self._on_timer))
+        if self.gate is not None:
+            self.writer = StoreWriter(self.store, self.gate, self._send_all, self._store_failed)
+            self.writer.start()
+        self._restore(self.loaded)
         self.endpoint.serve(self.on_datagram)
         self._flusher = hub.spawn(self.guard.repeat, hub.sleep, 1.0, "log_flush", self.guard.log.flush)
         install_clean_exit(self.logger)
-        self.logger.info("ryu-dmm CMD started: %s mode, %d MAAR(s), PMIPv6 on [%s]:%d, config %s",
-                         self.domain.mode.value, len(self.domain.maars), s.listen, self.endpoint.bound_port,
-                         self.config_path)
+        self.logger.info("ryu-dmm CMD started: %s mode, %d MAAR(s), PMIPv6 on [%s]:%d, config %s, store %s "
+                         "(%d session(s) restored in %.2f s)", self.domain.mode.value, len(self.domain.maars),
+                         s.listen, self.endpoint.bound_port, self.config_path, self._store_info.get("file", "memory"),
+                         len(self.core), self._store_info.get("load_seconds", 0.0))
         for text in self.endpoint.shortfalls():
             self.logger.warning("%s", text)
         return thread
@@ -119,7 +135,63 @@ class CmdApp(app_manager.RyuApp):
             self.metrics.stop()
         if self.endpoint is not None:
             self.endpoint.close()
+        if self.writer is not None:
+            self.writer.stop()
+        else:
+            self.store.close()
         super().stop()
+
+    # ---- the binding store (docs/store.md) ------------------------------------------------------
+    def _load_store(self) -> store.Loaded:
+        started = time.monotonic()
+        st = self.settings.store
+        try:
+            loaded = self.store.load()
+        except store.StoreError as exc:
+            if st.on_corrupt != "move-aside" or self.store.backend != "sqlite":
+                print(f"ryu_dmm.cmd: cannot use the binding store: {exc}. Nothing was changed; fix or remove "
+                      f"the file, or set [store] on_corrupt = move-aside to start empty and keep it aside.",
+                      file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
+            aside = move_aside(st.path)
+            self.logger.error("binding store unusable (%s): moved to %s; starting with no sessions", exc, aside)
+            self._store_info["moved_aside"] = aside
+            try:
+                loaded = self.store.load()
+            except store.StoreError as again:
+                print(f"ryu_dmm.cmd: cannot use the binding store: {again}", file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
+        self._store_info.update(self.store.describe(), restart_counter=loaded.restart_counter,
+                                load_seconds=round(time.monotonic() - started, 3),
+                                restored_sessions=len(loaded.sessions), new=loaded.fresh)
+        return loaded
+
+    def _restore(self, loaded: store.Loaded) -> None:
+        """The stored sessions back into the core (timers re-armed) and the flow mirror (flows
+        rendered, reconciled when each switch connects), then the access ports learnt before."""
+        if not loaded.sessions:
+            return
+        seqs = {k[4:]: int(v) for k, v in loaded.meta.items() if k.startswith("seq:")}
+        now = time.time()
+        self._apply(self.mirror.handle(CoreOutput(tuple(self.core.restore(loaded.sessions, seqs, now))), now))
+        for (maar, mac), port in loaded.ports.items():
+            if self.mirror.has_switch(maar) and self.mirror.learnt_port(maar, mac)[0] is not None:
+                self._mirror_event(PortLearnt(maar, mac, port))
+            elif self.gate is not None:
+                self.gate.stage_port((maar, mac), None)  # nobody is served there with that MAC any more
+        if self.writer is not None:
+            self.writer.kick()
+
+    def _store_failed(self, exc: Exception) -> None:
+        self.stats.count("store.write_failed")
+        self.guard.log.log(logging.ERROR, "store", "store_failed",
+                           "binding store write failed (retrying; accepted PBAs wait): %s", exc)
+
+    def store_state(self) -> dict:
+        body = dict(self._store_info)
+        if self.writer is not None:
+            body.update(self.writer.state())
+        return body
 
     # ---- signalling and timers -------------------------------------------------------------------
     def on_datagram(self, data: bytes, src: str, addr: tuple, raw_dst=None) -> None:
@@ -148,17 +220,26 @@ class CmdApp(app_manager.RyuApp):
 
     def _apply(self, effects) -> None:
         reports = []
+        gate = self.gate
+        staged = False
         for e in effects:
             kind = type(e)
             try:  # one effect failing (e.g. a PBA that cannot be encoded) leaves the others carried out
                 if kind is Send:
-                    data = encode(e.msg)
-                    try:
-                        self.endpoint.send(data, self.endpoint.sockaddr(e.dst))
-                        self.stats.sent(e.msg, e.dst)
-                    except OSError as exc:
-                        self.stats.count("send_error")
-                        self.guard.log.warning(e.dst, f"send_error.{exc.errno}", "cannot send to %s: %s", e.dst, exc)
+                    msg = e.msg
+                    if gate is not None and type(msg) is BindingAck and msg.accepted and gate.must_wait(msg.mn_id):
+                        if not gate.hold(e):  # the durability rule (docs/store.md)
+                            self.stats.count("store.pba_dropped")
+                        continue
+                    self._send(e)
+                elif kind is Persist:
+                    if gate is not None:
+                        gate.stage(e.mn_id, e.record)
+                        staged = True
+                elif kind is ReserveSequence:
+                    if gate is not None:
+                        gate.stage_meta(f"seq:{e.peer}", str(e.upto))
+                        staged = True
                 elif kind is SetTimer:
                     self.timers.set(e.key, e.at)
                 elif kind is CancelTimer:
@@ -187,6 +268,25 @@ class CmdApp(app_manager.RyuApp):
             except Exception as exc:  # noqa: BLE001 - containment boundary
                 self.guard.error("send" if kind is Send else "effect", exc)
         self.stats.reported(reports)
+        if staged:
+            self.writer.kick()
+
+    def _send(self, e: Send) -> None:
+        data = encode(e.msg)
+        try:
+            self.endpoint.send(data, self.endpoint.sockaddr(e.dst))
+            self.stats.sent(e.msg, e.dst)
+        except OSError as exc:
+            self.stats.count("send_error")
+            self.guard.log.warning(e.dst, f"send_error.{exc.errno}", "cannot send to %s: %s", e.dst, exc)
+
+    def _send_all(self, sends) -> None:
+        """PBAs a commit released (StoreWriter)."""
+        for e in sends:
+            try:
+                self._send(e)
+            except Exception as exc:  # noqa: BLE001 - containment boundary
+                self.guard.error("send", exc)
 
     def query_flows(self, maar: str):
         """A switch's installed flows for REST: the mirror correlates the request; this greenthread waits."""
@@ -242,4 +342,8 @@ class CmdApp(app_manager.RyuApp):
         if mac is packetin.UNPARSED:
             self.stats.count("packet_in.unparsed")
         elif mac is not None:
-            self._mirror_event(PortLearnt(maar, mac, msg.match["in_port"]))
+            port = msg.match["in_port"]
+            self._mirror_event(PortLearnt(maar, mac, port))
+            if self.gate is not None and self.mirror.learnt_port(maar, mac)[0] is not None:
+                self.gate.stage_port((maar, mac), port)  # a restart need not wait for the MN's next RS
+                self.writer.kick()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
-from dataclasses import dataclass, fields
+import os
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 from .mobility.config import Dereg, Domain, MaarInfo, Mode, Timers
@@ -19,6 +20,32 @@ TUNNEL_TYPES = ("gre", "vxlan")
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names the bad section and key."""
+
+
+STORE_BACKENDS = ("sqlite", "memory")
+DEFAULT_STATE_DIR = "/var/lib/ryu-dmm"
+STATE_DIR_ENV = "RYU_DMM_STATE_DIR"  # overrides the default (not a dir set in the file): tests, containers
+
+
+def default_state_dir() -> str:
+    return os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """``[store]``: where the CMD keeps its binding cache and the agents their restart counters
+    (docs/store.md). A relative ``dir`` is taken from the configuration file's folder."""
+
+    backend: str = "sqlite"  # "memory": nothing survives a restart (benchmarks, throw-away labs)
+    dir: str = field(default_factory=default_state_dir)
+    file: str = "cmd.sqlite"  # the CMD's SQLite file, in ``dir`` unless absolute
+    synchronous: str = "full"  # SQLite's PRAGMA synchronous in WAL mode: "full" survives power loss, "normal" a crash
+    on_corrupt: str = "fail"  # "move-aside": start empty, the unreadable file renamed next to it
+    max_batch: int = 1000  # binding changes per group commit
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.dir, self.file)
 
 
 @dataclass(frozen=True)
@@ -36,6 +63,7 @@ class CmdSettings:
     # with a warning if that port is taken; a port set in the file must open; 0 disables metrics.
     metrics_listen: str = "127.0.0.1"
     metrics_port: Optional[int] = None
+    store: StoreSettings = field(default_factory=StoreSettings)
 
 
 @dataclass(frozen=True)
@@ -55,6 +83,7 @@ _DMM_KEYS = {"cmd_address", "mode", "dereg", "listen", "port", "raw_mh", "tunnel
 _SWITCH_KEYS = {"core_port", "tunnel_port", "agent_port", "access_ports", "core_gateway_mac"}
 _MAAR_KEYS = {"address", "pool", "prefix_length", "mac", "datapath_id"} | _SWITCH_KEYS
 _TIMER_KEYS = {f.name: f.type for f in fields(Timers)}
+_STORE_KEYS = {"backend", "dir", "file", "synchronous", "on_corrupt", "max_batch"}
 
 DEFAULT_TEXT = """\
 # Embedded default: a CMD with no MAARs yet, proxy mode. Copy and extend (docs/configuration.md).
@@ -146,10 +175,11 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
         parser.read_string(text, source)
     except configparser.Error as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    known = {"DEFAULT", "dmm", "timers"}
+    known = {"DEFAULT", "dmm", "timers", "store"}
     for section in parser.sections():
         if section not in known and not section.startswith("maar:"):
-            raise ConfigError(f"[{section}]: unknown section (known: [dmm], [timers], [maar:NAME], [DEFAULT] for Ryu)")
+            raise ConfigError(f"[{section}]: unknown section (known: [dmm], [timers], [store], [maar:NAME], "
+                              "[DEFAULT] for Ryu)")
     if not parser.has_section("dmm"):
         raise ConfigError("[dmm]: section missing")
     dmm = dict(parser.items("dmm"))
@@ -226,8 +256,34 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     dpids = [m.datapath_id for m in maars if m.datapath_id is not None]
     if len(dpids) != len(set(dpids)):
         raise ConfigError("two MAARs have the same datapath_id")
+    store = _store(dict(parser.items("store")) if parser.has_section("store") else {}, source)
     return domain, CmdSettings(listen, port, raw_mh, tunnel, tunnel_key, tuple(switches), rcvbuf=rcvbuf,
-                               metrics_listen=metrics_listen, metrics_port=metrics_port)
+                               metrics_listen=metrics_listen, metrics_port=metrics_port, store=store)
+
+
+def _store(items: dict, source: str) -> StoreSettings:
+    _check_keys("store", items, _STORE_KEYS)
+    d = StoreSettings()
+    backend = items.get("backend", d.backend)
+    if backend not in STORE_BACKENDS:
+        raise ConfigError(f"[store] backend: {backend!r} is not one of {', '.join(STORE_BACKENDS)}")
+    folder = items.get("dir", d.dir).strip()
+    if not folder:
+        raise ConfigError("[store] dir: empty")
+    if not os.path.isabs(folder):  # next to the configuration file (the lab and tests keep state there)
+        base = os.path.dirname(os.path.abspath(source)) if not source.startswith("<") else os.getcwd()
+        folder = os.path.normpath(os.path.join(base, folder))
+    file = items.get("file", d.file).strip()
+    if not file or file.endswith(("/", os.sep)):
+        raise ConfigError(f"[store] file: {file!r} is not a file name")
+    sync = items.get("synchronous", d.synchronous)
+    if sync not in ("full", "normal"):
+        raise ConfigError(f"[store] synchronous: {sync!r} is not one of full, normal")
+    on_corrupt = items.get("on_corrupt", d.on_corrupt)
+    if on_corrupt not in ("fail", "move-aside"):
+        raise ConfigError(f"[store] on_corrupt: {on_corrupt!r} is not one of fail, move-aside")
+    max_batch = _int("store", "max_batch", items.get("max_batch", str(d.max_batch)), 1, 100_000)
+    return StoreSettings(backend, folder, file, sync, on_corrupt, max_batch)
 
 
 def load(path: Optional[str]) -> tuple[Domain, CmdSettings]:
@@ -241,8 +297,10 @@ def load(path: Optional[str]) -> tuple[Domain, CmdSettings]:
     return parse(text, path)
 
 
-def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[dict] = None) -> str:
-    """A configuration file for ``domain`` (the lab writes its own with this)."""
+def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[dict] = None,
+           store: Optional[StoreSettings] = None) -> str:
+    """A configuration file for ``domain`` (the lab and the tests write theirs with this). Its state
+    goes next to the file (``[store] dir = dmm-state``) unless ``store`` says otherwise."""
     lines = []
     if ryu:
         lines += ["[DEFAULT]"] + [f"{k} = {v}" for k, v in ryu.items()] + [""]
@@ -253,6 +311,9 @@ def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[
               f"metrics_listen = {settings.metrics_listen}"]
     if settings.metrics_port is not None:
         lines.append(f"metrics_port = {settings.metrics_port}")
+    st = store or StoreSettings(dir="dmm-state", backend=settings.store.backend)
+    lines += ["", "[store]", f"backend = {st.backend}", f"dir = {st.dir}", f"file = {st.file}",
+              f"synchronous = {st.synchronous}", f"on_corrupt = {st.on_corrupt}", f"max_batch = {st.max_batch}"]
     lines += ["", "[timers]"]
     switches = {s.maar: s for s in settings.switches}
     lines += [f"{f.name} = {getattr(domain.timers, f.name)}" for f in fields(Timers)]

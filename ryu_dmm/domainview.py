@@ -31,11 +31,13 @@ def _nothing() -> dict:
 
 class DomainView:
     def __init__(self, domain: Domain, settings: CmdSettings, core: CmdCore, mirror: FlowMirror, stats: Stats,
-                 query_flows: FlowQuery, receive_path: Callable[[], dict] = _nothing) -> None:
+                 query_flows: FlowQuery, receive_path: Callable[[], dict] = _nothing,
+                 store_state: Callable[[], dict] = _nothing) -> None:
         self.domain = domain
         self.settings = settings
         self._core, self._mirror, self._stats, self._query = core, mirror, stats, query_flows
         self._receive_path = receive_path
+        self._store_state = store_state
         self._by_name = {m.name: m for m in domain.maars}
         self._by_address = domain.by_address()
 
@@ -92,7 +94,12 @@ class DomainView:
         body["mode"] = self.domain.mode.value
         body["dereg"] = self.domain.dereg.value
         body["receive_path"] = self._receive_path()
+        body["store"] = self._store_state()
         return body
+
+    def store(self) -> dict:
+        """The binding store: backend, file, restart counter, commits, pending changes, held PBAs."""
+        return self._store_state()
 
     def counters(self) -> dict:
         """The raw counts behind ``stats()`` (by peer, status, MAAR) and the latency histograms:

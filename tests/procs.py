@@ -48,11 +48,14 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 10.0
     return proc.returncode
 
 
-def clean_env() -> dict:
+def clean_env(state: Path = None) -> dict:
     """Environment for a child that must import the package as the venv installed it (editable:
-    this checkout), not through PYTHONPATH."""
+    this checkout), not through PYTHONPATH. ``state``: its default state folder (the binding store,
+    restart counters) when its configuration names none."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
+    if state is not None:
+        env["RYU_DMM_STATE_DIR"] = str(state)
     return env
 
 
@@ -63,7 +66,8 @@ def running_cmd(config: Path, of_port: int, rest_port: int, log: Path):
     with open(log, "w") as out:
         proc = subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(config),
                                  "--ofp-tcp-listen-port", str(of_port), "ryu_dmm.cmd"],
-                                cwd=config.parent, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+                                cwd=config.parent, env=clean_env(config.parent / "dmm-state"), stdout=out,
+                                stderr=subprocess.STDOUT)
     try:
         assert wait_for(lambda: tcp_open(rest_port) or proc.poll() is not None, 30), log.read_text()
         assert proc.poll() is None, log.read_text()
@@ -75,8 +79,8 @@ def running_cmd(config: Path, of_port: int, rest_port: int, log: Path):
 @contextlib.contextmanager
 def running_agent(config: Path, name: str, port: int, control: str, log: Path, *extra: str):
     """``ryu-dmm-maar`` for MAAR ``name`` until its control socket answers; stopped by its own pid
-    when the block ends (and it must exit 0). Its restart counter is kept beside ``log`` (never in
-    /var/lib); ``extra``: more command-line arguments."""
+    when the block ends (and it must exit 0). Its restart counter is kept in ``dmm-state`` beside
+    ``config`` (never in /var/lib); ``extra``: more command-line arguments."""
     from ryu_dmm.agent.main import request
 
     def alive() -> bool:
@@ -86,8 +90,8 @@ def running_agent(config: Path, name: str, port: int, control: str, log: Path, *
             return False
     with open(log, "w") as out:
         proc = subprocess.Popen([str(BIN / "ryu-dmm-maar"), "--config", str(config), "--name", name,
-                                 "--port", str(port), "--control", control, "--state-dir", str(log.parent), *extra],
-                                env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+                                 "--port", str(port), "--control", control, *extra],
+                                env=clean_env(config.parent / "dmm-state"), stdout=out, stderr=subprocess.STDOUT)
     try:
         assert wait_for(lambda: proc.poll() is not None or alive(), 10), log.read_text()
         assert proc.poll() is None, log.read_text()

@@ -26,6 +26,8 @@ def setup(tmp_path):
 [dmm]
 cmd_address = ::ffff:127.0.0.1
 port = {cmd_sock.getsockname()[1]}
+[store]
+dir = hb-state
 [timers]
 heartbeat_interval = {INTERVAL}
 missing_heartbeats_allowed = {MISSING}
@@ -133,4 +135,6 @@ def test_the_agents_counter_changes_at_every_start(setup):
             _, hb, _ = next_of(cmd_sock, Heartbeat)
             assert hb.restart_counter == expected
             assert request(str(tmp_path / "maar1.sock"), {"op": "state"})["heartbeat"]["restart_counter"] == expected
-    assert (tmp_path / "maar-maar1.restart").read_text() == "2\n"
+    # kept in [store] dir (relative to the configuration file), not in the tests' default folder
+    assert (tmp_path / "hb-state" / "maar-maar1.restart").read_text() == "2\n"
+    assert not (tmp_path / "dmm-state" / "maar-maar1.restart").exists()

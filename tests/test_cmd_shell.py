@@ -28,6 +28,8 @@ CONFIG = """
 [dmm]
 cmd_address = 2001:db8:ff::100
 mode = proxy
+[store]
+backend = memory
 """ + "".join(f"""
 [maar:maar{i}]
 address = 2001:db8:ff::{i}
@@ -200,3 +202,36 @@ def test_garbage_costs_a_counter(app):
     app.on_datagram(b"\x00" * 7, A1, (A1, 5436))
     assert sum(v for k, v in app.stats.counters.items() if k.startswith("decode_error")) == 1
     assert app.endpoint.take() == []
+
+
+@pytest.fixture
+def durable_app(tmp_path, monkeypatch):
+    """The shell with the SQLite store; its writer is driven by hand (no greenthread)."""
+    from ryu_dmm.storewriter import StoreWriter
+    (tmp_path / "d.ini").write_text(CONFIG.replace("backend = memory", f"dir = {tmp_path}"))
+    monkeypatch.setattr(cmd, "config_path", lambda: str(tmp_path / "d.ini"))
+    a = cmd.CmdApp(wsgi=Wsgi())
+    a.endpoint, a.timers = Endpoint(), Timers()
+    a.store.load()
+    a.writer = StoreWriter(a.store, a.gate, a._send_all, a._store_failed)
+    a.writer.kick = lambda: None
+    yield a
+    a.store.close()
+
+
+def test_an_accepted_pba_leaves_only_after_its_change_is_committed(durable_app):
+    """The durability rule (docs/store.md), in a signalling-only path (no switch connected)."""
+    app = durable_app
+    app.on_datagram(pbu(1, P1, 1), A1, (A1, 5436))
+    assert app.endpoint.take() == [] and app.gate.held == 1
+    rows = app.store._db.execute("SELECT mn_id FROM sessions").fetchall()
+    assert rows == []  # not committed yet, not answered yet
+    app.writer._drain()  # one group commit
+    (dst, pba), = app.endpoint.take()
+    assert dst == A1 and pba.status == 0
+    assert app.store._db.execute("SELECT mn_id FROM sessions").fetchall() == [("mn1",)]
+    # a rejection is not held: it reports no change
+    app.on_datagram(encode(M.pbu(2, time.time() - 100, "mn1", P1, 40, 1, 3)), A1, (A1, 5436))
+    (dst, refused), = app.endpoint.take()
+    assert refused.status != 0
+    assert app.store_state()["commits"] == 1 and app.store_state()["held_pbas"] == 0

@@ -36,7 +36,30 @@ def test_good_file_and_round_trip():
     assert domain.timers.lifetime == 120 and domain.timers.aggregate_timeout == 1.5
     assert [m.name for m in domain.maars] == ["maar1", "maar2"]
     assert domain.maars[0].datapath_id == 1 and domain.maars[0].mac == bytes.fromhex("020000000001")
-    assert parse(render(domain, settings)) == (domain, settings)
+    assert parse(render(domain, settings, store=settings.store)) == (domain, settings)
+
+
+def test_store_section_defaults_and_relative_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("RYU_DMM_STATE_DIR")
+    _, settings = parse(GOOD)
+    assert settings.store.backend == "sqlite" and settings.store.path == "/var/lib/ryu-dmm/cmd.sqlite"
+    monkeypatch.setenv("RYU_DMM_STATE_DIR", str(tmp_path))
+    assert parse(GOOD)[1].store.path == str(tmp_path / "cmd.sqlite")
+    domain, _ = parse(GOOD)
+    conf = tmp_path / "dmm.conf"
+    conf.write_text(render(domain))  # render's default: state next to the file
+    assert load(str(conf))[1].store.path == str(tmp_path / "dmm-state" / "cmd.sqlite")
+
+
+@pytest.mark.parametrize("line,message", [
+    ("backend = redis", "[store] backend"), ("synchronous = off", "[store] synchronous"),
+    ("on_corrupt = ignore", "[store] on_corrupt"), ("max_batch = 0", "[store] max_batch"),
+    ("file = ", "[store] file"), ("path = x", "[store] path: unknown key"),
+])
+def test_bad_store_section(line, message):
+    with pytest.raises(ConfigError) as err:
+        parse(GOOD + "\n[store]\n" + line + "\n")
+    assert message in str(err.value)
 
 
 def test_embedded_default_runs_with_no_maars():

@@ -218,7 +218,7 @@ def test_domain_file_metrics_keys():
     text = CONFIG.replace("[timers]", "metrics_listen = ::1\nmetrics_port = 9999\n[timers]")
     domain, settings = domainconf.parse(text)
     assert (settings.metrics_listen, settings.metrics_port) == ("::1", 9999)
-    assert domainconf.parse(domainconf.render(domain, settings)) == (domain, settings)
+    assert domainconf.parse(domainconf.render(domain, settings, store=settings.store)) == (domain, settings)
     for bad, key in (("metrics_port = 70000", "[dmm] metrics_port"), ("metrics_listen = here", "[dmm] metrics_listen")):
         with pytest.raises(domainconf.ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
             domainconf.parse(CONFIG.replace("[timers]", bad + "\n[timers]"))

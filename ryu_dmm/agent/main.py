@@ -4,7 +4,8 @@ It runs ``MaarCore`` behind a UDP socket on the MAAR's address (port 5436: PMIPv
 Heartbeats with the CMD) and a control socket (a Unix datagram socket taking JSON requests) through
 which an explicit attach trigger, a lower-layer hint, arrives (and through which tools read its
 state and events). Events are also written to stdout as JSON lines. Its Restart Counter is kept in
-``--state-dir`` and changes at every start (agent/restart.py).
+the domain's state folder (``[store] dir``, or ``--state-dir``) and changes at every start
+(agent/restart.py).
 """
 from __future__ import annotations
 
@@ -425,9 +426,10 @@ def main(argv=None) -> int:
     ap.add_argument("--access-iface", default=None,
                     help="interface of the switch's agent port: RS/NS from MNs arrive there, RA/NA leave there")
     ap.add_argument("--access-port", type=int, default=0, help="OpenFlow port number of the MNs' access link")
-    ap.add_argument("--state-dir", default=restart.DEFAULT_STATE_DIR,
-                    help=f"where this MAAR's RFC 5847 restart counter is kept, as maar-NAME.restart "
-                         f"(default {restart.DEFAULT_STATE_DIR}; created if missing)")
+    ap.add_argument("--state-dir", default=None,
+                    help="where this MAAR's RFC 5847 restart counter is kept, as maar-NAME.restart (default: "
+                         f"[store] dir of the domain file, else ${domainconf.STATE_DIR_ENV}, else "
+                         f"{domainconf.DEFAULT_STATE_DIR}; created if missing)")
     lim = ap.add_argument_group("attach rate limits (docs/limits-agent.md)")
     lim.add_argument("--new-mn-limit", type=_positive(int), default=guard.NEW_MN_LIMIT, metavar="N",
                      help=f"new MNs (attaches that take a prefix) per access port per window "
@@ -454,7 +456,7 @@ def main(argv=None) -> int:
     except KeyError:
         print(f"ryu-dmm-maar: no [maar:{args.name}] in {args.config}", file=sys.stderr)
         return 2
-    counter, warning = restart.next_counter(args.state_dir, args.name)
+    counter, warning = restart.next_counter(args.state_dir or settings.store.dir, args.name)
     if warning:
         print(f"ryu-dmm-maar: {warning}", file=sys.stderr, flush=True)
     try:

@@ -11,7 +11,6 @@ import os
 import time
 from typing import Optional
 
-DEFAULT_STATE_DIR = "/var/lib/ryu-dmm"
 MAX_COUNTER = 0xFFFF_FFFF
 
 

@@ -96,6 +96,11 @@ class FlowMirror:
         """(pushed at, every barrier answered at) of the MN's latest confirmed flows."""
         return self._confirmed.get(mn_id)
 
+    def learnt_port(self, maar: str, mac: bytes) -> tuple[Optional[str], Optional[int]]:
+        """(the MN served at ``maar`` with ``mac``, or None; the access port learnt for it, or None):
+        what the CMD stores so that a restart does not wait for the MN's next RS."""
+        return self._at.get((maar, mac)), self._ports.get((maar, mac))
+
     def wanted_flows(self, maar: str) -> list[Flow]:
         """Every flow the MAAR's switch should hold now: base flows, then one group per MN."""
         flows = self._checked(maar, base_flows(self._switches[maar].ports))

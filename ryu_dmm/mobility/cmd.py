@@ -12,12 +12,14 @@ from ..wire import BindingAck, BindingUpdate, Heartbeat, Prefix, Status, missing
 from . import messages as M
 from .config import Domain, MaarInfo, Mode
 from .events import (
-    BindingChanged, CancelTimer, Effect, Received, Report, ReportKind, RetxKey, Send, SetTimer, TimerFired,
-    TimerKey, TimerKind,
+    BindingChanged, CancelTimer, Effect, Persist, Received, Report, ReportKind, ReserveSequence, RetxKey, Send,
+    SetTimer, TimerFired, TimerKey, TimerKind,
 )
 from .pool import PrefixPool
 from .retransmit import Outstanding, Retransmitter
-from .views import Session
+from .views import Record, Session
+
+SEQ_BLOCK = 1024  # CMD sequence numbers reserved per peer in the store at a time (ReserveSequence)
 
 
 @dataclass(slots=True)
@@ -26,7 +28,7 @@ class Handover:
 
     smaar: str
     seq: int  # the S-MAAR's PBU to answer (relay/locator)
-    request: BindingUpdate
+    request: Optional[BindingUpdate]  # None after a restart (restore): nobody is owed an answer
     started: float
     waiting: dict[str, Outstanding] = field(default_factory=dict)
     answered: set[str] = field(default_factory=set)
@@ -74,6 +76,9 @@ class CmdCore:
         # Messages accepted without RFC 8885's D flag (§4.1, §4.2), e.g. from a plain PMIPv6 peer.
         self.counters = {"pbu_without_d": 0, "pba_without_d": 0}
 
+        self._reserved: dict[str, int] = {}  # peer -> sequence number reserved up to (ReserveSequence)
+        self._also_changed: list[str] = []  # MNs an event changed besides its own (a PBU evicted elsewhere)
+
     # ---- public view -------------------------------------------------------------------------
     def session(self, mn_id: str) -> Optional[Session]:
         bce = self.cache.get(mn_id)
@@ -90,6 +95,53 @@ class CmdCore:
     def __len__(self) -> int:
         return len(self.cache)
 
+    def record(self, mn_id: str) -> Optional[Record]:
+        """What the binding store keeps of one session (None: no session)."""
+        bce = self.cache.get(mn_id)
+        if bce is None:
+            return None
+        return Record(bce.mn_id, bce.serving, bce.prefix, bce.mac, bce.pmaars, bce.expires, bce.att, bce.last_ts,
+                      bce.last_seq, bce.handover is not None)
+
+    def restore(self, records, sequences: dict[str, int], now: float) -> list[Effect]:
+        """Start from what the binding store kept (a restart). Sessions of MAARs no longer configured
+        are dropped (returned as ``Persist(mn, None)``). Each lifetime timer is set at its stored
+        deadline (one already past fires at once, in deadline order); every session is announced to
+        the data plane; a handover that may not have reached all its P-MAARs is sent to them again,
+        and the serving MAAR's next copy of its PBU is answered from the session (docs/store.md)."""
+        effects: list[Effect] = []
+        for peer, seq in sequences.items():
+            if peer in self.maars:
+                self.retx.start_at(peer, seq)
+        for r in records:
+            known = r.serving in self.maars and all(a in self.maars for a, _ in r.pmaars)
+            if not known or r.mn_id in self.cache:
+                effects.append(Persist(r.mn_id, None) if not known else Report(
+                    ReportKind.FAILED, r.mn_id, "stored twice: the first record kept"))
+                continue
+            bce = self.cache[r.mn_id] = Bce(r.mn_id, r.serving, r.prefix, r.expires, r.att, r.mac, r.last_ts,
+                                            r.last_seq, r.pmaars)
+            for prefix in (r.prefix, *(p for _, p in r.pmaars)):
+                self._owner[prefix] = r.mn_id
+            self._served[r.serving] = self._served.get(r.serving, 0) + 1
+            effects += [self._life_timer(r.mn_id, r.expires), _changed(bce)]
+            if r.handover and r.pmaars:
+                effects += self._renotify(bce, now)
+        return effects
+
+    def _renotify(self, bce: Bce, now: float) -> list[Effect]:
+        """Tell every P-MAAR again where the MN is served (after a restart mid-handover). Nobody is
+        owed a PBA: the serving MAAR's retransmission is answered as a copy of its accepted PBU."""
+        ho = bce.handover = Handover(bce.serving, -1, None, now, smaar_answered=True)
+        lifetime = self._remaining(bce, now, 4)
+        effects: list[Effect] = []
+        for addr, anchored in bce.pmaars:
+            def build(seq: int, t: float, anchored=anchored, smaar=bce.serving) -> BindingUpdate:
+                return M.pbu(seq, t, bce.mn_id, anchored, lifetime, M.HI_BETWEEN_MAARS, bce.att, serving=smaar)
+            sent, ho.waiting[addr] = self._send_pbu(addr, bce.mn_id, build, now, ho)
+            effects += sent
+        return effects
+
     # ---- dispatch ----------------------------------------------------------------------------
     def handle(self, event, now: float) -> list[Effect]:
         """One event at time ``now`` (seconds since the epoch, the clock of the PBU timestamps).
@@ -97,9 +149,40 @@ class CmdCore:
         Events: ``Received(src, PBU)`` from a MAAR, ``Received(src, PBA)`` from a P-MAAR answering a
         PBU of ours, ``TimerFired(key)`` for a key we set. Effects, in the order to carry them out:
         ``Send`` (a PBU or PBA to a MAAR's signalling address), ``SetTimer``/``CancelTimer``,
-        ``BindingChanged`` (a session's placement changed or it ended: the data plane follows) and
-        ``Report`` (what an operator must see). Anything else is ignored.
+        ``BindingChanged`` (a session's placement changed or it ended: the data plane follows),
+        ``Report`` (what an operator must see), and for the binding store ``Persist`` (first, before
+        the answers it explains) and ``ReserveSequence``. Anything else is ignored.
         """
+        mn_id = self._subject(event)
+        bce = self.cache.get(mn_id) if mn_id is not None else None
+        before = _state(bce) if bce is not None else None
+        effects = self._dispatch(event, now)
+        after = self.cache.get(mn_id) if mn_id is not None else None
+        changed = [mn_id] if (_state(after) if after is not None else None) != before else []
+        if self._also_changed:
+            changed += [m for m in self._also_changed if m != mn_id]
+            self._also_changed.clear()
+        if not changed:
+            return effects
+        return [Persist(m, self.record(m)) for m in changed] + effects
+
+    def _subject(self, event) -> Optional[str]:
+        """The MN whose session an event may change."""
+        if type(event) is Received:
+            if type(event.msg) is BindingUpdate:
+                return event.msg.mn_id
+            out = self.retx.pending.get((event.src, event.msg.sequence))
+            return out.mn_id if out is not None else None
+        if type(event) is TimerFired:
+            key = event.key
+            if type(key) is RetxKey:
+                out = self.retx.pending.get(key)
+                return out.mn_id if out is not None else None
+            if type(key) is TimerKey:
+                return key.mn_id
+        return None
+
+    def _dispatch(self, event, now: float) -> list[Effect]:
         if type(event) is Received:
             msg = event.msg
             if type(msg) is BindingUpdate:
@@ -308,6 +391,7 @@ class CmdCore:
                                         f"after {out.tries} tries")]
         bce = self.cache.get(out.mn_id)
         if bce is not None and bce.handover is out.context:
+            self._also_changed.append(out.mn_id)
             bce.handover.waiting.pop(out.dst, None)
             if not bce.handover.waiting:
                 effects += self._close_handover(bce, now)
@@ -339,6 +423,10 @@ class CmdCore:
     def _send_pbu(self, dst: str, mn_id: str, build, now: float, context) -> tuple[list[Effect], Outstanding]:
         """Send a PBU with retransmission; a PBU evicted to make room (retransmit.py) fails at once."""
         sent, out, evicted = self.retx.send(dst, mn_id, build, now, context=context)
+        upto = self._reserved.get(dst)
+        if upto is None or not SEQ_BLOCK // 2 < (upto - out.seq) & 0xFFFF <= SEQ_BLOCK:  # half used up
+            upto = self._reserved[dst] = (out.seq + SEQ_BLOCK) & 0xFFFF
+            sent = [ReserveSequence(dst, upto)] + sent
         return (sent + self._on_peer_failed(evicted, now) if evicted is not None else sent), out
 
     def _confirm(self, bce: Bce, lifetime: int, now: float, stale=None) -> list[Effect]:
@@ -413,6 +501,12 @@ class CmdCore:
 
 def _view(bce: Bce) -> Session:
     return Session(bce.mn_id, bce.serving, bce.prefix, bce.mac, bce.pmaars, bce.expires, bce.handover is not None)
+
+
+def _state(bce: Bce) -> tuple:
+    """What ``Record`` keeps of a BCE, cheaply comparable: a change means a ``Persist``."""
+    return (bce.serving, bce.prefix, bce.mac, bce.pmaars, bce.expires, bce.att, bce.last_ts, bce.last_seq,
+            bce.handover is not None)
 
 
 def _changed(bce: Bce) -> BindingChanged:

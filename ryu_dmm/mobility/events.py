@@ -15,7 +15,7 @@ from ..wire import Message, Prefix
 from .dataplane import MnDataPlane
 
 if TYPE_CHECKING:
-    from .views import Session
+    from .views import Record, Session
 
 
 # ---- timer keys and report kinds ----------------------------------------------------------------
@@ -129,6 +129,25 @@ class BindingChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Persist:
+    """The CMD's record of one session changed (None: it ended). It comes before the effects it
+    explains: the shell stages it for the binding store, and an accepted PBA about that MN leaves
+    only once the change is committed (docs/store.md, the durability rule)."""
+
+    mn_id: str
+    record: Optional[Record]
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveSequence:
+    """The CMD's own PBU sequence numbers to ``peer`` may reach ``upto``: stored, so that after a
+    restart it starts there and a MAAR never takes a new PBU for a copy of an old one."""
+
+    peer: str
+    upto: int
+
+
+@dataclass(frozen=True, slots=True)
 class RaPrefix:
     """One Prefix Information entry; ``dlif`` names the anchoring MAAR whose DLIF advertises it."""
 
@@ -163,4 +182,5 @@ class Report:
     duration: Optional[float] = None  # a completed handover: its PBU's arrival to its last PBA
 
 
-Effect = Union[Send, SetTimer, CancelTimer, DataPlaneChanged, BindingChanged, Advertise, Report]
+Effect = Union[Send, SetTimer, CancelTimer, DataPlaneChanged, BindingChanged, Persist, ReserveSequence, Advertise,
+               Report]

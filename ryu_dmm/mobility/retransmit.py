@@ -65,6 +65,10 @@ class Retransmitter:
         self._seq[dst] = seq
         return seq
 
+    def start_at(self, dst: str, seq: int) -> None:
+        """The next PBU to ``dst`` gets ``seq`` (the CMD after a restart: see ReserveSequence)."""
+        self._seq[dst] = (seq - 1) & 0xFFFF
+
     def _send_times(self, key: tuple[str, str], now: float) -> tuple[float, ...]:
         if now - self._generation >= 1.0 or len(self._recent) >= self.timers.max_outstanding:
             self._older, self._recent = (self._recent if now - self._generation < 2.0 else {}), {}

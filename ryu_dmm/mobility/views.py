@@ -33,6 +33,23 @@ class Session:
         return self.serving == maar or any(a == maar for a, _ in self.pmaars)
 
 
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Everything the CMD needs to rebuild one session after a restart: what the binding store
+    keeps (docs/store.md). ``handover``: P-MAARs may not all have heard of the last move yet."""
+
+    mn_id: str
+    serving: str
+    prefix: Prefix
+    mac: bytes
+    pmaars: tuple[tuple[str, Prefix], ...]
+    expires: float
+    att: int
+    last_ts: int  # the last accepted timestamp (RFC 5213 format), 0 if none
+    last_seq: int  # the serving MAAR's last accepted sequence number
+    handover: bool = False
+
+
 def dataplanes(session: Session, port: Optional[int]) -> dict[str, MnDataPlane]:
     """MAAR address -> that MAAR's state for the session's MN. ``port``: the MN's access port at
     the serving MAAR, once known (until then the serving MAAR gets no flows towards the MN)."""

@@ -1,0 +1,15 @@
+"""The CMD's binding store: one interface (``base.BindingStore``), an embedded SQLite backend (the
+default) and an in-memory one, and the sans-IO durability gate (docs/store.md)."""
+from .base import Batch, BindingStore, Loaded, StoreError
+from .gate import DurabilityGate
+from .memory import MemoryStore
+from .sqlite import SqliteStore
+
+__all__ = ["Batch", "BindingStore", "DurabilityGate", "Loaded", "MemoryStore", "SqliteStore", "StoreError", "open_store"]
+
+
+def open_store(settings) -> BindingStore:
+    """The backend ``[store]`` names (``domainconf.StoreSettings``); nothing is read yet."""
+    if settings.backend == "memory":
+        return MemoryStore()
+    return SqliteStore(settings.path, settings.synchronous)

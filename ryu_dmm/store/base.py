@@ -1,0 +1,59 @@
+"""What every binding-store backend offers. Blocking calls: the CMD shell runs ``write`` off the
+hub (a native thread) and ``load`` before it serves; the CMD core never sees a store.
+
+A networked backend (Redis, issue 10) implements the same three calls; nothing else changes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Protocol
+
+from ..mobility.views import Record
+
+PortKey = tuple[str, bytes]  # (serving MAAR, MN MAC): the access port the flow mirror learnt
+
+
+class StoreError(Exception):
+    """The store cannot be used (unreadable, corrupt, from an unknown schema, or a write failed).
+    The message says what and where, for an operator."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One group commit: every change staged since the previous one, coalesced per key (the latest
+    wins). ``None`` deletes."""
+
+    generation: int
+    sessions: dict[str, Optional[Record]] = field(default_factory=dict)
+    ports: dict[PortKey, Optional[int]] = field(default_factory=dict)
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.sessions) + len(self.ports) + len(self.meta)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a store held at start-up. ``restart_counter``: RFC 5847's, which changes only when the
+    bindings were lost (a new or emptied store)."""
+
+    sessions: list[Record]
+    ports: dict[PortKey, int]
+    meta: dict[str, str]
+    restart_counter: int
+    fresh: bool  # nothing was stored before (a new file, or the memory backend)
+
+
+class BindingStore(Protocol):
+    backend: str
+
+    def load(self) -> Loaded:
+        """Open (creating if needed) and read everything; raises ``StoreError``."""
+
+    def write(self, batch: Batch) -> None:
+        """Apply one batch atomically and durably (all of it or none); raises ``StoreError``."""
+
+    def close(self) -> None: ...
+
+    def describe(self) -> dict:
+        """Backend and location, for stats."""
