@@ -77,9 +77,10 @@ def running_cmd(config: Path, of_port: int, rest_port: int, log: Path):
 
 
 @contextlib.contextmanager
-def running_agent(config: Path, name: str, port: int, control: str, log: Path):
+def running_agent(config: Path, name: str, port: int, control: str, log: Path, *extra: str):
     """``ryu-dmm-maar`` for MAAR ``name`` until its control socket answers; stopped by its own pid
-    when the block ends (and it must exit 0)."""
+    when the block ends (and it must exit 0). Its restart counter is kept in ``dmm-state`` beside
+    ``config`` (never in /var/lib); ``extra``: more command-line arguments."""
     from ryu_dmm.agent.main import request
 
     def alive() -> bool:
@@ -89,7 +90,7 @@ def running_agent(config: Path, name: str, port: int, control: str, log: Path):
             return False
     with open(log, "w") as out:
         proc = subprocess.Popen([str(BIN / "ryu-dmm-maar"), "--config", str(config), "--name", name,
-                                 "--port", str(port), "--control", control],
+                                 "--port", str(port), "--control", control, *extra],
                                 env=clean_env(config.parent / "dmm-state"), stdout=out, stderr=subprocess.STDOUT)
     try:
         assert wait_for(lambda: proc.poll() is not None or alive(), 10), log.read_text()

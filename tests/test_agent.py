@@ -21,6 +21,9 @@ def agent(tmp_path):
 [dmm]
 cmd_address = ::ffff:127.0.0.1
 port = {cmd_sock.getsockname()[1]}
+[timers]
+# the test plays the CMD and reads every datagram: no Heartbeats in between (test_agent_heartbeat.py)
+heartbeat_interval = 0
 [maar:maar1]
 address = ::ffff:127.0.0.2
 pool = 2001:db8:1::/48
@@ -78,9 +81,10 @@ def test_bad_control_requests_and_garbage_do_not_hurt(agent):
 
 def test_bad_config_is_refused(tmp_path):
     (tmp_path / "d.ini").write_text("[dmm]\ncmd_address = ::1\n[maar:maar1]\naddress = ::2\n")
-    out = subprocess.run([str(BIN / "ryu-dmm-maar"), "--config", str(tmp_path / "d.ini"), "--name", "maar1"],
-                         env=clean_env(), capture_output=True, text=True, timeout=30)
+    out = subprocess.run([str(BIN / "ryu-dmm-maar"), "--config", str(tmp_path / "d.ini"), "--name", "maar1",
+                          "--state-dir", str(tmp_path)], env=clean_env(), capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "[maar:maar1] pool: missing" in out.stderr
-    out = subprocess.run([str(BIN / "ryu-dmm-maar"), "--config", str(tmp_path / "d.ini"), "--name", "nope"],
+    out = subprocess.run([str(BIN / "ryu-dmm-maar"), "--config", str(tmp_path / "d.ini"), "--name", "nope",
+                          "--state-dir", str(tmp_path)],
                          env=clean_env(), capture_output=True, text=True, timeout=30)
     assert out.returncode == 2

@@ -99,6 +99,7 @@ def test_rs_flood_with_changing_macs(tmp_path):
         cmd = FakeCmd(csock)
         cmd.start()
         (tmp_path / "d.ini").write_text(f"[dmm]\ncmd_address = ::ffff:127.0.0.1\nport = {csock.getsockname()[1]}\n"
+                                        "[timers]\nheartbeat_interval = 0\n"  # we play the CMD
                                         "[maar:maar1]\naddress = ::ffff:127.0.0.2\npool = 2001:db8:1::/48\n")
         control = str(tmp_path / "maar1.sock")
         log = tmp_path / "agent.log"
@@ -107,7 +108,7 @@ def test_rs_flood_with_changing_macs(tmp_path):
                                      str(tmp_path / "d.ini"), "--name", "maar1", "--port", "5436", "--control", control,
                                      "--access-iface", "acc", "--access-port", "5",
                                      "--new-mn-limit", str(NEW_MN_LIMIT), "--new-mn-window", str(NEW_MN_WINDOW),
-                                     "--mac-limit", str(MAC_LIMIT)], env=clean_env(), stdout=out,
+                                     "--mac-limit", str(MAC_LIMIT), "--state-dir", str(tmp_path)], env=clean_env(), stdout=out,
                                     stderr=subprocess.STDOUT)
 
         def state():

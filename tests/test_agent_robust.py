@@ -30,6 +30,9 @@ def agent(tmp_path):
 [dmm]
 cmd_address = ::ffff:{CMD}
 port = {cmd_sock.getsockname()[1]}
+[timers]
+# the test plays the CMD and reads every datagram: no Heartbeats in between (test_agent_heartbeat.py)
+heartbeat_interval = 0
 [maar:maar1]
 address = ::ffff:{MAAR1}
 pool = 2001:db8:1::/48
@@ -189,5 +192,6 @@ def test_rate_limit_flags_are_checked(tmp_path):
     for flag, value in (("--new-mn-limit", "0"), ("--mac-limit", "-1"), ("--new-mn-window", "0"),
                         ("--mac-window", "nan"), ("--mac-limit", "x")):
         out = subprocess.run([str(BIN / "ryu-dmm-maar"), "--config", str(tmp_path / "d.ini"), "--name", "maar1",
-                              flag, value], env=clean_env(), capture_output=True, text=True, timeout=30)
+                              "--state-dir", str(tmp_path), flag, value], env=clean_env(), capture_output=True,
+                             text=True, timeout=30)
         assert out.returncode == 2 and flag in out.stderr, (flag, value, out.stderr)

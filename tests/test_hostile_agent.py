@@ -38,7 +38,7 @@ def agent(tmp_path, request):
     cmd_sock.bind((CMD, 0))
     port = free_port(socket.AF_INET, socket.SOCK_DGRAM)
     (tmp_path / "d.ini").write_text(f"[dmm]\ncmd_address = ::ffff:{CMD}\nport = {cmd_sock.getsockname()[1]}\n"
-                                    f"mode = {mode}\n"
+                                    f"mode = {mode}\n[timers]\nheartbeat_interval = 0\n"  # we play the CMD
                                     f"[maar:maar1]\naddress = ::ffff:{MAAR1}\npool = 2001:db8:1::/48\n"
                                     f"[maar:maar2]\naddress = ::ffff:{MAAR2}\npool = 2001:db8:2::/48\n")
     control, log = str(tmp_path / "maar1.sock"), tmp_path / "agent.log"

@@ -118,7 +118,8 @@ def start_agent(tmp: Path, config: Path, name: str, udp: int, control: str, *ext
     log = tmp / f"{name}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([str(BIN / "ryu-dmm-maar"), "--config", str(config), "--name", name, "--port", str(udp),
-                                 "--control", control, *extra], env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+                                 "--control", control, "--state-dir", str(tmp), *extra], env=clean_env(), stdout=out,
+                                stderr=subprocess.STDOUT)
     return proc, log
 
 
@@ -342,7 +343,8 @@ def test_ports_default_explicit_and_busy(tmp_path):
     assert f"cannot open the metrics port on [127.0.0.1]:{port}" in out.stderr + out.stdout
     agent = subprocess.run([str(BIN / "ryu-dmm-maar"), "--config", str(config), "--name", "maar1", "--port",
                             str(free_port(socket.AF_INET, socket.SOCK_DGRAM)), "--control", str(tmp_path / "m1.sock"),
-                            "--metrics-port", str(port)], env=clean_env(), capture_output=True, text=True, timeout=30)
+                            "--metrics-port", str(port), "--state-dir", str(tmp_path)], env=clean_env(),
+                           capture_output=True, text=True, timeout=30)
     assert agent.returncode == 1 and f"cannot open the metrics port on [127.0.0.1]:{port}" in agent.stderr
     # the defaults (9460 for the CMD, 9461 for maar1): taken by us if free, else by someone else
     holders = []

@@ -139,7 +139,9 @@ def test_deregistration_by_lifetime_expiry_serving_only():
     mark = len(n.log)
     n.run(45)
     seq = n.messages(mark)
-    assert seq[:2] == [("maar2", "cmd", "PBU"), ("cmd", "maar2", "PBA")]
+    # maar1's audit (its anchor's lifetime, from the CMD's PBU, ends at about the same time) may
+    # come between maar2's de-registration and its answer; the CMD's PBU to maar1 ends it either way.
+    assert seq[0] == ("maar2", "cmd", "PBU") and ("cmd", "maar2", "PBA") in seq
     assert ("cmd", "maar1", "PBU") in seq and ("maar1", "cmd", "PBA") in seq
     assert "mn1" not in n.cmd.cache
     assert all(not m.bindings for m in n.maars.values())
@@ -171,14 +173,35 @@ def test_renewal_variant_pmaar_deregisters_and_is_renewed():
     assert n.dataplane[("maar1", "mn1")].to_serving == (TunnelToServing(P1, A2),)
 
 
-def test_serving_only_variant_pmaar_keeps_state_without_timer():
+def test_serving_only_variant_pmaar_audits_and_keeps_state():
+    """Was: no timer at all (a P-MAAR kept its state forever). Now the anchor asks the CMD at the
+    end of the lifetime the CMD gave it (docs/mobility.md, Decisions: P-MAAR audit) and keeps its
+    state while the CMD renews it."""
     n = net(Mode.PROXY, timers=Timers(lifetime=40), dereg=Dereg.SERVING_ONLY)
     n.attach("maar1", "mn1")
     n.run(0.1)
     n.attach("maar2", "mn1")
+    mark = len(n.log)
     n.run(120)
-    assert not [d for d in n.log if d.src == A1 and type(d.msg).__name__ == "BindingUpdate" and d.msg.lifetime == 0]
+    audits = [d for d in n.log[mark:] if d.src == A1 and type(d.msg).__name__ == "BindingUpdate"]
+    assert audits and all(d.msg.lifetime == 0 for d in audits)
+    assert 2 <= len(audits) <= 4  # about one per 32-40 s (the renewal grants the session's remaining lifetime)
+    assert n.reports_of("renewed", "cmd")
     assert n.dataplane[("maar1", "mn1")].to_serving == (TunnelToServing(P1, A2),)
+
+
+def test_audit_removes_an_anchor_the_cmd_no_longer_lists():
+    """A P-MAAR whose de-registration from the CMD was lost asks at its lifetime's end; the CMD,
+    with no such anchor, answers lifetime 0 and the P-MAAR removes it."""
+    n = net(Mode.PROXY, timers=Timers(lifetime=40), dereg=Dereg.SERVING_ONLY)
+    n.attach("maar1", "mn1")
+    n.run(0.1)
+    n.attach("maar2", "mn1")
+    n.run(0.1)
+    n.cmd.cache["mn1"].pmaars = ()  # the CMD forgot the anchor (white box: as if its PBU to maar1 was lost)
+    n.run(45)
+    assert "mn1" not in n.maars["maar1"].bindings
+    assert n.dataplane[("maar1", "mn1")].empty
 
 
 def test_cmd_lifetime_expiry_removes_state_everywhere():

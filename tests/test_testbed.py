@@ -38,7 +38,8 @@ def run_lab(out: Path, *args: str) -> dict:
 
 
 def tshark_messages(pcap: Path, home: Path) -> list[dict]:
-    """PBUs/PBAs in the capture as tshark's own fields say (one dict per frame)."""
+    """PBUs/PBAs in the capture as tshark's own fields say (one dict per frame; RFC 5847 Heartbeats,
+    which carry no BU/BA sequence number, are left out)."""
     home.mkdir(exist_ok=True)
     fields = ["frame.time_epoch", "ipv6.src", "ipv6.dst", "mip6.mhtype", "mip6.bu.seqnr", "mip6.ba.seqnr",
               "mip6.ba.status", "mip6.mnid.identifier", "mip6.nemo.mnp.mnp", "mip6.nemo.mnp.pfl",
@@ -51,6 +52,8 @@ def tshark_messages(pcap: Path, home: Path) -> list[dict]:
     rows = []
     for line in out.stdout.splitlines():
         v = dict(zip(fields, line.split("\t")))
+        if v["mip6.mhtype"] == "13":
+            continue
         split = (lambda x: x.split("|") if x else [])
         rows.append({"t": float(v["frame.time_epoch"]), "src": v["ipv6.src"], "dst": v["ipv6.dst"],
                      "type": int(v["mip6.mhtype"]), "seq": int(v["mip6.bu.seqnr"] or v["mip6.ba.seqnr"]),

@@ -1,13 +1,16 @@
 """``ryu-dmm-maar --config FILE --name NAME``: one MAAR's signalling agent.
 
-It runs ``MaarCore`` behind a UDP socket on the MAAR's address (port 5436) and a control socket
-(a Unix datagram socket taking JSON requests) through which an explicit attach trigger, a lower-layer
-hint, arrives (and through which tools read its state and events). Events are also written to stdout
-as JSON lines.
+It runs ``MaarCore`` behind a UDP socket on the MAAR's address (port 5436: PMIPv6 and RFC 5847
+Heartbeats with the CMD) and a control socket (a Unix datagram socket taking JSON requests) through
+which an explicit attach trigger, a lower-layer hint, arrives (and through which tools read its
+state and events). Events are also written to stdout as JSON lines. Its Restart Counter is kept in
+the domain's state folder (``[store] dir``, or ``--state-dir``) and changes at every start
+(agent/restart.py).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -25,7 +28,7 @@ from ..mobility.events import (
 from ..mobility.maar import MaarCore, Role
 from ..stats import Stats
 from ..wire import DecodeError, decode, encode, mac_text, parse_mac, peer_address
-from . import guard, metrics, nd
+from . import guard, metrics, nd, restart
 from .loop import Loop
 
 MAX_EVENTS = 10_000  # events kept for the control socket's "events" (older ones are dropped)
@@ -67,9 +70,9 @@ def mn_id_of(mac: bytes, realm: str = "dmm") -> str:
 class Agent:
     def __init__(self, config: str, name: str, port: int, control: str, cmd_port: int,
                  access_iface: Optional[str] = None, access_port: int = 0,
-                 limiter: Optional[guard.AttachLimiter] = None) -> None:
+                 limiter: Optional[guard.AttachLimiter] = None, restart_counter: int = 0) -> None:
         self.domain, _ = domainconf.load(config)
-        self.core = MaarCore(self.domain, name)
+        self.core = MaarCore(self.domain, name, restart_counter, access_port)
         self.port, self.cmd_port = port, cmd_port
         self.loop = Loop(self._on_timer, self._on_loop_error)
         # For the metrics (agent/metrics.py): messages by peer and status, reports, attaches.
@@ -99,6 +102,12 @@ class Agent:
             self.access = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(nd.ETH_IPV6))
             self.access.bind((access_iface, 0))
             self.loop.add_reader(self.access, self._on_access, "access")
+
+    def start(self) -> None:
+        """The core's start-up effects (Heartbeats to the CMD begin)."""
+        now = time.time()
+        for e in self.core.start(now):
+            self._apply(e, now)
 
     # ---- effects of the core -------------------------------------------------------------------
     def _on_timer(self, key) -> None:
@@ -359,9 +368,13 @@ class Agent:
                 break
             bindings[mn] = view
         lim = self.limiter
+        hb = self.core.heartbeats
         return {"ok": True, "name": self.core.info.name, "pool_in_use": self.core.pool.in_use,
                 "pool_capacity": self.core.pool.capacity, "bindings": bindings,
                 "bindings_total": len(self.core.bindings), "counters": dict(self.counters),
+                "heartbeat": {"restart_counter": hb.own_counter, "interval": hb.interval,
+                              "missing_allowed": hb.missing_allowed, "counters": dict(hb.counters),
+                              "peers": [dataclasses.asdict(v) for v in hb.views()]},
                 "limits": {"new_mn": [lim.ports.limit, lim.ports.window], "mac": [lim.macs.limit, lim.macs.window],
                            "tracked_macs": len(lim.macs), "tracked_ports": len(lim.ports),
                            "known_mn_ll": len(self._mn_ll), "events_kept": len(self.events)}}
@@ -437,6 +450,10 @@ def main(argv=None) -> int:
     ap.add_argument("--access-iface", default=None,
                     help="interface of the switch's agent port: RS/NS from MNs arrive there, RA/NA leave there")
     ap.add_argument("--access-port", type=int, default=0, help="OpenFlow port number of the MNs' access link")
+    ap.add_argument("--state-dir", default=None,
+                    help="where this MAAR's RFC 5847 restart counter is kept, as maar-NAME.restart (default: "
+                         f"[store] dir of the domain file, else ${domainconf.STATE_DIR_ENV}, else "
+                         f"{domainconf.DEFAULT_STATE_DIR}; created if missing)")
     lim = ap.add_argument_group("attach rate limits (docs/limits-agent.md)")
     lim.add_argument("--new-mn-limit", type=_positive(int), default=guard.NEW_MN_LIMIT, metavar="N",
                      help=f"new MNs (attaches that take a prefix) per access port per window "
@@ -463,10 +480,14 @@ def main(argv=None) -> int:
     except KeyError:
         print(f"ryu-dmm-maar: no [maar:{args.name}] in {args.config}", file=sys.stderr)
         return 2
+    counter, warning = restart.next_counter(args.state_dir or settings.store.dir, args.name)
+    if warning:
+        print(f"ryu-dmm-maar: {warning}", file=sys.stderr, flush=True)
     try:
         agent = Agent(args.config, args.name, args.port, args.control or f"/tmp/ryu-dmm-{args.name}.sock",
                       args.cmd_port or settings.port, args.access_iface, args.access_port,
-                      guard.AttachLimiter(args.new_mn_limit, args.new_mn_window, args.mac_limit, args.mac_window))
+                      guard.AttachLimiter(args.new_mn_limit, args.new_mn_window, args.mac_limit, args.mac_window),
+                      counter)
     except OSError as exc:
         print(f"ryu-dmm-maar: cannot open sockets: {exc}", file=sys.stderr)
         return 1
@@ -487,8 +508,9 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, stop)
     served = agent.metrics.url if agent.metrics is not None else None
     print(json.dumps({"event": "started", "maar": args.name, "address": agent.core.address, "port": args.port,
-                      "metrics": served}), flush=True)
+                      "metrics": served, "restart_counter": counter}), flush=True)
     try:
+        agent.start()
         agent.loop.run()
     finally:
         agent.close()

@@ -59,8 +59,17 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                                  ("maar", "peer")),
     "dmm_agent_heartbeat_received": ("counter", "RFC 5847 Heartbeats received (requests and responses), by peer.",
                                      ("maar", "peer")),
+    "dmm_agent_restart_counter": ("gauge", "This MAAR's RFC 5847 Restart Counter (changes at every start).", ("maar",)),
+    "dmm_agent_peer_reachable": ("gauge", "1 while the peer answers Heartbeats (0 after missing_heartbeats_allowed "
+                                          "unanswered in a row).", ("maar", "peer")),
+    "dmm_agent_peer_restart_counter": ("gauge", "The peer's last Restart Counter (absent until one is heard).",
+                                       ("maar", "peer")),
+    "dmm_agent_peer_heartbeats_missed": ("gauge", "Heartbeat requests to the peer unanswered in a row.",
+                                         ("maar", "peer")),
+    "dmm_agent_peer_restarts": ("counter", "Restarts of the peer seen (Restart Counter changes).", ("maar", "peer")),
     "dmm_agent_mobility_events": ("counter", "Mobility events of the MAAR core (registered, handover, moved, "
-                                             "renewed, deregistered, failed, rejected).", ("maar", "event")),
+                                             "renewed, deregistered, failed, rejected, peer_unreachable, "
+                                             "peer_reachable, peer_restarted).", ("maar", "event")),
 }
 _REFUSED = "refused_"
 # The agent's bad-input and failure counters (guard.COUNTERS) other than the refusals.
@@ -131,6 +140,14 @@ class AgentCollector:
                 out[f"dmm_agent_{kind}"].add_metric([me, peer_name, status_name(status)], n)
         for event, n in sorted(snap["reports"].items()):
             out["dmm_agent_mobility_events"].add_metric([me, event], n)
+        out["dmm_agent_restart_counter"].add_metric([me], core.heartbeats.own_counter)
+        for v in core.heartbeats.views():
+            labels = [me, self._names.get(v.peer, OTHER)]
+            out["dmm_agent_peer_reachable"].add_metric(labels, int(v.reachable))
+            if v.restart_counter is not None:
+                out["dmm_agent_peer_restart_counter"].add_metric(labels, v.restart_counter)
+            out["dmm_agent_peer_heartbeats_missed"].add_metric(labels, v.missed)
+            out["dmm_agent_peer_restarts"].add_metric(labels, v.restarts)
         return list(out.values())
 
 

@@ -163,7 +163,7 @@ class Lab:
             wait_until(lambda m=m: len(m.flows()) >= 6, 10, f"base flows on {m.info.name}")
             self.start(m.ns, [str(BIN / "ryu-dmm-maar"), "--config", str(self.work / "domain.ini"), "--name", m.info.name,
                               "--control", self.control(m.info.name), "--access-iface", f"g{m.index}",
-                              "--access-port", "10"], f"agent-{m.info.name}.log")
+                              "--access-port", "10", "--state-dir", str(self.work)], f"agent-{m.info.name}.log")
         from ..agent.main import request
         for m in self.maars.values():
             wait_until(lambda m=m: request(self.control(m.info.name), {"op": "state"}, 0.3)["ok"], 10, "agents")

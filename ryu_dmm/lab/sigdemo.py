@@ -107,7 +107,8 @@ def inner(args) -> int:
             controls[m.name] = str(work / f"{m.name}.sock")
             alog = open(out / f"{m.name}.log", "w")
             procs.append(subprocess.Popen([str(BIN / "ryu-dmm-maar"), "--config", str(cfg), "--name", m.name,
-                                           "--control", controls[m.name]], stdout=alog, stderr=subprocess.STDOUT))
+                                           "--control", controls[m.name], "--state-dir", str(work)],
+                                          stdout=alog, stderr=subprocess.STDOUT))
         for name, path in controls.items():
             wait_until(lambda p=path: request(p, {"op": "state"})["ok"], 10, f"agent {name} (see {out}/{name}.log)")
         report = scenario(domain, controls)

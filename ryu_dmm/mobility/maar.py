@@ -11,14 +11,20 @@ from typing import Optional
 
 from ..wire import BindingAck, BindingUpdate, Heartbeat, Prefix, Status, missing_mandatory
 from . import messages as M
-from .config import Domain, Dereg, MaarInfo, Mode
+from .config import Domain, MaarInfo, Mode
 from .dataplane import EMPTY, LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
 from .events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Effect, RaPrefix, Received, Report, ReportKind,
     RetxKey, Send, SetTimer, TimerFired, TimerKey, TimerKind,
 )
+from .heartbeat import HeartbeatKey, Heartbeats
 from .pool import PrefixPool
 from .retransmit import Outstanding, Retransmitter
+
+# After the CMD restarted, our bindings are told again at most this many PBUs a second (one timer per
+# binding, spread): well under the retransmitter's per-peer bound (timers.max_outstanding) for a CMD
+# that answers within a second, so re-registering 65,536 MNs takes about a minute and evicts nothing.
+RESYNC_RATE = 1000.0
 
 
 class Role(Enum):
@@ -61,9 +67,11 @@ class MaarCore:
     the CMD (S-MAAR role) and keeps tunnelling prefixes of MNs that moved on (P-MAAR role).
 
     Sans-IO like the CMD core: the agent process feeds it events and carries out its effects.
+    ``restart_counter``: ours (RFC 5847), sent in Heartbeats to the CMD, which rebuilds our bindings
+    when it changes. ``access_port``: the MNs' access port, for a serving binding the CMD rebuilds.
     """
 
-    def __init__(self, domain: Domain, name: str) -> None:
+    def __init__(self, domain: Domain, name: str, restart_counter: int = 0, access_port: int = 0) -> None:
         self.domain = domain
         self.info: MaarInfo = domain.maar(name)
         self.address = self.info.address
@@ -74,6 +82,11 @@ class MaarCore:
         self.bindings: dict[str, Binding] = {}
         self.retx = Retransmitter(domain.timers)
         self._peer_pools = {m.address: PrefixPool(m.pool, m.prefix_length) for m in domain.maars}
+        self.access_port = access_port
+        # RFC 5847 liveness of the CMD (MAAR-to-MAAR heartbeats are not needed: the CMD rebuilds a
+        # restarted MAAR, and tells the others).
+        self.heartbeats = Heartbeats(restart_counter, domain.timers.heartbeat_interval,
+                                     domain.timers.missing_heartbeats_allowed)
         # Messages accepted without RFC 8885's D flag (§4.1, §4.2), e.g. from a plain PMIPv6 peer.
         self.counters = {"pbu_without_d": 0, "pba_without_d": 0}
 
@@ -113,11 +126,15 @@ class MaarCore:
         return effects
 
     # ---- dispatch ----------------------------------------------------------------------------
+    def start(self, now: float) -> list[Effect]:
+        """What a starting MAAR does before any event: watch the CMD with Heartbeats."""
+        return self.heartbeats.watch(self.cmd, now)
+
     def handle(self, event, now: float) -> list[Effect]:
         """One event at time ``now`` (seconds since the epoch, the clock of the PBU timestamps).
 
-        Events: ``Attach``/``Detach`` of an MN on an access port, ``Received(src, PBU|PBA)`` from the
-        CMD (or, in locator mode, a P-MAAR's direct PBA), ``TimerFired(key)``. Effects: ``Send``,
+        Events: ``Attach``/``Detach`` of an MN on an access port, ``Received(src, PBU|PBA|Heartbeat)``
+        from the CMD (or, in locator mode, a P-MAAR's direct PBA), ``TimerFired(key)``. Effects: ``Send``,
         ``SetTimer``/``CancelTimer``, ``DataPlaneChanged`` (the complete state this MAAR wants for one
         MN), ``Advertise`` (a Router Advertisement to the MN) and ``Report``.
         """
@@ -126,7 +143,7 @@ class MaarCore:
             if type(event.msg) is BindingUpdate:
                 return self._on_pbu(event.src, event.msg, now)
             if type(event.msg) is Heartbeat:
-                return []  # RFC 5847 liveness: not handled yet
+                return self._on_heartbeat(event.src, event.msg, now)
             return self._on_pba(event.src, event.msg, now)
         if kind is TimerFired:
             return self._on_timer(event.key, now)
@@ -290,10 +307,7 @@ class MaarCore:
         """Our registration went unanswered and the MN left meanwhile: keep what the CMD last told us."""
         if b.serving_maar is not None:  # the CMD placed the MN elsewhere: tunnel our prefix there
             b.role, b.fresh, b.anchors, b.dlif = Role.ANCHOR, False, {}, {}
-            effects: list[Effect] = [self._changed(b.mn_id)]
-            if self.domain.dereg is Dereg.SERVING_ONLY:
-                effects.append(CancelTimer(TimerKey(TimerKind.EXPIRE, b.mn_id)))
-            return effects
+            return [self._changed(b.mn_id)]  # its EXPIRE timer stays: the audit (Decisions)
         if b.role is Role.SERVING:
             return []  # the accepted registration stands; its lifetime governs it
         return self._remove(b, now, ReportKind.DEREGISTERED, "registration abandoned: the MN left before it "
@@ -357,6 +371,8 @@ class MaarCore:
                 # We dropped this binding (say, our registration seemed unanswered) but the CMD holds it:
                 # the CMD is the source of truth, so anchor the prefix again.
                 b = self.bindings[pbu.mn_id] = Binding(pbu.mn_id, pbu.hnps[0], False, Role.ANCHOR, att=pbu.att or 3)
+            elif b is None and smaar == self.address and pbu.mn_ll_id and self.pool.adopt(pbu.hnps[0], ts or 0):
+                return self._rebuilt(pbu, now)
             else:
                 return self._answer(pbu, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, 0, (src,))
         b.last_cmd_ts, b.last_cmd_seq, b.last_cmd_smaar = ts or b.last_cmd_ts, pbu.sequence, smaar
@@ -387,6 +403,17 @@ class MaarCore:
             return effects + self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
         return self._become_previous(b, pbu, smaar, now)
 
+    def _rebuilt(self, pbu: BindingUpdate, now: float) -> list[Effect]:
+        """We restarted and lost our bindings; the CMD, the source of truth, tells us that we serve
+        this MN (Serving MAAR = us, with its MN-LL-ID). Serve it on our access port and register at
+        once: the PBA brings back the P-MAAR list and sends the MN an RA (Decisions: rebuilt MAAR)."""
+        b = self.bindings[pbu.mn_id] = Binding(pbu.mn_id, pbu.hnps[0], False, Role.REGISTERING, mac=pbu.mn_ll_id,
+                                               port=self.access_port, att=pbu.att or 3, attached=True)
+        b.last_cmd_ts, b.last_cmd_seq, b.last_cmd_smaar = pbu.timestamp or 0, pbu.sequence, self.address
+        return (self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (self.cmd,))
+                + [Report(ReportKind.MOVED, b.mn_id, "rebuilt by the CMD: served here")]
+                + self._register(b, M.HI_REREGISTRATION, now))
+
     def _become_previous(self, b: Binding, pbu: BindingUpdate, smaar: str, now: float) -> list[Effect]:
         """§3.2-3.4: the MN is at ``smaar`` now: tunnel our prefix there, answer the CMD (and, in
         locator mode, the S-MAAR)."""
@@ -395,12 +422,11 @@ class MaarCore:
         b.pbu = None
         b.role, b.fresh = Role.ANCHOR, False
         b.serving_maar, b.anchors, b.dlif = smaar, {}, {}
-        effects += [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), self._changed(b.mn_id)]
-        if self.domain.dereg is Dereg.SERVING_ONLY:
-            effects.append(CancelTimer(TimerKey(TimerKind.EXPIRE, b.mn_id)))  # only the S-MAAR de-registers
-        else:
-            b.expires = now + pbu.lifetime
-            effects.append(SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), b.expires))
+        # In both de-registration variants the anchor asks the CMD at the end of the lifetime the CMD
+        # gave (variant B's renewal exchange; in serving-only mode an audit: Decisions).
+        b.expires = now + pbu.lifetime
+        effects += [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), self._changed(b.mn_id),
+                    SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), b.expires)]
         to = (self.cmd, smaar) if self.domain.mode is Mode.LOCATOR else (self.cmd,)
         effects += self._answer(pbu, Status.ACCEPTED, pbu.lifetime, to, M.dlif_options(self.info))
         detail = f"now at {self.peers[smaar].name if smaar in self.peers else smaar}"
@@ -413,6 +439,8 @@ class MaarCore:
         if type(key) is RetxKey:
             effects, failed = self.retx.fire(key, now)
             return effects + self._failed(failed, now) if failed is not None else effects
+        if type(key) is HeartbeatKey:
+            return self.heartbeats.handle_timer(key, now)
         b = self.bindings.get(key.mn_id)
         if b is None:
             return []
@@ -423,6 +451,31 @@ class MaarCore:
         if key.kind is TimerKind.REREGISTER and b.role is Role.REGISTERING and b.attached and b.pbu is None:
             return self._register(b, M.HI_BETWEEN_MAARS, now)  # the one retry after a 157
         if key.kind is TimerKind.EXPIRE and b.expires <= now and b.pbu is None:
-            if b.role is not Role.ANCHOR or self.domain.dereg is Dereg.RENEWAL:
-                return self._register(b, M.HI_UNKNOWN, now, lifetime=0)
+            return self._register(b, M.HI_UNKNOWN, now, lifetime=0)
         return []
+
+    # ---- liveness of the CMD (RFC 5847) ------------------------------------------------------
+    def _on_heartbeat(self, src: str, hb: Heartbeat, now: float) -> list[Effect]:
+        effects, restarted = self.heartbeats.handle_message(src, hb, now)
+        if restarted is None:
+            return effects
+        return effects + self._resync(now)
+
+    def _resync(self, now: float) -> list[Effect]:
+        """The CMD restarted and may have lost our sessions: tell it again what we hold, paced at
+        RESYNC_RATE. Each attached MN we serve re-registers (its PBA brings the P-MAAR list back);
+        each anchor for an MN elsewhere asks with the renewal exchange, which keeps it only if the
+        CMD still lists it (Decisions: after a CMD restart). A binding whose PBU is in flight needs
+        nothing: its retransmissions reach the new CMD."""
+        serving = [b for b in self.bindings.values() if b.pbu is None and b.role is Role.SERVING and b.attached]
+        anchors = [b for b in self.bindings.values() if b.pbu is None and b.role is Role.ANCHOR]
+        effects: list[Effect] = []
+        for i, b in enumerate(serving + anchors):
+            at = now + i / RESYNC_RATE
+            if b.role is Role.SERVING:
+                effects.append(SetTimer(TimerKey(TimerKind.REREGISTER, b.mn_id), at))
+            else:
+                b.expires = min(b.expires, at)
+                effects.append(SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), at))
+        return effects + [Report(ReportKind.RENEWED, "", f"the CMD restarted: {len(serving)} registration(s) "
+                                 f"and {len(anchors)} anchor(s) told again")]
