@@ -30,7 +30,7 @@ def started(interval=5.0, missing=3, known=None):
 
 def test_first_request_soon_then_one_per_interval():
     hb, t0 = started()
-    assert 1000.0 <= t0 < 1001.0  # within a second of watching
+    assert 1000.0 <= t0 < 1005.0  # within one interval of watching
     assert hb.handle_timer(KEY, t0) == [Send(P, request(1)), SetTimer(KEY, t0 + 5)]
     assert hb.handle_message(P, answer(1, 3), t0 + 0.01) == ([], None)
     assert hb.handle_timer(KEY, t0 + 5) == [Send(P, request(2)), SetTimer(KEY, t0 + 10)]
@@ -40,7 +40,7 @@ def test_first_request_soon_then_one_per_interval():
 def test_many_peers_do_not_fire_together():
     hb = Heartbeats(OWN, 60.0, 3)
     firsts = [hb.watch(f"2001:db8:ff::{i:x}", 1000.0)[0].at for i in range(1, 17)]
-    assert len(set(firsts)) == 16 and all(1000.0 <= t < 1001.0 for t in firsts)
+    assert len(set(firsts)) == 16 and all(1000.0 <= t < 1060.0 for t in firsts)  # spread over one interval
     again = Heartbeats(OWN, 60.0, 3)  # deterministic: the same peers, the same times
     assert [again.watch(f"2001:db8:ff::{i:x}", 1000.0)[0].at for i in range(1, 17)] == firsts
     short = Heartbeats(OWN, 0.2, 3)  # never later than one interval
