@@ -42,6 +42,10 @@ from .wire import DecodeError, decode, encode
 QUERY_TIMEOUT = 5.0  # seconds a REST request waits for a switch's flows (the mirror answers by then)
 _SWITCH_EFFECTS = (ReplaceFlows, ApplyDiff, RequestFlowStats)
 _WARN = (NoteKind.NOT_RECONCILED, NoteKind.FLOW_REFUSED, NoteKind.QUERY_REFUSED)
+# Reports an operator sees in the log; routine ones are only counted (in /dmm/v1/stats) unless debugging.
+_REPORT_LEVEL = {ReportKind.FAILED: logging.WARNING, ReportKind.REJECTED: logging.WARNING,
+                 ReportKind.PEER_UNREACHABLE: logging.WARNING, ReportKind.PEER_RESTARTED: logging.WARNING,
+                 ReportKind.PEER_REACHABLE: logging.INFO}
 
 
 def config_path():
@@ -247,7 +251,7 @@ class CmdApp(app_manager.RyuApp):
                     self.timers.cancel(e.key)
                 elif kind is Report:
                     reports.append(e)  # routine events only counted (in /dmm/v1/stats) unless debugging
-                    level = logging.WARNING if e.kind in (ReportKind.FAILED, ReportKind.REJECTED) else logging.DEBUG
+                    level = _REPORT_LEVEL.get(e.kind, logging.DEBUG)
                     self.guard.log.log(level, self.endpoint.current_source, (e.kind.value, e.status),  # key: its peer
                                        "%s %s %s (status %s)", e.kind.value, e.mn_id, e.detail, e.status)
                 elif kind in _SWITCH_EFFECTS:
