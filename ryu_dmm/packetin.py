@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Union
 
-from ryu.lib.packet import ethernet, icmpv6, packet
-
+from .runtime import ethernet, icmpv6, packet
 from .wire import parse_mac
 
 UNPARSED = object()  # a frame Ryu's packet library cannot parse (counted as packet_in.unparsed)
