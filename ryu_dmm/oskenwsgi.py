@@ -6,11 +6,8 @@ The names and the behaviour the CMD relies on are Ryu's: ``ControllerBase``, ``r
 ``rest.install_server`` wraps to serve with its limits) and the ``[DEFAULT] wsapi_host`` /
 ``wsapi_port`` options with Ryu's defaults. ``osken-manager`` starts no web server itself, so the
 context is an os-ken app: the manager starts it once every app is instantiated, which is when
-``ryu-manager`` starts Ryu's server. No websockets (the CMD has none).
-
-``osken-manager`` parses its command line before it imports an app, so ``--wsapi-host`` and
-``--wsapi-port`` exist on it only if this module is loaded first (``--user-flags``); otherwise
-they are read from the configuration file.
+``ryu-manager`` starts Ryu's server. No websockets (the CMD has none). The options are on the
+command line only with ``--user-flags`` (``ryu_dmm.oskenflags``).
 """
 from __future__ import annotations
 
@@ -23,19 +20,12 @@ import routes
 import webob.dec
 import webob.exc
 from os_ken import cfg
-from oslo_config.cfg import ArgsAlreadyParsedError
 from os_ken.base.app_manager import AppManager, OSKenApp
 from os_ken.lib import hub
 
+from . import oskenflags  # noqa: F401 - defines [DEFAULT] wsapi_host, wsapi_port
+
 CONF = cfg.CONF
-OPTS = [
-    cfg.StrOpt("wsapi-host", default="0.0.0.0", help="webapp listen host"),
-    cfg.IntOpt("wsapi-port", default=8080, help="webapp listen port"),
-]
-try:
-    CONF.register_cli_opts(OPTS)
-except ArgsAlreadyParsedError:  # loaded as an app: the command line is parsed already
-    CONF.register_opts(OPTS)
 
 
 def route(name: str, path: str, methods: Optional[list] = None, requirements: Optional[dict] = None) -> Callable:
