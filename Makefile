@@ -3,12 +3,24 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODE ?= proxy
 
-.PHONY: venv test lab demo bench clean
+# The tests that start the CMD as a process run a second time under os-ken's osken-manager (docs/runtime.md).
+OSKEN_TESTS := tests/test_startup.py tests/test_cmd_app.py tests/test_cmd_limits.py \
+	tests/test_hostile_cmd.py tests/test_rest_server.py tests/test_metrics.py tests/test_metrics_ovs.py \
+	tests/test_ovs_flows.py tests/test_raw_mh.py tests/test_store_restart.py
+
+.PHONY: venv venv-osken test test-osken lab demo bench clean
 venv:
 	@tools/setup.sh
 
-test: venv
+venv-osken:
+	@DMM_OSKEN=1 tools/setup.sh
+
+test: venv-osken
 	$(PY) -m pytest
+	DMM_RUNTIME=osken $(PY) -m pytest $(OSKEN_TESTS)
+
+test-osken: venv-osken
+	DMM_RUNTIME=osken $(PY) -m pytest $(OSKEN_TESTS)
 
 lab: venv
 	$(PY) -m ryu_dmm.lab --mode $(MODE) $(if $(TOPOLOGY),--topology $(TOPOLOGY))
@@ -27,4 +39,4 @@ fuzz: venv
 	$(PY) benchmarks/fuzz_cmd.py $(if $(COUNT),--count $(COUNT)) $(if $(SEED),--seed $(SEED)) $(if $(RATE),--rate $(RATE))
 
 clean:
-	rm -rf $(VENV) build *.egg-info lab-out
+	rm -rf $(VENV) .venv-osken build *.egg-info lab-out

@@ -11,14 +11,6 @@ import logging
 import sys
 import time
 
-from ryu import cfg
-from ryu.app.wsgi import WSGIApplication
-from ryu.base import app_manager
-from ryu.controller import ofp_event
-from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
-from ryu.lib import hub
-from ryu.ofproto import ofproto_v1_3
-
 from . import domainconf, metrics, ofsync, packetin, pipeline, rest, store
 from .logsafe import Guard, SafeLog, contained
 from .domainview import DomainView
@@ -32,6 +24,7 @@ from .mobility.cmd import CmdCore
 from .mobility.events import (
     CancelTimer, Persist, PersistMeta, Received, Report, ReportKind, Send, SetTimer, TimerFired,
 )
+from .runtime import App, DEAD_DISPATCHER, MAIN_DISPATCHER, cfg, hub, ofp_event, ofproto_v1_3, set_ev_cls, wsgi
 from .signalling import Endpoint
 from .stats import Stats
 from .store.sqlite import move_aside
@@ -65,11 +58,11 @@ def switches(domain, settings) -> dict:
     return out
 
 
-class CmdApp(app_manager.RyuApp):
+class CmdApp(App):
     """The CMD process: PMIPv6 signalling, OpenFlow towards the MAARs' switches, REST."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
-    _CONTEXTS = {"wsgi": WSGIApplication}
+    _CONTEXTS = {"wsgi": wsgi.WSGIApplication}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -6,7 +6,8 @@ import signal
 
 import greenlet
 from eventlet.hubs import trampoline
-from ryu.lib import hub
+
+from .runtime import hub
 
 
 def install_clean_exit(logger) -> None:

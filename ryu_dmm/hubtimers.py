@@ -8,8 +8,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Hashable
 
-from ryu.lib import hub
-
+from .runtime import hub
 from .timerheap import TimerHeap
 
 IDLE_WAKE = 1.0  # seconds: the longest sleep, so a clock step is noticed within this

@@ -30,14 +30,12 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
-from ryu import cfg
-from ryu.lib import hub
-
 from . import __version__, rest
 from .domainconf import CmdSettings
 from .domainview import DomainView
 from .flowmirror import NoteKind
 from .logsafe import Guard
+from .runtime import cfg, hub
 from .stats import OTHER, status_name
 
 DEFAULT_PORT = 9460  # FAUCET uses 9302/9303; the agents default to 9461 and up (agent/metrics.py)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import ipaddress
 
 from .flowmirror import ApplyDiff, ReplaceFlows, RequestFlowStats
-from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
-
 from . import ofwire
 from .pipeline import InstalledFlow, Pipeline, action_key, match_key
+from .runtime import ofproto_v1_3, ofproto_v1_3_parser
 
 
 

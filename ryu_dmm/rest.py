@@ -25,14 +25,12 @@ from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 import eventlet.wsgi
 from oslo_config import cfg as oslo_cfg
-from ryu.app import wsgi
-from ryu.app.wsgi import ControllerBase, route
-from ryu.lib import hub
 from webob import Response
 
 from .domainview import DomainView
 from .logsafe import Guard, SafeLog, escape
 from .mobility.views import Session
+from .runtime import hub, wsgi
 from .wire import mac_text
 
 APP_KEY = "ryu_dmm_cmd"
@@ -389,7 +387,7 @@ def parse_limit(text: Optional[str]) -> int:
     return int(text)
 
 
-class DmmRestController(ControllerBase):
+class DmmRestController(wsgi.ControllerBase):
     """HTTP adapter over ``DomainView``: routes on the raw path, renders JSON. Its state across
     requests (listings, counts) lives in ``RestState``; a controller object lives for one request."""
 
@@ -565,6 +563,6 @@ class DmmRestController(ControllerBase):
         return _json(self.view.stats())
 
     # Every path under the prefix, every method: routed above on the raw path (JSON errors only).
-    @route("dmm", PREFIX + "{rest}", requirements={"rest": r"(/[\s\S]*)?"})
+    @wsgi.route("dmm", PREFIX + "{rest}", requirements={"rest": r"(/[\s\S]*)?"})
     def any_request(self, req, **_):
         return self(req)  # not reached: __call__ dispatches every request itself

@@ -19,8 +19,8 @@ import sys
 from typing import Callable, Optional
 
 from eventlet.hubs import trampoline
-from ryu.lib import hub
 
+from .runtime import hub
 from .wire import peer_address
 
 RECV_SIZE = 65535

@@ -12,8 +12,8 @@ import time
 from typing import Callable
 
 from eventlet import tpool
-from ryu.lib import hub
 
+from .runtime import hub
 from .store import Batch, BindingStore, DurabilityGate
 
 RETRY_PAUSE = 1.0  # seconds before a failed write is tried again

@@ -10,6 +10,24 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manager_command(runtime: str) -> list[str]:
+    """How tests start the CMD's manager: ``ryu-manager`` from this venv (``DMM_RUNTIME`` unset or
+    ``ryu``), or ``osken-manager`` from the os-ken venv (``osken``; ``DMM_OSKEN_VENV``, default
+    ``.venv-osken``, which ``tools/setup.sh`` makes with ``DMM_OSKEN=1``). ``--user-flags`` gives
+    osken-manager Ryu's ``--wsapi-port`` (docs/runtime.md)."""
+    if runtime == "ryu":
+        return [str(BIN / "ryu-manager")]
+    if runtime == "osken":
+        venv = Path(os.environ.get("DMM_OSKEN_VENV", ROOT / ".venv-osken"))
+        return [str(venv / "bin" / "osken-manager"), "--user-flags", str(ROOT / "ryu_dmm" / "oskenflags.py")]
+    raise ValueError(f"DMM_RUNTIME must be ryu or osken, not {runtime!r}")
+
+
+RUNTIME = os.environ.get("DMM_RUNTIME") or "ryu"
+MANAGER = manager_command(RUNTIME)  # the argv prefix that starts the CMD: [*MANAGER, ..., "ryu_dmm.cmd"]
 
 
 def free_port(family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> int:
@@ -61,10 +79,10 @@ def clean_env(state: Path = None) -> dict:
 
 @contextlib.contextmanager
 def running_cmd(config: Path, of_port: int, rest_port: int, log: Path):
-    """``ryu-manager --config-file CONFIG ryu_dmm.cmd`` until its REST port answers; stopped by its
-    own pid when the block ends (and it must exit 0)."""
+    """``ryu-manager --config-file CONFIG ryu_dmm.cmd`` (or ``osken-manager``: ``MANAGER``) until
+    its REST port answers; stopped by its own pid when the block ends (and it must exit 0)."""
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(config),
+        proc = subprocess.Popen([*MANAGER, "--config-file", str(config),
                                  "--ofp-tcp-listen-port", str(of_port), "ryu_dmm.cmd"],
                                 cwd=config.parent, env=clean_env(config.parent / "dmm-state"), stdout=out,
                                 stderr=subprocess.STDOUT)

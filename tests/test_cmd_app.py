@@ -10,7 +10,7 @@ import pytest
 
 from ryu_dmm.mobility import messages as M
 from ryu_dmm.wire import BindingAck, Prefix, Status, decode, encode
-from tests.procs import BIN, clean_env, free_port, running_cmd
+from tests.procs import MANAGER, clean_env, free_port, running_cmd
 
 MAAR1, MAAR2 = "127.0.0.2", "127.0.0.3"  # IPv4 peers show as ::ffff:127.0.0.x on the dual-stack socket
 
@@ -128,7 +128,7 @@ def test_garbage_and_unknown_peer_while_serving(cmd):
 
 def test_bad_config_stops_startup_naming_the_key(tmp_path):
     (tmp_path / "bad.ini").write_text(config(5436, 8080).replace("mode = proxy", "mode = proxy\nfoo = 1"))
-    out = subprocess.run([str(BIN / "ryu-manager"), "--config-file", str(tmp_path / "bad.ini"),
+    out = subprocess.run([*MANAGER, "--config-file", str(tmp_path / "bad.ini"),
                           "--ofp-tcp-listen-port", str(free_port()), "ryu_dmm.cmd"],
                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
@@ -140,7 +140,7 @@ def test_port_in_use_is_a_clear_error(tmp_path):
     busy.bind(("::1", 0))
     port = busy.getsockname()[1]
     (tmp_path / "d.ini").write_text(f"[dmm]\ncmd_address = ::1\nlisten = ::1\nport = {port}\n")
-    out = subprocess.run([str(BIN / "ryu-manager"), "--config-file", str(tmp_path / "d.ini"), "--wsapi-port",
+    out = subprocess.run([*MANAGER, "--config-file", str(tmp_path / "d.ini"), "--wsapi-port",
                           str(free_port()), "--ofp-tcp-listen-port", str(free_port()), "ryu_dmm.cmd"],
                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60)
     busy.close()

@@ -25,7 +25,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import need
-from tests.procs import BIN, clean_env, free_port, running_cmd, stop, wait_for
+from tests.procs import MANAGER, clean_env, free_port, running_cmd, stop, wait_for
 
 MAARS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 STRANGER, JUNK, FLOODER, LIAR = "127.0.0.9", "127.0.0.13", "127.0.0.10", "127.0.0.12"
@@ -819,7 +819,7 @@ def test_raw_mh_bad_checksum_is_dropped_and_counted(tmp_path):
                                         f"[maar:maar1]\naddress = 2001:db8:ff::1\npool = 2001:db8:1::/48\n")
         log = tmp_path / "cmd.log"
         with open(log, "w") as out:
-            proc = subprocess.Popen(["ip", "netns", "exec", ns, str(BIN / "ryu-manager"), "--config-file",
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, *MANAGER, "--config-file",
                                      str(tmp_path / "d.ini"), "ryu_dmm.cmd"], cwd=tmp_path, env=clean_env(),
                                     stdout=out, stderr=subprocess.STDOUT)
         assert wait_for(lambda: "wsgi starting up" in log.read_text() or proc.poll() is not None, 30)

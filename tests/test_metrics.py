@@ -20,7 +20,7 @@ from ryu_dmm.agent.main import request
 from ryu_dmm.metrics import WALK_MAX_AGE
 from ryu_dmm.mobility import messages as M
 from ryu_dmm.wire import Prefix, Status, decode, encode
-from tests.procs import BIN, clean_env, free_port, stop, tcp_open, wait_for
+from tests.procs import BIN, MANAGER, clean_env, free_port, stop, tcp_open, wait_for
 
 MAARS = {"maar1": "127.0.0.2", "maar2": "127.0.0.3"}  # the CMD sees them as ::ffff:127.0.0.x
 MAC = "02:00:00:00:00:01"
@@ -109,7 +109,7 @@ def domain_file(udp: int, rest: int, metrics: int) -> str:
 
 def start_cmd(tmp: Path, config: Path, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
-        return subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(config), "--ofp-tcp-listen-port",
+        return subprocess.Popen([*MANAGER, "--config-file", str(config), "--ofp-tcp-listen-port",
                                  str(free_port()), "ryu_dmm.cmd"], cwd=tmp, env=clean_env(), stdout=out,
                                 stderr=subprocess.STDOUT)
 
@@ -336,7 +336,7 @@ def test_ports_default_explicit_and_busy(tmp_path):
     udp, rest = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port()
     config = tmp_path / "d.ini"
     config.write_text(domain_file(udp, rest, port))
-    out = subprocess.run([str(BIN / "ryu-manager"), "--config-file", str(config), "--ofp-tcp-listen-port",
+    out = subprocess.run([*MANAGER, "--config-file", str(config), "--ofp-tcp-listen-port",
                           str(free_port()), "ryu_dmm.cmd"], cwd=tmp_path, env=clean_env(), capture_output=True,
                          text=True, timeout=60)
     assert out.returncode != 0

@@ -14,7 +14,7 @@ from ryu_dmm.pipeline import SwitchPorts, base_flows
 from ryu_dmm.wire import BindingUpdate, Prefix, decode, encode
 from tests.conftest import need
 from tests.ovs import Ovs, available
-from tests.procs import BIN, clean_env, free_port, stop, tcp_open, wait_for
+from tests.procs import MANAGER, clean_env, free_port, stop, tcp_open, wait_for
 from tests.test_metrics import delta, scrape
 
 pytestmark = pytest.mark.root
@@ -39,7 +39,7 @@ def lab(tmp_path):
     try:
         ovs.start()
         with open(log, "w") as out:
-            proc = subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(tmp_path / "d.ini"),
+            proc = subprocess.Popen([*MANAGER, "--config-file", str(tmp_path / "d.ini"),
                                      "--ofp-tcp-listen-port", str(of), "ryu_dmm.cmd"],
                                     cwd=tmp_path, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
         assert wait_for(lambda: tcp_open(mx) or proc.poll() is not None, 30), log.read_text()

@@ -15,7 +15,7 @@ from ryu_dmm.pipeline import SwitchPorts, base_flows
 from ryu_dmm.wire import Prefix, decode, encode
 from tests.conftest import need
 from tests.ovs import Ovs, available
-from tests.procs import BIN, clean_env, free_port, stop, tcp_open, wait_for
+from tests.procs import MANAGER, clean_env, free_port, stop, tcp_open, wait_for
 
 pytestmark = pytest.mark.root
 MAARS = {"maar1": ("127.0.0.2", 1), "maar2": ("127.0.0.3", 2)}
@@ -47,7 +47,7 @@ access_ports = 10
     try:
         ovs.start()
         with open(log, "w") as out:
-            proc = subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(tmp / "d.ini"),
+            proc = subprocess.Popen([*MANAGER, "--config-file", str(tmp / "d.ini"),
                                      "--ofp-tcp-listen-port", str(of), "ryu_dmm.cmd"],
                                     cwd=tmp, env=clean_env(tmp / "dmm-state"), stdout=out, stderr=subprocess.STDOUT)
         assert wait_for(lambda: tcp_open(of) or proc.poll() is not None, 30), log.read_text()

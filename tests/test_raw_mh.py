@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.conftest import need
-from tests.procs import BIN
+from tests.procs import MANAGER
 
 pytestmark = pytest.mark.root
 CMD, MAAR1, MAAR2 = "2001:db8:ff::100", "2001:db8:ff::1", "2001:db8:ff::2"
@@ -53,7 +53,7 @@ def test_raw_mobility_header(tmp_path):
                                         f"[maar:maar1]\naddress = {MAAR1}\npool = 2001:db8:1::/48\n"
                                         f"[maar:maar2]\naddress = {MAAR2}\npool = 2001:db8:2::/48\n")
         log = tmp_path / "cmd.log"
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, str(BIN / "ryu-manager"), "--config-file",
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *MANAGER, "--config-file",
                                  str(tmp_path / "d.ini"), "ryu_dmm.cmd"], cwd=tmp_path, stdout=open(log, "w"),
                                 stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

@@ -13,7 +13,7 @@ import pytest
 
 from ryu_dmm import rest
 from ryu_dmm.logsafe import SafeLog
-from tests.procs import BIN, clean_env, free_port
+from tests.procs import MANAGER, clean_env, free_port
 
 
 def app(environ, start_response):
@@ -96,7 +96,7 @@ def test_limits_at_their_bounds(field, good, bad):
 ])
 def test_a_bad_limit_stops_startup_naming_the_key(tmp_path, line, message):
     (tmp_path / "d.ini").write_text(f"[DEFAULT]\n{line}\n[dmm]\ncmd_address = ::1\nport = {free_port()}\n")
-    out = subprocess.run([str(BIN / "ryu-manager"), "--config-file", str(tmp_path / "d.ini"), "--wsapi-port",
+    out = subprocess.run([*MANAGER, "--config-file", str(tmp_path / "d.ini"), "--wsapi-port",
                           str(free_port()), "--ofp-tcp-listen-port", str(free_port()), "ryu_dmm.cmd"],
                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode != 0

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from tests.procs import BIN, clean_env, free_port, stop, tcp_open, wait_for
+from tests.procs import MANAGER, clean_env, free_port, stop, tcp_open, wait_for
 
 
 def test_pth_hook_supplies_already_handled_before_any_ryu_import(tmp_path):
@@ -45,7 +45,7 @@ def test_ryu_manager_runs_the_cmd_and_exits_cleanly(tmp_path, sig):
     log = tmp_path / "ryu.log"
     # No --config-file: the embedded default (no MAARs, proxy mode, PMIPv6 on [::]:5436).
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN / "ryu-manager"), "--ofp-tcp-listen-port", str(port),
+        proc = subprocess.Popen([*MANAGER, "--ofp-tcp-listen-port", str(port),
                                  "--wsapi-port", str(rest), "--wsapi-host", "127.0.0.1", "ryu_dmm.cmd"],
                                 cwd=tmp_path, env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
     try:

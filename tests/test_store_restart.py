@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ryu_dmm.mobility import messages as M
 from ryu_dmm.wire import BindingAck, BindingUpdate, Prefix, Timestamp, decode, encode
-from tests.procs import BIN, clean_env, free_port, stop, tcp_open, wait_for
+from tests.procs import MANAGER, clean_env, free_port, stop, tcp_open, wait_for
 
 MAAR1, MAAR2 = "127.0.0.31", "127.0.0.32"
 P1, P2 = Prefix.parse("2001:db8:1::/64"), Prefix.parse("2001:db8:2::/64")
@@ -55,7 +55,7 @@ class Cmd:
     def start(self):
         self.runs += 1
         log = open(self.tmp / f"cmd{self.runs}.log", "w")
-        self.proc = subprocess.Popen([str(BIN / "ryu-manager"), "--config-file", str(self.tmp / "d.ini"),
+        self.proc = subprocess.Popen([*MANAGER, "--config-file", str(self.tmp / "d.ini"),
                                       "--ofp-tcp-listen-port", str(self.of), "ryu_dmm.cmd"], cwd=self.tmp,
                                      env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
         assert wait_for(lambda: tcp_open(self.rest) or self.proc.poll() is not None, 30), self.log()
@@ -130,7 +130,7 @@ def test_a_corrupt_store_stops_start_up_clearly_and_move_aside_starts_empty(tmp_
     cmd = Cmd(tmp_path)
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "cmd.sqlite").write_bytes(b"this is not a database" * 100)
-    out = subprocess.run([str(BIN / "ryu-manager"), "--config-file", str(tmp_path / "d.ini"),
+    out = subprocess.run([*MANAGER, "--config-file", str(tmp_path / "d.ini"),
                           "--ofp-tcp-listen-port", str(cmd.of), "ryu_dmm.cmd"], cwd=tmp_path, env=clean_env(),
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2

@@ -2,6 +2,8 @@
 # Idempotent set-up on a fresh Debian/Ubuntu machine: system packages (when root), the venv, Ryu,
 # and this checkout installed editable. Used by `make venv` (and so by `make test` and `make lab`).
 # Safe to run twice; turns an earlier non-editable install into an editable one.
+# Optional: DMM_OSKEN=1 also makes a second venv, .venv-osken (VENV_OSKEN), where the CMD runs under
+# os-ken's osken-manager instead of Ryu (docs/runtime.md); `make test` uses it.
 # Optional: DMM_WIRESHARK_PLUGIN=1 also copies the RFC 8885 Wireshark/tshark dissector
 # (tools/wireshark/rfc8885.lua) into your personal Wireshark Lua plugin folder (docs/wireshark.md).
 set -euo pipefail
@@ -38,6 +40,17 @@ fi
 # what is being edited. setup.py puts the start-up hook's .pth into site-packages in this mode too.
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation -e ".[test,lab]"
 echo "setup: ready ($VENV)"
+
+if [ "${DMM_OSKEN:-0}" = 1 ]; then
+    # os-ken instead of Ryu: this package's dependencies (setup.cfg) with os-ken in place of ryu==4.34,
+    # then this checkout editable without dependencies (so pip does not pull Ryu in). No Ryu here.
+    VENV_OSKEN=${VENV_OSKEN:-.venv-osken}
+    OSKEN_PKGS="os-ken==3.1.1 eventlet==0.36.1 dnspython>=2.3,<3 webob>=1.8 networkx>=3 prometheus_client>=0.17"
+    [ -x "$VENV_OSKEN/bin/python" ] || "$PY" -m venv "$VENV_OSKEN"
+    "$VENV_OSKEN/bin/pip" install -q --disable-pip-version-check "setuptools>=64,<68" wheel $OSKEN_PKGS
+    "$VENV_OSKEN/bin/pip" install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
+    echo "setup: ready ($VENV_OSKEN, os-ken)"
+fi
 
 if [ "${DMM_WIRESHARK_PLUGIN:-0}" = 1 ]; then
     # Wireshark loads every .lua file in this folder at start-up (tshark -G folders shows it).
