@@ -16,11 +16,12 @@ from .logsafe import Guard, SafeLog, contained
 from .domainview import DomainView
 from .flowmirror import (
     ApplyDiff, BarrierReplied, CoreOutput, FlowMirror, FlowsConfirmed, FlowStatsReady, FlowStatsReplied, MirrorKey,
-    Noted, NoteKind, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, Switch, SwitchDown, SwitchUp,
+    Noted, NoteKind, PortBound, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, Switch, SwitchDown,
+    SwitchUp,
 )
 from .hubexit import install_clean_exit
 from .hubtimers import HubTimers
-from .mobility.cmd import CmdCore
+from .mobility.cmd import SEQ_BLOCK, CmdCore
 from .mobility.events import (
     CancelTimer, Persist, PersistMeta, Received, Report, ReportKind, Send, SetTimer, TimerFired,
 )
@@ -144,7 +145,7 @@ class CmdApp(App):
         try:
             loaded = self.store.load()
         except store.StoreError as exc:
-            if st.on_corrupt != "move-aside" or self.store.backend != "sqlite":
+            if st.on_corrupt != "move-aside" or exc.kind != "corrupt":
                 print(f"ryu_dmm.cmd: cannot use the binding store: {exc}. Nothing was changed; fix or remove "
                       f"the file, or set [store] on_corrupt = move-aside to start empty and keep it aside.",
                       file=sys.stderr, flush=True)
@@ -156,6 +157,13 @@ class CmdApp(App):
                 loaded = self.store.load()
             except store.StoreError as again:
                 print(f"ryu_dmm.cmd: cannot use the binding store: {again}", file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
+        seqs = {k: v for k, v in loaded.meta.items() if k.startswith("seq:")}
+        if seqs:  # this run may use a block from each stored start: reserve it before anything is sent
+            try:
+                self.store.write(store.Batch(0, meta={k: str((int(v) + SEQ_BLOCK) & 0xFFFF) for k, v in seqs.items()}))
+            except store.StoreError as exc:
+                print(f"ryu_dmm.cmd: cannot use the binding store: {exc}", file=sys.stderr, flush=True)
                 raise SystemExit(2) from None
         self._store_info.update(self.store.describe(), restart_counter=loaded.restart_counter,
                                 load_seconds=round(time.monotonic() - started, 3),
@@ -233,6 +241,10 @@ class CmdApp(App):
                 elif kind is Persist:
                     if gate is not None:
                         gate.stage(e.mn_id, e.record)
+                        staged = True
+                elif kind is PortBound:
+                    if gate is not None:
+                        gate.stage_port((e.maar, e.mac), e.port)
                         staged = True
                 elif kind is PersistMeta:
                     if gate is not None:
@@ -343,13 +355,7 @@ class CmdApp(App):
         if mac is None:
             self.stats.count("packet_in.unparsed")
         else:
-            port = msg.match["in_port"]
-            before = self.mirror.learnt_port(maar, mac)
-            self._mirror_event(PortLearnt(maar, mac, port))
-            after = self.mirror.learnt_port(maar, mac)
-            if self.gate is not None and after[0] is not None and after != before:
-                self.gate.stage_port((maar, mac), port)  # a restart need not wait for the MN's next frame
-                self.writer.kick()
+            self._mirror_event(PortLearnt(maar, mac, msg.match["in_port"]))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     @contained("openflow")

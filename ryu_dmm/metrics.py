@@ -93,6 +93,8 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "dmm_store_failed_writes": ("counter", "Group commits that failed (retried; their PBAs wait).", ()),
     "dmm_store_pending_changes": ("gauge", "Changes staged or being written.", ()),
     "dmm_store_held_pbas": ("gauge", "Accepted PBAs waiting for their change to be committed.", ()),
+    "dmm_store_dropped_pbas": ("counter", "Accepted PBAs dropped because too many were waiting (their MAARs send "
+                                          "again).", ()),
     "dmm_store_last_commit_seconds": ("gauge", "Duration of the last group commit.", ()),
     "dmm_store_restored_sessions": ("gauge", "Sessions loaded from the store at start-up.", ()),
 }
@@ -250,7 +252,7 @@ class CmdCollector:
         st = view.store()
         out["dmm_store_info"].add_metric([str(st.get("backend", "")), str(st.get("restart_counter", ""))], 1)
         out["dmm_store_restored_sessions"].add_metric([], st.get("restored_sessions", 0))
-        for key in ("commits", "changes_committed", "failed_writes", "pending_changes", "held_pbas"):
+        for key in ("commits", "changes_committed", "failed_writes", "pending_changes", "held_pbas", "dropped_pbas"):
             out[f"dmm_store_{key}"].add_metric([], st.get(key, 0))
         out["dmm_store_last_commit_seconds"].add_metric([], st.get("last_commit_ms", 0.0) / 1000)
         # sessions

@@ -47,6 +47,8 @@ class StoreWriter:
             self._busy = True
             try:
                 self._drain()
+            except Exception as exc:  # noqa: BLE001 - a bug costs a report, never the writer
+                self._failed(exc)
             finally:
                 self._busy = False
 

@@ -11,7 +11,8 @@ import pytest
 
 from ryu_dmm.flowmirror import (
     ApplyDiff, BarrierReplied, CoreOutput, FlowMirror, FlowsConfirmed, FlowStatsReady, FlowStatsReplied, MirrorKey,
-    MirrorTimer, Noted, NoteKind, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, Switch, SwitchDown, SwitchUp,
+    MirrorTimer, Noted, NoteKind, PortBound, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, Switch, SwitchDown,
+    SwitchUp,
 )
 from ryu_dmm.flowmirror.mirror import HOLD_TIMEOUT, MAX_QUERIES, MAX_UNCLAIMED_PORTS
 from ryu_dmm.mobility import messages as M
@@ -92,7 +93,8 @@ def test_disconnected_switch_gets_nothing_and_is_reconciled_on_connection():
     m = FlowMirror(load(), switches())
     m.handle(PortLearnt(A1, MAC, 10), T)
     out = m.handle(CoreOutput((pba(), at_maar1())), T)
-    assert out == [pba()]  # nothing to wait for: the switch is not there
+    # nothing to wait for (the switch is not there); the learnt port now belongs to mn1's session
+    assert out == [PortBound(A1, MAC, 10), pba()]
     req = of(m.handle(SwitchUp(A1), T), RequestFlowStats)[0]
     wanted = m.wanted_flows(A1)
     stale = InstalledFlow(2, 5, 0x99, match_key([("eth_type", 0x86DD), ("ipv6_dst", "2001:db8:77::/64")]))

@@ -1,12 +1,13 @@
 """The CMD's flow mirror: every MAAR switch's flow table kept equal to the CMD's sessions (sans-IO)."""
 from .events import (
     ApplyDiff, BarrierReplied, CoreOutput, FlowStatsReady, FlowStatsReplied, FlowsConfirmed, MirrorKey, MirrorTimer,
-    Noted, NoteKind, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, SwitchDown, SwitchUp,
+    Noted, NoteKind, PortBound, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, SwitchDown, SwitchUp,
 )
 from .mirror import FlowMirror, Switch
 
 __all__ = [
     "ApplyDiff", "BarrierReplied", "CoreOutput", "FlowMirror", "FlowStatsReady", "FlowStatsReplied", "FlowsConfirmed",
-    "MirrorKey", "MirrorTimer", "NoteKind", "Noted", "PortLearnt", "QueryFlows", "ReplaceFlows", "RequestFlowStats",
+    "MirrorKey", "MirrorTimer", "NoteKind", "Noted", "PortBound", "PortLearnt", "QueryFlows", "ReplaceFlows",
+    "RequestFlowStats",
     "Switch", "SwitchDown", "SwitchUp",
 ]

@@ -32,6 +32,17 @@ class PortLearnt:
 
 
 @dataclass(frozen=True, slots=True)
+class PortBound:
+    """Effect: the MN served at ``maar`` with ``mac`` is on access port ``port`` (a learnt port that
+    now belongs to a session, or changed): what the CMD stores so that after a restart the serving
+    switch's flows towards the MN need not wait for its next frame."""
+
+    maar: str
+    mac: bytes
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class BarrierReplied:
     maar: str
     xid: int

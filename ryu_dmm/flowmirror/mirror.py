@@ -24,7 +24,7 @@ from ..pipeline import Flow, InstalledFlow, MaarView, Pipeline, SwitchPorts, bas
 from ..wire import BindingAck
 from .events import (
     ApplyDiff, BarrierReplied, CoreOutput, FlowStatsReady, FlowStatsReplied, FlowsConfirmed, MirrorKey, MirrorTimer,
-    Noted, NoteKind, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, SwitchDown, SwitchUp,
+    Noted, NoteKind, PortBound, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, SwitchDown, SwitchUp,
 )
 
 HOLD_TIMEOUT = 0.5  # seconds a PBA may wait for its switch's barrier reply or the MN's port: well
@@ -60,8 +60,8 @@ class FlowMirror:
 
     ``handle(event, now)`` takes the events of ``flowmirror.events`` and a ``TimerFired`` whose key
     is a ``MirrorKey``; it returns the effects ``ReplaceFlows``, ``ApplyDiff``, ``RequestFlowStats``,
-    ``FlowStatsReady``, ``FlowsConfirmed``, ``Noted``, ``SetTimer``/``CancelTimer`` with mirror keys,
-    and the core's own effects passed through (``Send`` possibly later, once released).
+    ``FlowStatsReady``, ``FlowsConfirmed``, ``Noted``, ``PortBound``, ``SetTimer``/``CancelTimer`` with mirror
+    keys, and the core's own effects passed through (``Send`` possibly later, once released).
     Read-only queries: ``wanted_flows``, ``flows_confirmed``, ``connected``, ``has_switch``.
     """
 
@@ -159,8 +159,12 @@ class FlowMirror:
         if s is not None:
             self._sessions[e.mn_id] = s
             if s.mac:
-                self._at[(s.serving, s.mac)] = e.mn_id
-                self._unclaimed.pop((s.serving, s.mac), None)
+                key = (s.serving, s.mac)
+                self._at[key] = e.mn_id
+                self._unclaimed.pop(key, None)
+                port = self._ports.get(key)
+                if port is not None and (old is None or (old.serving, old.mac) != key):
+                    self._out.append(PortBound(s.serving, s.mac, port))
         else:
             self._confirmed.pop(e.mn_id, None)
             _, waiting = self._confirming.pop(e.mn_id, (0.0, {}))
@@ -283,6 +287,7 @@ class FlowMirror:
         if mn_id is None:
             self._unclaim(key)
             return
+        self._out.append(PortBound(ev.maar, ev.mac, ev.port))
         # Its session is served here: its flows towards the MN can go in now.
         xid = self._resync(mn_id, now).get(ev.maar)
         if xid is not None:

@@ -83,7 +83,7 @@ class CmdCore:
         self.heartbeats = Heartbeats(restart_counter, domain.timers.heartbeat_interval,
                                      domain.timers.missing_heartbeats_allowed)
         self._counters: dict[str, int] = {}  # peer -> Restart Counter as last persisted
-        self._rebuilding: dict[str, list[str]] = {}  # restarted MAAR -> MNs still to re-send it
+        self._rebuilding: dict[str, tuple[int, list[str]]] = {}  # restarted MAAR -> (its new counter, MNs to re-send)
         self._also_changed: list[str] = []  # MNs an event changed besides its own (a PBU evicted elsewhere)
 
     # ---- public view -------------------------------------------------------------------------
@@ -124,11 +124,21 @@ class CmdCore:
         for peer, seq in sequences.items():
             if peer in self.maars:
                 self.retx.start_at(peer, seq)
+        winner: dict[Prefix, Record] = {}  # a prefix in two records (a crash between two batches):
+        for r in records:                   # the newer registration keeps it
+            for prefix in (r.prefix, *(p for _, p in r.pmaars)):
+                held = winner.get(prefix)
+                if held is None or r.last_ts > held.last_ts:
+                    winner[prefix] = r
         for r in records:
             known = r.serving in self.maars and all(a in self.maars for a, _ in r.pmaars)
-            if not known or r.mn_id in self.cache:
-                effects.append(Persist(r.mn_id, None) if not known else Report(
+            clash = any(winner[p] is not r for p in (r.prefix, *(p for _, p in r.pmaars)))
+            if not known or clash or r.mn_id in self.cache:
+                effects.append(Persist(r.mn_id, None) if not known or clash else Report(
                     ReportKind.FAILED, r.mn_id, "stored twice: the first record kept"))
+                if clash:
+                    effects.append(Report(ReportKind.FAILED, r.mn_id, "a prefix of this stored session is bound "
+                                          "to a newer one: dropped"))
                 continue
             bce = self.cache[r.mn_id] = Bce(r.mn_id, r.serving, r.prefix, r.expires, r.att, r.mac, r.last_ts,
                                             r.last_seq, r.pmaars)
@@ -151,13 +161,18 @@ class CmdCore:
 
     def _on_heartbeat(self, src: str, hb: Heartbeat, now: float) -> list[Effect]:
         effects, restarted = self.heartbeats.handle_message(src, hb, now)
+        if restarted is not None:  # reported by _rebuild, with what it re-sends
+            effects = [e for e in effects if not (type(e) is Report and e.kind is ReportKind.PEER_RESTARTED)]
+            return effects + self._rebuild(restarted, now)
         view = self.heartbeats.view(src)
-        if view is not None and view.restart_counter is not None and self._counters.get(src) != view.restart_counter:
-            self._counters[src] = view.restart_counter
-            effects.append(PersistMeta(f"counter:{src}", str(view.restart_counter)))
-        if restarted is not None:
-            effects += self._rebuild(restarted, now)
+        if (view is not None and view.restart_counter is not None and src not in self._rebuilding
+                and self._counters.get(src) != view.restart_counter):  # a peer's first counter
+            effects.append(self._remember_counter(src, view.restart_counter))
         return effects
+
+    def _remember_counter(self, peer: str, counter: int) -> PersistMeta:
+        self._counters[peer] = counter
+        return PersistMeta(f"counter:{peer}", str(counter))
 
     def _rebuild(self, restarted: PeerRestarted, now: float) -> list[Effect]:
         """A MAAR lost its bindings (RFC 5847 Restart Counter changed): re-send it, a chunk per
@@ -166,15 +181,16 @@ class CmdCore:
         peer = restarted.peer
         todo = [b.mn_id for b in self.cache.values()
                 if b.serving == peer or any(a == peer for a, _ in b.pmaars)]
-        self._rebuilding[peer] = todo[::-1]  # popped from the end: registration order
+        # The new counter is stored only once everything was re-sent: a CMD restarted mid-rebuild
+        # still knows the old one and rebuilds again from the MAAR's next Heartbeat.
+        self._rebuilding[peer] = (restarted.new, todo[::-1])  # popped from the end: registration order
         return [Report(ReportKind.PEER_RESTARTED, "", f"{self.maars[peer].name} restarted: re-sending it "
                        f"{len(todo)} binding(s)")] + self._rebuild_step(peer, now)
 
     def _rebuild_step(self, peer: str, now: float) -> list[Effect]:
-        todo = self._rebuilding.get(peer)
-        if not todo:
-            self._rebuilding.pop(peer, None)
+        if peer not in self._rebuilding:
             return []
+        counter, todo = self._rebuilding[peer]
         effects: list[Effect] = []
         room = min(REBUILD_CHUNK, self.timers.max_outstanding // 2 - self.retx.count(peer))
         while todo and room > 0:
@@ -199,6 +215,7 @@ class CmdCore:
             effects.append(SetTimer(TimerKey(TimerKind.REBUILD, peer), now + REBUILD_STEP))
         else:
             del self._rebuilding[peer]
+            effects.append(self._remember_counter(peer, counter))
         return effects
 
     def _renotify(self, bce: Bce, now: float) -> list[Effect]:
@@ -313,8 +330,11 @@ class CmdCore:
         if ts is not None:
             if abs(ts / 65536 - now) > self.timers.timestamp_window:
                 return self._reject(src, pbu, Status.TIMESTAMP_MISMATCH, "timestamp outside the validity window")
-            # A move must be strictly newer: equal timestamps from two MAARs cannot be ordered.
-            if bce is not None and (ts < bce.last_ts or (ts == bce.last_ts and src != bce.serving)):
+            # A move must be strictly newer: equal timestamps from two MAARs cannot be ordered. A
+            # listed P-MAAR's lifetime-0 PBU (its audit, or variant B's renewal) moves nothing, so
+            # it is not ordered against the serving MAAR's PBUs (their clocks may differ a little).
+            audit = pbu.lifetime == 0 and bce is not None and (src, prefix) in bce.pmaars
+            if bce is not None and not audit and (ts < bce.last_ts or (ts == bce.last_ts and src != bce.serving)):
                 return self._reject(src, pbu, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED,
                                     "older than the last accepted PBU")
         elif bce is not None and bce.serving == src and bce.last_seq >= 0:
@@ -366,6 +386,7 @@ class CmdCore:
         mn_id = bce.mn_id
         effects: list[Effect] = [self._life_timer(mn_id, bce.expires)]
         stale = self.retx.outstanding(src, mn_id)  # before the superseded handover cancels them
+        effects += self._cancel_stale(mn_id, {bce.serving, *(a for a, _ in bce.pmaars)} - {src})
         if bce.handover is not None:
             effects += self._close_handover(bce, now, superseded=True)
         pmaars = dict(bce.pmaars)
@@ -525,13 +546,24 @@ class CmdCore:
             return M.pbu(seq, t, mn_id, prefix, lifetime, M.HI_REREGISTRATION, bce.att, serving=src)
         return effects + self._send_pbu(src, mn_id, build, now, "confirm")[0]
 
+    def _cancel_stale(self, mn_id: str, peers) -> list[Effect]:
+        """PBUs that tell a MAAR where it stands for this MN (a rebuild's, a confirmation's) and that
+        a move or the end of the session has made wrong: a copy sent again later would undo it."""
+        effects: list[Effect] = []
+        for peer in peers:
+            for out in self.retx.outstanding(peer, mn_id):
+                if out.context in ("rebuild", "confirm"):
+                    effects += self.retx.cancel(out)
+        return effects
+
     def _release(self, bce: Bce, addr: str, prefix: Prefix, now: float) -> list[Effect]:
         """The P-MAAR list is full: de-register the oldest anchor for this MN (PBU, lifetime 0)."""
         self._owner.pop(prefix, None)
+        cancelled = self._cancel_stale(bce.mn_id, (addr,))
 
         def build(seq: int, t: float) -> BindingUpdate:
             return M.pbu(seq, t, bce.mn_id, prefix, 0, M.HI_UNKNOWN, bce.att)
-        return self._send_pbu(addr, bce.mn_id, build, now, "dereg")[0] + [
+        return cancelled + self._send_pbu(addr, bce.mn_id, build, now, "dereg")[0] + [
             Report(ReportKind.DEREGISTERED, bce.mn_id, f"P-MAAR {self.maars[addr].name} released ({prefix}): "
                    f"more than {self.timers.max_pmaars} P-MAARs")]
 
@@ -564,6 +596,7 @@ class CmdCore:
         self._served[bce.serving] -= 1
         effects: list[Effect] = [CancelTimer(TimerKey(TimerKind.LIFETIME, bce.mn_id)),
                                  CancelTimer(TimerKey(TimerKind.AGGREGATE, bce.mn_id)), BindingChanged(bce.mn_id, None)]
+        effects += self._cancel_stale(bce.mn_id, {bce.serving, *(a for a, _ in bce.pmaars)})
         if bce.handover is not None:
             for out in bce.handover.waiting.values():
                 effects += self.retx.cancel(out)

@@ -82,17 +82,19 @@ class Heartbeats:
         self._peers: dict[str, _Peer] = {}
         self.counters = {"not_a_peer": 0, "unexpected_responses": 0}
 
-    def watch(self, peer: str, now: float, known_counter: Optional[int] = None) -> list[Effect]:
+    def watch(self, peer: str, now: float, known_counter: Optional[int] = None,
+              first_at: Optional[float] = None) -> list[Effect]:
         """Start monitoring ``peer`` (again: its state starts afresh). ``known_counter``: its Restart
         Counter as last known (say, persisted before our own restart), so that a change is seen at
-        its first answer."""
+        its first answer. ``first_at``: when to send the first request (default: see below)."""
         self._peers[peer] = _Peer(counter=known_counter)
         if not self.interval:
             return []
         # The first request within one interval, at an offset derived from the peer's address: N
         # peers watched at once (a CMD starting) do not all fire together, and every later request
         # keeps that phase. A peer that restarted meanwhile is noticed sooner by its own request.
-        return [SetTimer(HeartbeatKey(peer), now + self.interval * _phase(peer))]
+        at = now + self.interval * _phase(peer) if first_at is None else first_at
+        return [SetTimer(HeartbeatKey(peer), at)]
 
     def handle_timer(self, key: HeartbeatKey, now: float) -> list[Effect]:
         """Send the next request to ``key.peer``; count a miss if the previous one is unanswered."""

@@ -128,7 +128,7 @@ class MaarCore:
     # ---- dispatch ----------------------------------------------------------------------------
     def start(self, now: float) -> list[Effect]:
         """What a starting MAAR does before any event: watch the CMD with Heartbeats."""
-        return self.heartbeats.watch(self.cmd, now)
+        return self.heartbeats.watch(self.cmd, now, first_at=now)  # a start is a restart: tell the CMD now
 
     def handle(self, event, now: float) -> list[Effect]:
         """One event at time ``now`` (seconds since the epoch, the clock of the PBU timestamps).
@@ -231,6 +231,10 @@ class MaarCore:
             if pba.accepted and pba.lifetime > 0:  # variant B: the CMD renewed our BCE
                 b.expires = now + pba.lifetime
                 return effects + [SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), b.expires)]
+            if b.role is Role.ANCHOR and not pba.accepted:
+                # An audit refused (say 157: the serving MAAR's latest PBU was stamped a little
+                # later by its clock) says nothing about the session: keep anchoring, ask again.
+                return effects + self._audit_later(b, now)
             return effects + self._remove(b, now, ReportKind.DEREGISTERED, "lifetime expired")
         if not pba.accepted or pba.lifetime == 0:
             return effects + self._refused(b, now, pba.status, out.tries)
@@ -300,8 +304,19 @@ class MaarCore:
         b.pbu = None
         if failed.final and not failed.context[2]:  # the MN left while we registered it
             return self._abandoned(b, now)
+        if failed.context[2] and b.role is Role.ANCHOR:  # an audit unanswered (the CMD is down?): keep
+            return self._audit_later(b, now)
         return self._remove(b, now, ReportKind.FAILED, f"no PBA from the CMD after {failed.tries} tries",
                             quarantine=self._unanswered())
+
+    def _audit_later(self, b: Binding, now: float) -> list[Effect]:
+        """Only the CMD's explicit "not listed" (accepted, lifetime 0) ends an anchor: a refused or
+        unanswered audit keeps it and asks again after ``_audit_retry`` (Decisions: the P-MAAR audit)."""
+        b.expires = now + self._audit_retry()
+        return [SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), b.expires)]
+
+    def _audit_retry(self) -> float:
+        return max(self.timers.max_bindack_timeout, self.timers.lifetime / 8)
 
     def _abandoned(self, b: Binding, now: float) -> list[Effect]:
         """Our registration went unanswered and the MN left meanwhile: keep what the CMD last told us."""

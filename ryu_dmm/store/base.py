@@ -14,8 +14,14 @@ PortKey = tuple[str, bytes]  # (serving MAAR, MN MAC): the access port the flow 
 
 
 class StoreError(Exception):
-    """The store cannot be used (unreadable, corrupt, from an unknown schema, or a write failed).
-    The message says what and where, for an operator."""
+    """The store cannot be used; the message says what and where, for an operator. ``kind``:
+    ``corrupt`` (not a store, damaged, or holding values that cannot be), ``in_use`` (another
+    process holds it), ``schema`` (written by another version), ``io`` (cannot be opened or
+    written). Only a corrupt file may be moved aside (``[store] on_corrupt``)."""
+
+    def __init__(self, message: str, kind: str = "io") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)

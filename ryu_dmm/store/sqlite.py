@@ -16,8 +16,7 @@ from typing import Optional
 from ..mobility.views import Record
 from ..wire import Prefix
 from ..wire.addr import pack6, unpack6
-from .base import Batch, Loaded
-from .base import StoreError
+from .base import Batch, Loaded, StoreError
 from .memory import fresh_counter
 
 SCHEMA = 1
@@ -76,7 +75,7 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")  # takes the exclusive lock now: a second CMD fails here
             problems = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
             if problems != ["ok"]:
-                raise StoreError(f"{self.path}: corrupt ({'; '.join(problems)})")
+                raise StoreError(f"{self.path}: corrupt ({'; '.join(problems)})", "corrupt")
             fresh = db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone() is None
             if fresh:
                 for sql in _TABLES:
@@ -88,23 +87,35 @@ class SqliteStore:
             db.execute("COMMIT")
             meta = dict(db.execute("SELECT key, value FROM meta"))
             if meta.get("schema") != str(SCHEMA):
-                raise StoreError(f"{self.path}: schema {meta.get('schema')!r}, this version reads {SCHEMA}")
+                raise StoreError(f"{self.path}: schema {meta.get('schema')!r}, this version reads {SCHEMA}", "schema")
+            bad = [k for k, v in meta.items() if not _meta_ok(k, v)]
+            if "restart_counter" not in meta:
+                bad.append("restart_counter")
+            if bad:
+                raise StoreError(f"{self.path}: corrupt (meta {bad[0]!r:.80} = {meta.get(bad[0])!r:.40})", "corrupt")
             sessions = []
             for row in db.execute("SELECT * FROM sessions"):
                 try:
                     sessions.append(from_row(row))
                 except (ValueError, TypeError) as exc:
-                    raise StoreError(f"{self.path}: session {row[0]!r:.80} unreadable ({exc})") from None
-            ports = {(unpack6(pack6(m)), bytes(mac)): int(p) for m, mac, p in db.execute("SELECT * FROM ports")}
+                    raise StoreError(f"{self.path}: session {row[0]!r:.80} unreadable ({exc})", "corrupt") from None
+            try:
+                ports = {(unpack6(pack6(m)), bytes(mac)): int(p) for m, mac, p in db.execute("SELECT * FROM ports")}
+            except (ValueError, TypeError) as exc:
+                raise StoreError(f"{self.path}: a port row is unreadable ({exc})", "corrupt") from None
             return Loaded(sessions, ports, meta, int(meta["restart_counter"]), fresh)
         except sqlite3.OperationalError as exc:
             self.close()
             if "locked" in str(exc):
-                raise StoreError(f"{self.path}: in use by another process (is another CMD running?)") from None
-            raise StoreError(f"{self.path}: {exc}") from None
-        except (sqlite3.DatabaseError, OSError, ValueError, KeyError) as exc:
+                raise StoreError(f"{self.path}: in use by another process (is another CMD running?)",
+                                 "in_use") from None
+            raise StoreError(f"{self.path}: {exc}", "io") from None
+        except sqlite3.DatabaseError as exc:  # "file is not a database", malformed pages
             self.close()
-            raise StoreError(f"{self.path}: unreadable ({type(exc).__name__}: {exc})") from None
+            raise StoreError(f"{self.path}: corrupt ({exc})", "corrupt") from None
+        except OSError as exc:
+            self.close()
+            raise StoreError(f"{self.path}: {exc.strerror or exc}", "io") from None
         except StoreError:
             self.close()
             raise
@@ -125,12 +136,15 @@ class SqliteStore:
             if batch.meta:
                 db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", list(batch.meta.items()))
             db.execute("COMMIT")
-        except (sqlite3.Error, ValueError) as exc:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise StoreError(f"{self.path}: write failed ({exc})") from None
+        except BaseException as exc:  # nothing of a failed batch stays, whatever failed
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            if not isinstance(exc, Exception):
+                raise
+            raise StoreError(f"{self.path}: write failed ({type(exc).__name__}: {exc})") from None
 
     def close(self) -> None:
         if self._db is not None:
@@ -141,10 +155,21 @@ class SqliteStore:
         return {"backend": self.backend, "file": self.path, "synchronous": self.synchronous}
 
 
+def _meta_ok(key: str, value: str) -> bool:
+    """The meta values start-up parses: counters and sequence numbers within their ranges."""
+    if key == "restart_counter" or key.startswith("counter:"):
+        return value.isdigit() and int(value) <= 0xFFFFFFFF
+    if key.startswith("seq:"):
+        return value.isdigit() and int(value) <= 0xFFFF
+    return True
+
+
 def move_aside(path: str) -> str:
-    """Rename an unreadable store (and its WAL) out of the way; returns the new name."""
+    """Rename a corrupt store (and its WAL) out of the way; returns the new name."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    aside = f"{path}.corrupt-{stamp}"
+    aside, n = f"{path}.corrupt-{stamp}", 1
+    while os.path.exists(aside):  # never over an earlier one
+        aside, n = f"{path}.corrupt-{stamp}-{n}", n + 1
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(path + suffix):
             os.replace(path + suffix, aside + suffix)
