@@ -146,7 +146,8 @@ class CmdApp(app_manager.RyuApp):
         started = time.monotonic()
         st = self.settings.store
         try:
-            loaded = self.store.load()
+            with store.long_lived():
+                loaded = self.store.load()
         except store.StoreError as exc:
             if st.on_corrupt != "move-aside" or self.store.backend != "sqlite":
                 print(f"ryu_dmm.cmd: cannot use the binding store: {exc}. Nothing was changed; fix or remove "
@@ -173,7 +174,8 @@ class CmdApp(app_manager.RyuApp):
             return
         seqs = {k[4:]: int(v) for k, v in loaded.meta.items() if k.startswith("seq:")}
         now = time.time()
-        self._apply(self.mirror.handle(CoreOutput(tuple(self.core.restore(loaded.sessions, seqs, now))), now))
+        with store.long_lived():
+            self._apply(self.mirror.handle(CoreOutput(tuple(self.core.restore(loaded.sessions, seqs, now))), now))
         for (maar, mac), port in loaded.ports.items():
             if self.mirror.has_switch(maar) and self.mirror.learnt_port(maar, mac)[0] is not None:
                 self._mirror_event(PortLearnt(maar, mac, port))
