@@ -143,7 +143,8 @@ class CmdApp(App):
         started = time.monotonic()
         st = self.settings.store
         try:
-            loaded = self.store.load()
+            with store.long_lived():
+                loaded = self.store.load()
         except store.StoreError as exc:
             if st.on_corrupt != "move-aside" or exc.kind != "corrupt":
                 print(f"ryu_dmm.cmd: cannot use the binding store: {exc}. Nothing was changed; fix or remove "
@@ -178,8 +179,9 @@ class CmdApp(App):
         meta = loaded.meta
         seqs = {k[4:]: int(v) for k, v in meta.items() if k.startswith("seq:")}
         counters = {k[8:]: int(v) for k, v in meta.items() if k.startswith("counter:")}
-        effects = self.core.restore(loaded.sessions, seqs, now) + self.core.watch_peers(counters, now)
-        self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
+        with store.long_lived():
+            effects = self.core.restore(loaded.sessions, seqs, now) + self.core.watch_peers(counters, now)
+            self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
         for (maar, mac), port in loaded.ports.items():
             if self.mirror.has_switch(maar) and self.mirror.learnt_port(maar, mac)[0] is not None:
                 self._mirror_event(PortLearnt(maar, mac, port))

@@ -1,11 +1,12 @@
 """The CMD's binding store: one interface (``base.BindingStore``), an embedded SQLite backend (the
 default) and an in-memory one, and the sans-IO durability gate (docs/store.md)."""
-from .base import Batch, BindingStore, Loaded, StoreError
+from .base import Batch, BindingStore, Loaded, StoreError, long_lived
 from .gate import DurabilityGate
 from .memory import MemoryStore
 from .sqlite import SqliteStore
 
-__all__ = ["Batch", "BindingStore", "DurabilityGate", "Loaded", "MemoryStore", "SqliteStore", "StoreError", "open_store"]
+__all__ = ["Batch", "BindingStore", "DurabilityGate", "Loaded", "MemoryStore", "SqliteStore", "StoreError", "long_lived",
+           "open_store"]
 
 
 def open_store(settings) -> BindingStore:
