@@ -30,7 +30,7 @@ from .signalling import Endpoint
 from .stats import Stats
 from .store.sqlite import move_aside
 from .storewriter import StoreWriter
-from .wire import BindingAck
+from .wire import BindingAck, BindingUpdate
 from .wire import DecodeError, decode, encode
 
 QUERY_TIMEOUT = 5.0  # seconds a REST request waits for a switch's flows (the mirror answers by then)
@@ -238,6 +238,10 @@ class CmdApp(App):
                     if gate is not None and type(msg) is BindingAck and msg.accepted and gate.must_wait(msg.mn_id):
                         if not gate.hold(e):  # the durability rule (docs/store.md)
                             self.stats.count("store.pba_dropped")
+                        continue
+                    if gate is not None and type(msg) is BindingUpdate and gate.meta_must_wait(f"seq:{e.dst}"):
+                        if not gate.hold(e, f"seq:{e.dst}"):  # its sequence number is not reserved yet
+                            self.stats.count("store.pbu_dropped")
                         continue
                     self._send(e)
                 elif kind is Persist:

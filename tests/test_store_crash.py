@@ -120,7 +120,8 @@ def read_rows(path: Path) -> dict[str, Row]:
         rows = {}
         for mn_id, serving, prefix, mac, pm, last_seq, handover in db.execute(
                 "SELECT mn_id, serving, prefix, mac, pmaars, last_seq, handover FROM sessions"):
-            assert len(prefix) == 17 and len(pm) % 33 == 0, mn_id
+            assert isinstance(mn_id, bytes) and len(prefix) == 17 and len(pm) % 33 == 0, mn_id
+            mn_id = mn_id.decode("utf-8", "surrogateescape")  # stored as the MN-ID option's bytes
             pmaars = tuple((ntop(pm[i:i + 16]), Prefix(pm[i + 16:i + 32], pm[i + 32])) for i in range(0, len(pm), 33))
             rows[mn_id] = Row(State(ntop(socket.inet_pton(socket.AF_INET6, serving)), Prefix(prefix[:16], prefix[16]),
                                     pmaars), last_seq, bytes(mac), bool(handover))

@@ -222,3 +222,17 @@ def test_restore_rebuilds_the_cache_rearms_timers_and_renotifies_an_unfinished_h
     # the serving MAAR's copy of its PBU is answered from the restored session, with its P-MAAR list
     answer = [e for e in core.handle(Received(A3, M.pbu(9, now, "mn2", P3, 40, 3, 3)), now) if type(e) is Send]
     assert len(answer) == 1 and answer[0].msg.status == 0 and len(answer[0].msg.previous_maars) == 1
+
+
+def test_a_pbu_waits_for_its_sequence_numbers_reservation():
+    """The CMD's PBU must not use a number a restart could hand out again (docs/store.md)."""
+    gate = DurabilityGate()
+    pbu = Send(A1, M.pbu(0, 1.0, "mn1", P1, 40, 3, 3))
+    gate.stage_meta("seq:" + A1, "1024")
+    assert gate.meta_must_wait("seq:" + A1) and not gate.meta_must_wait("seq:" + A2)
+    assert gate.hold(pbu, "seq:" + A1)
+    batch = gate.take()
+    assert gate.meta_must_wait("seq:" + A1)  # being written
+    gate.failed(batch)
+    assert gate.meta_must_wait("seq:" + A1) and gate.held == 1
+    assert gate.committed(gate.take()) == [pbu] and not gate.meta_must_wait("seq:" + A1)

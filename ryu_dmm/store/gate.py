@@ -24,7 +24,8 @@ class DurabilityGate:
         self._ports: dict[PortKey, Optional[int]] = {}
         self._meta: dict[str, str] = {}
         self._in_flight: dict[str, int] = {}  # MN -> generation of the batch carrying its latest change
-        self._held: dict[str, list[Send]] = {}
+        self._meta_in_flight: dict[str, int] = {}  # meta key -> generation of the batch carrying it
+        self._held: dict[object, list[Send]] = {}  # MN ID, or ("meta", key) -> sends waiting for it
         self._held_count = 0
         self._generation = 0
         self.dropped = 0  # PBAs dropped because MAX_HELD were waiting
@@ -43,7 +44,8 @@ class DurabilityGate:
     @property
     def pending(self) -> int:
         """Changes staged or being written."""
-        return len(self._sessions) + len(self._ports) + len(self._meta) + len(self._in_flight)
+        return (len(self._sessions) + len(self._ports) + len(self._meta) + len(self._in_flight)
+                + len(self._meta_in_flight))
 
     @property
     def held(self) -> int:
@@ -53,12 +55,17 @@ class DurabilityGate:
     def must_wait(self, mn_id: str) -> bool:
         return mn_id in self._sessions or mn_id in self._in_flight
 
-    def hold(self, send: Send) -> bool:
-        """Keep ``send`` (a PBA about an MN that ``must_wait``) until its commit; False if dropped."""
+    def meta_must_wait(self, key: str) -> bool:
+        return key in self._meta or key in self._meta_in_flight
+
+    def hold(self, send: Send, meta: Optional[str] = None) -> bool:
+        """Keep ``send`` until its commit: a PBA about an MN that ``must_wait``, or (``meta``) a
+        message that must wait for that meta key (the CMD's PBUs for their sequence numbers'
+        reservation). False if dropped (MAX_HELD are waiting)."""
         if self._held_count >= self.max_held:
             self.dropped += 1
             return False
-        self._held.setdefault(send.msg.mn_id, []).append(send)
+        self._held.setdefault(send.msg.mn_id if meta is None else ("meta", meta), []).append(send)
         self._held_count += 1
         return True
 
@@ -75,6 +82,8 @@ class DurabilityGate:
             self._in_flight[mn_id] = self._generation
         ports, self._ports = self._ports, {}
         meta, self._meta = self._meta, {}
+        for key in meta:
+            self._meta_in_flight[key] = self._generation
         return Batch(self._generation, sessions, ports, meta)
 
     def committed(self, batch: Batch) -> list[Send]:
@@ -84,11 +93,20 @@ class DurabilityGate:
             if self._in_flight.get(mn_id) == batch.generation:
                 del self._in_flight[mn_id]
                 if mn_id not in self._sessions:
-                    sends = self._held.pop(mn_id, None)
-                    if sends:
-                        self._held_count -= len(sends)
-                        released += sends
+                    released += self._release(mn_id)
+        for key in batch.meta:
+            if self._meta_in_flight.get(key) == batch.generation:
+                del self._meta_in_flight[key]
+                if key not in self._meta:
+                    released += self._release(("meta", key))
         return released
+
+    def _release(self, held: object) -> list[Send]:
+        sends = self._held.pop(held, None)
+        if not sends:
+            return []
+        self._held_count -= len(sends)
+        return sends
 
     def failed(self, batch: Batch) -> None:
         """``batch`` was not written: stage it again under anything staged since (newer wins)."""
@@ -100,4 +118,6 @@ class DurabilityGate:
         for key, port in batch.ports.items():
             self._ports.setdefault(key, port)
         for key, value in batch.meta.items():
+            if self._meta_in_flight.get(key) == batch.generation:
+                del self._meta_in_flight[key]
             self._meta.setdefault(key, value)
