@@ -10,6 +10,7 @@ import itertools
 import logging
 import sys
 import time
+from typing import Optional
 
 from ryu import cfg
 from ryu.app.wsgi import WSGIApplication
@@ -29,6 +30,7 @@ from .flowmirror import (
 from .hubexit import install_clean_exit
 from .hubtimers import HubTimers
 from .mobility.cmd import CmdCore
+from .mobility.views import Record
 from .mobility.events import (
     CancelTimer, Persist, PersistMeta, Received, Report, ReportKind, Send, SetTimer, TimerFired,
 )
@@ -236,6 +238,7 @@ class CmdApp(app_manager.RyuApp):
                 elif kind is Persist:
                     if gate is not None:
                         gate.stage(e.mn_id, e.record)
+                        self._stage_served_port(gate, e.record)
                         staged = True
                 elif kind is PersistMeta:
                     if gate is not None:
@@ -271,6 +274,17 @@ class CmdApp(app_manager.RyuApp):
         self.stats.reported(reports)
         if staged:
             self.writer.kick()
+
+    def _stage_served_port(self, gate: store.DurabilityGate, r: Optional[Record]) -> None:
+        """Store the MN's port at its serving MAAR with its session. The packet-in usually learns it
+        before the handover moves the session there (the MN's first frame comes before the new
+        MAAR's PBU), when it is nobody's yet and not stored; without it, a restarted CMD would have
+        no flows towards the MN at its switch, and the reconciliation would delete them."""
+        if r is None or not r.mac:
+            return
+        mn_id, port = self.mirror.learnt_port(r.serving, r.mac)
+        if port is not None and mn_id == r.mn_id:
+            gate.stage_port((r.serving, r.mac), port)
 
     def _send(self, e: Send) -> None:
         data = encode(e.msg)
