@@ -234,6 +234,15 @@ def test_bad_topology_and_not_root(tmp_path):
     assert out.returncode == 2 and "must run as root" in out.stderr
 
 
+def test_restart_option():
+    from ryu_dmm.lab.restarts import parse_restarts
+    assert parse_restarts("maar, cmd") == ("cmd", "maar")  # always in the lab's order (docs/lab.md)
+    assert parse_restarts("maar") == ("maar",)
+    for bad in ("", "cmd,switch", ","):
+        with pytest.raises(ValueError, match="--restart takes"):
+            parse_restarts(bad)
+
+
 THREE_MNS = {"maars": 4, "mns": {"mn1": ["maar1", "maar2", "maar3"], "mn2": ["maar4", "maar1", "maar2"],
                                  "mn3": ["maar2", "maar3", "maar4"]}, "dwell": 1.5}
 
