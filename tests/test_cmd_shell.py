@@ -270,6 +270,28 @@ def test_any_frame_the_pipeline_punts_tells_the_port(app):
     assert app.stats.counters["packet_in.unparsed"] == 2
 
 
+def test_the_port_learnt_before_a_handover_is_stored_with_the_session(durable_app):
+    """The MN's first frame at the new MAAR comes before that MAAR's PBU: its port is learnt while
+    the session is still elsewhere. It must reach the store once the session moves there, or a
+    restarted CMD has no flows towards the MN at its serving switch (the lab's CMD restart found
+    its reconciliation deleting them)."""
+    from scapy.layers.inet6 import UDP
+    app = durable_app
+    dp1, dp2 = connect(app, FakeSwitch(1)), connect(app, FakeSwitch(2))
+    rs_packet_in(app, dp1, port=10)
+    app.on_datagram(pbu(1, P1, 1), A1, (A1, 5436))
+    pump(app, dp1)
+    app.writer._drain()
+    data = Ether(src=MAC) / IPv6(src=f"{P1.address}a", dst="2001:db8:cc::1") / UDP()  # its old flow, unrouted
+    packet_in(app, dp2, bytes(data), port=10)  # before maar2's PBU
+    app.on_datagram(pbu(1, P2, 3), A2, (A2, 5436))
+    pump(app, dp1)
+    pump(app, dp2)
+    app.writer._drain()
+    mac = bytes.fromhex(MAC.replace(":", ""))
+    assert sorted(app.store._db.execute("SELECT maar, mac, port FROM ports").fetchall()) == [(A1, mac, 10), (A2, mac, 10)]
+
+
 def test_an_access_port_that_comes_up_is_asked_who_is_there(app):
     """OVS says which port came up, not who is behind it: the CMD sends an MLD general query out of
     that port (from the MAAR's MAC and link-local), which every host there answers with a report."""

@@ -178,6 +178,45 @@ def test_lab_mns_that_never_solicit(tmp_path):
     assert any(e["event"] == "detected" and e["maar"] == "maar1" for e in events)  # the first attachment too
 
 
+@pytest.mark.root
+@pytest.mark.tshark
+def test_lab_restarts(tmp_path):
+    """--restart cmd,maar (docs/store.md, "In the lab"): after the first handover the CMD is killed
+    and started again on its store, then maar1 (which anchors the MN's first prefix) loses its agent,
+    ovs-vswitchd and ovsdb-server to kill -9 and gets them back. Read from the switches (ovs-ofctl),
+    the MN's ping and the CN's TCP log: the CMD's restart costs the old flow nothing and no switch a
+    flow; maar1's costs the old flow about as long as its switch takes to come back; both take part
+    in the next handover."""
+    need(available() and shutil.which("tshark") is not None, "the lab needs root, Open vSwitch and tshark")
+    report = run_lab(tmp_path, "--restart", "cmd,maar", "--dwell", "1.5")
+    assert report["ok"] and [(h["from"], h["to"]) for h in report["handovers"]] == [("maar1", "maar2"), ("maar2", "maar3")]
+    cmd, maar = report["restarts"]
+    first, second = report["handovers"]
+    assert first["t_settled"] < cmd["t_kill"] < cmd["t_end"] < maar["t_kill"] < maar["t_end"] <= second["t_move"]
+    # the CMD: same flows, none deleted and added again (each kept its age), nothing told again
+    assert cmd["what"] == "cmd" and cmd["mns"] == ["mn1"] and cmd["restored_sessions"] == 1
+    assert cmd["flows_before"] == cmd["flows_after"] > 0
+    assert cmd["flows_removed"] == cmd["flows_added"] == cmd["flows_readded"] == 0
+    assert cmd["agents_told_again"] == 0
+    old = cmd["old_flows"]["mn1"]
+    assert old["survived"] and old["lost_pings"] == 0 and old["tcp_kbytes_after_back"] > 0
+    # maar1: its anchor for the MN's first prefix, tunnelling to maar2 where the MN is (RFC 8885 §3)
+    assert maar["what"] == "maar" and maar["maar"] == "maar1" and maar["mns"] == ["mn1"]
+    (view,) = maar["bindings"].values()
+    assert view["local"] == [] and view["to_serving"] == [[report["registrations"][0]["prefix"], maar_addr("maar2")]]
+    assert maar["cmd_saw_restart"] and maar["restart_counter"][1] == maar["restart_counter"][0] + 1
+    assert 0 < maar["switch_back_ms"] <= maar["flows_back_ms"] <= maar["agent_back_ms"] <= maar["rebuilt_ms"]
+    old = maar["old_flows"]["mn1"]
+    assert old["survived"] and old["tcp_kbytes_after_back"] > 0 and old["lost_pings"] > 0
+    # the old flow crosses maar1 both ways: it cannot have come back before maar1's switch did
+    assert old["interruption_ms"] >= maar["switch_back_ms"] - 2 * 20
+    assert cmd["next_handover_ok"] is maar["next_handover_ok"] is True  # the same one: step 2
+    started = [json.loads(line) for line in (tmp_path / "logs" / "agent-maar1.log").read_text().splitlines()
+               if line.startswith('{"event": "started"')]
+    assert [e["restart_counter"] for e in started] == maar["restart_counter"]
+    assert (tmp_path / "logs" / "cmd.log").read_text().count("ryu-dmm CMD started") == 2
+
+
 def test_bad_topology_and_not_root(tmp_path):
     (tmp_path / "t.json").write_text(json.dumps({"maars": 2, "mns": {"mn1": ["maar1", "maar9"]}}))
     with pytest.raises(ValueError, match="unknown MAAR"):
@@ -193,6 +232,15 @@ def test_bad_topology_and_not_root(tmp_path):
             f"sys.exit(m.main(['--out', '{tmp_path}']))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "must run as root" in out.stderr
+
+
+def test_restart_option():
+    from ryu_dmm.lab.restarts import parse_restarts
+    assert parse_restarts("maar, cmd") == ("cmd", "maar")  # always in the lab's order (docs/lab.md)
+    assert parse_restarts("maar") == ("maar",)
+    for bad in ("", "cmd,switch", ","):
+        with pytest.raises(ValueError, match="--restart takes"):
+            parse_restarts(bad)
 
 
 THREE_MNS = {"maars": 4, "mns": {"mn1": ["maar1", "maar2", "maar3"], "mn2": ["maar4", "maar1", "maar2"],

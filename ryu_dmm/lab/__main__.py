@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..agent.main import mn_id_of, request
 from ..mobility.config import Mode
+from . import restarts as restart_mod
 from . import topology as topo_mod
 from . import wire_verdict
 from .common import LabError, wait_until
@@ -51,6 +52,17 @@ class EventLog:
                 self.seen[m].extend(got["events"])
                 self.marks[m] = got["next"]
 
+    def restarted(self, maar: str) -> None:
+        """``maar``'s agent is a new process: its event indexes start again from 0."""
+        with self.lock:
+            self.marks[maar] = 0
+
+    def told_again(self, since: float, until: float) -> int:
+        """Agents' reports of a CMD restart (a new Restart Counter: they re-registered what they hold)."""
+        with self.lock:
+            return sum(1 for events in self.seen.values() for e in events if e["event"] == "report"
+                       and e["kind"] == "renewed" and not e["mn"] and since <= e["t"] <= until)
+
     def first(self, maar: str, mn_id: str, since: float, what) -> dict | None:
         with self.lock:
             return next((e for e in self.seen[maar] if e.get("mn") == mn_id and e["t"] >= since and what(e)), None)
@@ -78,7 +90,7 @@ def _address_in(lab: Lab, mn: str, maar: str):
     return next((a for a, s in lab.addresses(mn).items() if ipaddress.IPv6Address(a) in pool and s == "preferred"), None)
 
 
-def run_scenario(lab: Lab, out: Path) -> dict:
+def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
     topo = lab.topo
     log = EventLog(lab)
     underlay = lab.capture("underlay.pcap", TUNNEL_FILTER[lab.tunnel])
@@ -104,6 +116,7 @@ def run_scenario(lab: Lab, out: Path) -> dict:
                                f"ping-old-{mn}.log"))
     time.sleep(topo.dwell)
     handovers, prefixes = [], {mn: {path[0]: registrations[mn]["prefix"]} for mn, path in topo.mns}
+    crashes: list[dict] = []
     steps = max(len(p) for _, p in topo.mns)
     for s in range(1, steps):
         movers = [(mn, path[:s], path[s]) for mn, path in topo.mns if s < len(path)]
@@ -111,6 +124,8 @@ def run_scenario(lab: Lab, out: Path) -> dict:
             h["step"] = s
             handovers.append(h)
         time.sleep(topo.dwell)
+        if s == 1:
+            crashes = run_restarts(lab, log, restarts, ids, topo.dwell)
     t_stop = time.time()  # the run's end: the flows stop now
     for p in flows:
         p.send_signal(signal.SIGTERM)
@@ -133,7 +148,9 @@ def run_scenario(lab: Lab, out: Path) -> dict:
         new = ipaddress.IPv6Network(h["new_prefix"])
         window = [(src, dst) for t, src, dst in tunnelled if h["t_move"] + 0.5 <= t <= h["t_end"]]
         pings = ping_replies(lab.work / f"ping-old-{h['mn']}.log")
-        h.update(old_flow_gap(pings, h["t_move"] - min(1.0, topo.dwell / 2), h["t_end"]))
+        # the handover's own interruption: up to the first crash in its window (measured on its own)
+        gap_end = min([h["t_end"]] + [r["t_kill"] for r in crashes if r["t_kill"] > h["t_move"]])
+        h.update(old_flow_gap(pings, h["t_move"] - min(1.0, topo.dwell / 2), gap_end))
         h["old_flow_survived"] = any(h["t_move"] < t <= h["t_end"] for t, _ in pings)
         h["old_flow_local"] = old == new  # back at the MAAR anchoring the old prefix: no tunnel
         h["old_flow_tunnelled_packets"] = sum(1 for src, dst in window if src in old or dst in old)
@@ -157,16 +174,52 @@ def run_scenario(lab: Lab, out: Path) -> dict:
         h["wire_ok"] = w["ok"]
         if "pbu" in w:  # when the new MAAR's PBU crossed the core bridge
             h["pbu_on_wire_after_move_ms"] = round((w["pbu"]["t"] - h["t_move"]) * 1000, 1)
+    for r in crashes:
+        measure_restart(lab, r, tcp, handovers, log)
     report = {"mode": lab.mode.value, "tunnel": lab.tunnel, "maars": list(topo.maars), "maar_addresses": maars,
               "cmd_address": CMD_ADDR, "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
               "mn_ids": ids, "concurrent": topo.concurrent, "reattach": lab.reattach, "mn_rs": lab.rs,
               "t_start": t_start, "t_stop": t_stop,
               "old_addresses": old_addr, "registrations": list(registrations.values()), "handovers": handovers,
               "steps": step_summary(handovers), "tunnel_packets_seen": len(tunnelled),
-              "cmd_stats": lab.rest("/dmm/v1/stats"), "wire_verdict": verdict}
+              "cmd_stats": lab.rest("/dmm/v1/stats"), "wire_verdict": verdict, "restarts": crashes}
     report["tcp"] = {mn: tcp_series(samples, t_stop) for mn, samples in tcp.items()}
-    report["ok"] = bool(verdict["ok"]) and all(handover_ok(h) for h in handovers)
+    report["ok"] = (bool(verdict["ok"]) and all(handover_ok(h) for h in handovers)
+                    and all(restart_mod.restart_ok(r) for r in crashes) and len(crashes) == len(restarts))
     return report
+
+
+def run_restarts(lab: Lab, log: EventLog, restarts: tuple[str, ...], ids: dict, dwell: float) -> list[dict]:
+    """After the first step: crash the CMD, then the first MAAR of the first MN that moved (it anchors
+    that MN's old prefix), as ``restarts`` asks; each followed by ``dwell``."""
+    moved = [mn for mn, path in lab.topo.mns if len(path) > 1]
+    done = []
+    if "cmd" in restarts:
+        done.append(restart_mod.crash_cmd(lab, moved, dwell))
+    if "maar" in restarts and moved:
+        victim = dict(lab.topo.mns)[moved[0]][0]
+        anchored = {mn: ids[mn]["mn_id"] for mn in moved if dict(lab.topo.mns)[mn][0] == victim and lab.where[mn] != victim}
+        done.append(restart_mod.crash_maar(lab, victim, anchored, dwell))
+        log.restarted(victim)
+    return done
+
+
+def measure_restart(lab: Lab, r: dict, tcp: dict, handovers: list, log: EventLog) -> None:
+    """A crash's cost, from the MNs' own pings and the CN's TCP log: per watched MN, the old ping's
+    largest gap from just before the kill to the end of the crash's window and the pings lost, a
+    reply after the part was back, and TCP bytes after that; and whether the next handover was ok."""
+    back = r["t_back"]
+    r["old_flows"] = {}
+    for mn in r["mns"]:
+        pings = ping_replies(lab.work / f"ping-old-{mn}.log")
+        gap = old_flow_gap(pings, r["t_kill"] - 0.5, r["t_end"])
+        r["old_flows"][mn] = {"interruption_ms": gap["old_flow_interruption_ms"], "lost_pings": gap["old_flow_lost_pings"],
+                              "survived": any(back <= t <= r["t_end"] for t, _ in pings),
+                              "tcp_kbytes_after_back": _kbytes(tcp[mn], back, r["t_end"])}
+    if r["what"] == "cmd":
+        r["agents_told_again"] = log.told_again(r["t_kill"], r["t_end"])
+    nxt = [h for h in handovers if h["t_move"] >= r["t_end"]]
+    r["next_handover_ok"] = handover_ok(nxt[0]) if nxt else None
 
 
 def handover_ok(h: dict) -> bool:
@@ -414,6 +467,8 @@ def print_report(report: dict) -> None:
         for x in w["registrations"] + w["per_handover"] + [{"problems": w["problems"]}]:
             for problem in x["problems"]:
                 print(f"  {x.get('mn', '')} {x.get('to', x.get('maar', ''))}: {problem}")
+    for r in report["restarts"]:
+        print(restart_mod.describe(r))
     print(f"tunnelled packets captured on the underlay: {report['tunnel_packets_seen']}; "
           f"overall: {'PASS' if report['ok'] else 'FAIL'}")
 
@@ -436,8 +491,13 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrent", action=argparse.BooleanOptionalAction, default=None,
                     help="MNs that move in the same step move at the same time (the default, also the topology's "
                          "\"concurrent\" field) or, with --no-concurrent, one after the other")
+    ap.add_argument("--restart", default="", metavar="cmd,maar",
+                    help="after the first step's handovers, kill -9 the CMD and start it again (cmd), then kill -9 "
+                         "the agent and OVS of the MAAR anchoring the first moved MN's old prefix and bring them "
+                         "back (maar); the report's \"restarts\" shows what each cost the old flows")
     args = ap.parse_args(argv)
     try:
+        restarts = restart_mod.parse_restarts(args.restart) if args.restart else ()
         topo = topo_mod.load(args.topology) if args.topology else topo_mod.default(args.maars, args.dwell)
         if args.concurrent is not None:
             topo = topo_mod.with_concurrency(topo, args.concurrent)
@@ -458,7 +518,7 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         lab.build()
         print(f"lab: built in {time.monotonic() - t0:.1f} s ({len(topo.maars)} MAARs, {len(topo.mns)} MN(s))")
-        report = run_scenario(lab, out)
+        report = run_scenario(lab, out, restarts)
         (out / "report.json").write_text(json.dumps(report, indent=1))
         plot(report, out / "old-flow.png")
         print_report(report)

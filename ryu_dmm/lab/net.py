@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import domainconf
+from ..agent.main import request
 from ..mobility.config import Domain, MaarInfo, Mode, Timers
 from .common import LabError, lab_maars, remove_namespace, wait_until
 from .ovs import SCHEMA, PrivateOvs
@@ -30,6 +31,7 @@ CORE, TUNNEL, AGENT = 1, 2, 3  # OpenFlow port numbers on every MAAR's access br
 # per port, for at most BURST / RATE seconds (ovs-vswitchd.conf.db(5), Controller table).
 PACKET_IN_RATE, PACKET_IN_BURST = 1000, 100
 REATTACH = ("carrier", "bounce")  # how an MN re-associates at a move (Lab.move)
+HEARTBEAT = 1.0  # [timers] heartbeat_interval, seconds
 
 
 def run(*args: str, check: bool = True) -> str:
@@ -86,12 +88,16 @@ class Lab:
         tag = f"dmm{os.getpid() % 100000}"
         self.core_ns, self.cn_ns = f"{tag}c", f"{tag}cn"
         maars = lab_maars(topo.maars)
-        self.domain = Domain(CMD_ADDR, maars, mode=mode, timers=Timers(lifetime=600))
+        # Heartbeats every second (a lab setting, below RFC 5847's 30 s floor): a restarted agent is
+        # noticed, and rebuilt by the CMD, within about a second (--restart).
+        self.domain = Domain(CMD_ADDR, maars, mode=mode, timers=Timers(lifetime=600, heartbeat_interval=HEARTBEAT))
         self.maars = {m.name: MaarNode(i + 1, m, f"{tag}m{i + 1}", PrivateOvs(work / f"ovs-{m.name}", f"{tag}m{i + 1}"))
                       for i, m in enumerate(maars)}
         self.mns = {mn: (j + 1, f"{tag}n{j + 1}") for j, (mn, _) in enumerate(topo.mns)}
         self.namespaces: list[str] = []
         self.procs: list[subprocess.Popen] = []
+        self.cmd: subprocess.Popen | None = None
+        self.agents: dict[str, subprocess.Popen] = {}
         self.ovs_started: list[PrivateOvs] = []
         self.where: dict[str, str] = {}  # MN -> MAAR it is attached to
 
@@ -102,7 +108,8 @@ class Lab:
         run("ip", "-n", ns, "link", "set", "lo", "up")
 
     def start(self, ns: str, args: list[str], log: str) -> subprocess.Popen:
-        p = subprocess.Popen(["ip", "netns", "exec", ns, *args], stdout=open(self.work / log, "w"),
+        """``args`` in namespace ``ns`` (``ip netns exec`` execs it: the pid is the program's own)."""
+        p = subprocess.Popen(["ip", "netns", "exec", ns, *args], stdout=open(self.work / log, "a"),
                              stderr=subprocess.STDOUT)
         self.procs.append(p)
         return p
@@ -154,19 +161,14 @@ class Lab:
             self._build_maar(m)
         for mn, (j, ns) in self.mns.items():
             self.ns_add(ns)
-        self._start_cmd()
+        self._write_config()
+        self.start_cmd()
         for m in self.maars.values():
-            m.vsctl("set-controller", m.bridge, f"tcp:[{CMD_ADDR}]:6653", "--", "set", "controller", m.bridge,
-                    f"controller_rate_limit={PACKET_IN_RATE}", f"controller_burst_limit={PACKET_IN_BURST}")
+            self._connect(m)
         wait_until(lambda: all(x["connected"] for x in self.rest("/dmm/v1/maars")["maars"]), 20, "switches connected")
         for m in self.maars.values():
             wait_until(lambda m=m: len(m.flows()) >= 6, 10, f"base flows on {m.info.name}")
-            self.start(m.ns, [str(BIN / "ryu-dmm-maar"), "--config", str(self.work / "domain.ini"), "--name", m.info.name,
-                              "--control", self.control(m.info.name), "--access-iface", f"g{m.index}",
-                              "--access-port", "10", "--state-dir", str(self.work)], f"agent-{m.info.name}.log")
-        from ..agent.main import request
-        for m in self.maars.values():
-            wait_until(lambda m=m: request(self.control(m.info.name), {"op": "state"}, 0.3)["ok"], 10, "agents")
+            self.start_agent(m.info.name)
         for m in self.maars.values():  # the CN reaches each pool through its MAAR
             run("ip", "-n", self.cn_ns, "route", "add", str(m.info.pool), "via", m.info.link_local, "dev", "brwan")
             run("ip", "-n", self.cn_ns, "neigh", "add", m.info.link_local, "lladdr", m.info.mac.hex(":"), "dev", "brwan")
@@ -183,6 +185,12 @@ class Lab:
         self.veth(f"c{i}", m.ns, f"w{i}", self.cn_ns)
         run("ip", "-n", self.cn_ns, "link", "set", f"w{i}", "master", "brwan")
         self.ovs_started.append(m.ovs)
+        self._build_switch(m)
+
+    def _build_switch(self, m: MaarNode) -> None:
+        """Start the MAAR's own OVS on a new database and build its two bridges on the veths
+        ``_build_maar`` made (at build time, and again after ``crash_maar``)."""
+        i = m.index
         m.ovs.start()
         # Underlay bridge: carries the MAAR's address, so OVS's userspace tunnels can use it.
         m.vsctl("add-br", f"ul{i}", "--", "set", "bridge", f"ul{i}", "datapath_type=netdev")
@@ -201,7 +209,20 @@ class Lab:
                 f"ofport_request={AGENT}")
         m.sh("ip", "link", "set", f"g{i}", "up")
 
-    def _start_cmd(self) -> None:
+    def _connect(self, m: MaarNode) -> None:
+        m.vsctl("set-controller", m.bridge, f"tcp:[{CMD_ADDR}]:6653", "--", "set", "controller", m.bridge,
+                f"controller_rate_limit={PACKET_IN_RATE}", f"controller_burst_limit={PACKET_IN_BURST}")
+
+    def start_agent(self, name: str) -> None:
+        """Start MAAR ``name``'s agent (its log appended to) and wait for its control socket."""
+        m = self.maars[name]
+        self.agents[name] = self.start(m.ns, [str(BIN / "ryu-dmm-maar"), "--config", str(self.work / "domain.ini"),
+                                              "--name", name, "--control", self.control(name), "--access-iface",
+                                              f"g{m.index}", "--access-port", "10", "--state-dir", str(self.work)],
+                                       f"agent-{name}.log")
+        wait_until(lambda: request(self.control(name), {"op": "state"}, 0.3)["ok"], 10, f"agent {name}")
+
+    def _write_config(self) -> None:
         switches = tuple(domainconf.SwitchSettings(m.info.name, CORE, TUNNEL, AGENT,
                                                    tuple(10 + j for j, _ in self.mns.values()),
                                                    bytes.fromhex(CN_MAC.replace(":", "")))
@@ -209,16 +230,21 @@ class Lab:
         settings = domainconf.CmdSettings(listen=CMD_ADDR, tunnel=self.tunnel, switches=switches)
         (self.work / "domain.ini").write_text(domainconf.render(
             self.domain, settings, ryu={"wsapi_host": "127.0.0.1", "wsapi_port": REST_PORT}))
-        self.start(self.core_ns, [str(BIN / "ryu-manager"), "--config-file", str(self.work / "domain.ini"),
-                                  "--ofp-listen-host", "::", "--ofp-tcp-listen-port", "6653", "ryu_dmm.cmd"], "cmd.log")
+
+    def start_cmd(self) -> None:
+        """Start the CMD (its log appended to; its binding store in ``work/dmm-state``) and wait for REST."""
+        self.cmd = self.start(self.core_ns, [str(BIN / "ryu-manager"), "--config-file", str(self.work / "domain.ini"),
+                                             "--ofp-listen-host", "::", "--ofp-tcp-listen-port", "6653", "ryu_dmm.cmd"],
+                              "cmd.log")
         wait_until(lambda: self.rest("/dmm/v1/stats"), 30, "the CMD's REST API")
 
-    def _prime_tunnels(self) -> None:
-        """OVS drops the first packet towards an unresolved tunnel endpoint: give it the neighbours."""
+    def _prime_tunnels(self, only: MaarNode | None = None) -> None:
+        """OVS drops the first packet towards an unresolved tunnel endpoint: give it the neighbours
+        (``only``: the pairs with this MAAR, whose underlay bridge was made again)."""
         macs = {m.index: m.sh("cat", f"/sys/class/net/ul{m.index}/address").strip() for m in self.maars.values()}
         for a in self.maars.values():
             for b in self.maars.values():
-                if a is not b:
+                if a is not b and only in (None, a, b):
                     a.ovs.appctl("ovs-vswitchd", "tnl/neigh/set", f"ul{a.index}", b.info.address, macs[b.index])
 
     def _build_mn(self, mn: str, j: int, ns: str) -> None:
@@ -233,6 +259,36 @@ class Lab:
             *([] if self.rs else [f"net.ipv6.conf.e{j}.router_solicitations=0"]))
         m.vsctl("add-port", m.bridge, f"a{j}", "--", "set", "interface", f"a{j}", f"ofport_request={10 + j}")
         self.where[mn] = first
+
+    # ---- restarts (--restart, lab/restarts.py) ----------------------------------------------------
+    def crash_cmd(self) -> None:
+        """``kill -9`` the CMD; its binding store stays in ``work/dmm-state``."""
+        self.cmd.send_signal(signal.SIGKILL)
+        self.cmd.wait(10)
+
+    def crash_maar(self, name: str) -> None:
+        """``kill -9`` MAAR ``name``'s agent, ovs-vswitchd and ovsdb-server (by pid): its flows and its
+        switch's configuration are gone with them."""
+        m = self.maars[name]
+        self.agents[name].send_signal(signal.SIGKILL)
+        self.agents[name].wait(10)
+        m.ovs.kill9()
+
+    def rebuild_switch(self, name: str) -> None:
+        """Bring a crashed MAAR's switch back as the lab builds one: OVS on a new database with its
+        bridges and the access ports of the MNs attached there, its controller and the tunnel
+        neighbours. Its agent is started apart (``start_agent``): it keeps nothing, the CMD rebuilds it."""
+        m = self.maars[name]
+        for dev in ("ovs-netdev", m.bridge, f"ul{m.index}", f"g{m.index}"):
+            # userspace OVS ports are tap devices kept after their daemon died: remove ours by name
+            run("ip", "-n", m.ns, "link", "del", dev, check=False)
+        self._build_switch(m)
+        for mn, at in self.where.items():
+            if at == name:
+                j, _ = self.mns[mn]
+                m.vsctl("add-port", m.bridge, f"a{j}", "--", "set", "interface", f"a{j}", f"ofport_request={10 + j}")
+        self._connect(m)
+        self._prime_tunnels(only=m)
 
     def attach_first(self, mn: str) -> None:
         j, ns = self.mns[mn]

@@ -60,6 +60,21 @@ class PrivateOvs:
             _wait_gone(pid)
         self._start_vswitchd()
 
+    def kill9(self) -> None:
+        """Crash both daemons (SIGKILL, by pid) and drop the database and sockets they leave: the
+        next ``start`` begins from an empty configuration."""
+        for daemon in ("ovs-vswitchd", "ovsdb-server"):
+            pid = self._pid(daemon)
+            if pid is not None:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+                _wait_gone(pid)
+        for name in ("conf.db", ".conf.db.~lock~", "db.sock", "ovsdb-server.ctl", "ovs-vswitchd.ctl",
+                     "ovsdb-server.pid", "ovs-vswitchd.pid"):
+            (self.dir / name).unlink(missing_ok=True)
+
     def stop(self) -> None:
         if not self.started:
             return
