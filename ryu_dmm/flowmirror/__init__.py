@@ -3,10 +3,11 @@ from .events import (
     ApplyDiff, BarrierReplied, CoreOutput, FlowStatsReady, FlowStatsReplied, FlowsConfirmed, MirrorKey, MirrorTimer,
     Noted, NoteKind, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, SwitchDown, SwitchUp,
 )
+from .liveness import AnchorTraffic
 from .mirror import FlowMirror, Switch
 
 __all__ = [
-    "ApplyDiff", "BarrierReplied", "CoreOutput", "FlowMirror", "FlowStatsReady", "FlowStatsReplied", "FlowsConfirmed",
+    "AnchorTraffic", "ApplyDiff", "BarrierReplied", "CoreOutput", "FlowMirror", "FlowStatsReady", "FlowStatsReplied", "FlowsConfirmed",
     "MirrorKey", "MirrorTimer", "NoteKind", "Noted", "PortLearnt", "QueryFlows", "ReplaceFlows", "RequestFlowStats",
     "Switch", "SwitchDown", "SwitchUp",
 ]
