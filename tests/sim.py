@@ -153,6 +153,22 @@ class Net:
     def forward(self, maar: str, packet: dict):
         return self.fake[self.maars[maar].address].forward(packet)
 
+    def carry(self, maar: str, packet: dict, hops: int = 3) -> list[tuple[str, object]]:
+        """A data packet entering ``maar``'s switch, followed through the tunnels it is put in (into
+        the switch of the MAAR named by ``tun_ipv6_dst``, in on the tunnel port): where it leaves,
+        as (MAAR name, port); the switches count its packets on the way."""
+        by_address = {m.address: m.name for m in self.domain.maars}
+        out = []
+        for port, fields in self.forward(maar, packet).sent:
+            fields = dict(fields)
+            if port == PORTS.tunnel and hops and fields.get("tun_ipv6_dst") in by_address:
+                inner = {k: fields[k] for k in ("eth_type", "ipv6_src", "ipv6_dst")}
+                inner |= {"in_port": PORTS.tunnel, "tunnel_id": fields["tunnel_id"]}
+                out += self.carry(by_address[fields["tun_ipv6_dst"]], inner, hops - 1)
+            else:
+                out.append((maar, port))
+        return out
+
     def detach(self, maar: str, mn: str) -> None:
         self.inject(self.maars[maar].address, Detach(mn))
 

@@ -10,8 +10,9 @@ anchors have been idle for the timeout. See docs/anchor-release.md.
 
 Counters restart at 0 when the mirror replaces an MN's flows (delete by cookie, then add) or a
 switch reconnects (possibly restarted); a reply to a request sent before such a reset is compared
-with the counts before it, a later one with 0. Any doubt counts as traffic: a wrong guess keeps an
-anchor one timeout longer, never releases one early.
+with the counts before it, a later one with 0; a reconnection restarts the idle clocks of its
+anchors (what the switch counted since the last poll may be lost). Any doubt counts as traffic: a
+wrong guess keeps an anchor one timeout longer, never releases one early.
 """
 from __future__ import annotations
 
@@ -116,10 +117,14 @@ class AnchorLiveness:
             if key[0] == mn_id:
                 self._anchors[key].ends[maar].reset_after = after
 
-    def switch_up(self, maar: str, after: int) -> None:
-        """``maar``'s switch (re)connected, maybe restarted: every counter there may be back at 0."""
+    def switch_up(self, maar: str, after: int, now: float) -> None:
+        """``maar``'s switch (re)connected, maybe restarted: every counter there may be back at 0,
+        and what it counted since the last poll is lost. Unknown counts as traffic: the idle clock
+        of every anchor with an end there restarts now."""
         for key in self._at.get(maar, ()):
-            self._anchors[key].ends[maar].reset_after = after
+            a = self._anchors[key]
+            a.ends[maar].reset_after = after
+            a.idle_since = max(a.idle_since, now)
 
     # ---- what the switches say ----------------------------------------------------------------
     def observe(self, maar: str, poll: int, requested_at: float, flows: Iterable[InstalledFlow]) -> list[_Anchor]:

@@ -137,7 +137,7 @@ class FlowMirror:
         elif kind is SwitchUp:
             self._connected.add(event.maar)
             if event.maar in self._switches:
-                self._live.switch_up(event.maar, next(self._ids))
+                self._live.switch_up(event.maar, next(self._ids), now)
                 self._request_stats(event.maar, None, now)
         elif kind is SwitchDown:
             self._switch_down(event.maar)
