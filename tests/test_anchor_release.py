@@ -256,3 +256,46 @@ def test_mirror_without_timeout_polls_nothing():
     m = FlowMirror(load(), {}, anchor_idle_timeout=0)
     assert m.anchor_traffic("mn1") == []
     assert CmdCore(domain(2)).timers.anchor_idle_timeout == 7440.0  # RFC 5382: 2 h 4 min
+
+
+def test_rest_session_shows_each_anchors_traffic_and_stats_count_releases():
+    import json
+    import logging
+
+    import webob
+    from ryu.app.wsgi import WSGIApplication
+
+    from ryu_dmm import domainconf, rest
+    from ryu_dmm.domainview import DomainView
+    from ryu_dmm.logsafe import Guard, SafeLog
+    from ryu_dmm.stats import Stats
+
+    n = net()
+    moved(n, "mn1", port=1)
+    moved(n, "mn2", path=("maar1", "maar3"), port=2)
+    for _ in range(4):
+        up(n, "maar2", P[1], port=1)
+    down(n, "maar1", P[1])
+    n.run(T / 4 + 0.5)
+    stats = Stats("proxy")
+    settings = domainconf.parse("[dmm]\ncmd_address = ::1\n[maar:m]\naddress = ::2\npool = 2001:db8::/48\n")[1]
+    view = DomainView(n.domain, settings, n.cmd, n.mirror, stats, lambda m: None)
+    app = WSGIApplication()
+    guard = Guard(stats.count, SafeLog(logging.getLogger("test.release")))
+    app.register(rest.DmmRestController, rest.registration(view, guard, rest.RestState(guard)))
+
+    def session(mn):
+        resp = webob.Request.blank(f"/dmm/v1/sessions/{mn}", environ={"RAW_PATH_INFO": f"/dmm/v1/sessions/{mn}"}
+                                   ).get_response(app)
+        return json.loads(resp.body)
+
+    (anchor,) = session("mn1")["previous_maars"]
+    seen = n.mirror.anchor_traffic("mn1")[0].last_traffic
+    assert (anchor["name"], anchor["traffic"]) == ("maar1", {"last_traffic": seen, "idle_since": seen,
+                                                             "packets": {"uplink": 4, "downlink": 1}})
+    (idle,) = session("mn2")["previous_maars"]
+    assert idle["traffic"]["last_traffic"] is None and idle["traffic"]["packets"] == {"uplink": 0, "downlink": 0}
+    n.run(2 * T)
+    stats.reported(r for _, name, r in n.reports if name == "cmd")
+    assert stats.as_dict()["events"]["released"] == 2
+    assert session("mn1")["previous_maars"] == []
