@@ -23,7 +23,7 @@ from .hubexit import install_clean_exit
 from .hubtimers import HubTimers
 from .mobility.cmd import SEQ_BLOCK, CmdCore
 from .mobility.events import (
-    CancelTimer, Persist, PersistMeta, Received, Report, ReportKind, Send, SetTimer, TimerFired,
+    AnchorIdle, CancelTimer, Persist, PersistMeta, Received, Report, ReportKind, Send, SetTimer, TimerFired,
 )
 from .runtime import App, DEAD_DISPATCHER, MAIN_DISPATCHER, cfg, hub, ofp_event, ofproto_v1_3, set_ev_cls, wsgi
 from .signalling import Endpoint
@@ -81,7 +81,8 @@ class CmdApp(App):
         self._store_info: dict = {}
         self.loaded = self._load_store()  # a bad store stops start-up here, before anything is bound
         self.core = CmdCore(self.domain, self.loaded.restart_counter)
-        self.mirror = FlowMirror(self.pipeline, switches(self.domain, self.settings))
+        self.mirror = FlowMirror(self.pipeline, switches(self.domain, self.settings),
+                                 anchor_idle_timeout=self.domain.timers.anchor_idle_timeout)
         self.stats = Stats(self.domain.mode.value, peers=self.core.maars)  # by MAAR; others as "other"
         self.guard = Guard(self.stats.count, SafeLog(self.logger))  # its .log: escaped, rate-limited lines
         self.endpoint = self.timers = self._flusher = self.metrics = self.writer = None
@@ -274,6 +275,8 @@ class CmdApp(App):
                     if e.kind in _WARN or e.kind is NoteKind.RECONCILED:
                         self.guard.log.log(logging.WARNING if e.kind in _WARN else logging.INFO, e.maar,
                                            e.kind.value, "%s %s: %s", e.kind.value, e.maar, e.detail)
+                elif kind is AnchorIdle:  # the mirror's counters say so; the core decides
+                    self._core_event(e)
                 elif kind is FlowsConfirmed:
                     self.stats.flow_latency(e.confirmed_at - e.pushed_at)
                 elif kind is FlowStatsReady:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Optional
 
 from .domainconf import CmdSettings
-from .flowmirror import FlowMirror
+from .flowmirror import AnchorTraffic, FlowMirror
 from .mobility.cmd import CmdCore
 from .mobility.config import Domain, MaarInfo
 from .mobility.views import Session
@@ -86,6 +86,10 @@ class DomainView:
 
     def flows_confirmed(self, mn_id: str) -> Optional[tuple[float, float]]:
         return self._mirror.flows_confirmed(mn_id)
+
+    def anchor_traffic(self, mn_id: str) -> dict[str, AnchorTraffic]:
+        """P-MAAR address -> what its tunnel carried for the MN (empty without anchor_idle_timeout)."""
+        return {t.maar: t for t in self._mirror.anchor_traffic(mn_id)}
 
     # ---- counters -------------------------------------------------------------------------------
     def stats(self) -> dict:

@@ -63,7 +63,7 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "dmm_send_errors": ("counter", "Signalling messages the socket refused to send.", ()),
     "dmm_packet_in_unparsed": ("counter", "Packet-ins whose frame has no unicast Ethernet source (too short, or a group address).", ()),
     "dmm_mobility_events": ("counter", "Mobility events of the CMD core (registered, handover, moved, renewed, "
-                                       "deregistered, failed, rejected).", ("event",)),
+                                       "deregistered, released, failed, rejected).", ("event",)),
     "dmm_handover_duration_seconds": ("histogram", "Completed handovers: the S-MAAR's PBU to the last P-MAAR's "
                                                    "PBA, seconds.", ("mode",)),
     "dmm_flows_confirmed_seconds": ("histogram", "An MN's flow group pushed to the switches involved until every "

@@ -29,7 +29,7 @@ def encode(pipeline: Pipeline, effect) -> bytes:
         return b"".join([*(ofwire.delete_strict(x, e) for e in effect.delete), *_adds(pipeline, x, effect.add),
                          ofwire.barrier(x)])
     if kind is RequestFlowStats:
-        return ofwire.flow_stats_request(effect.xid)
+        return ofwire.flow_stats_request(effect.xid, ofwire.OFPTT_ALL if effect.table_id is None else effect.table_id)
     raise TypeError(f"not a switch effect: {effect!r}")
 
 

@@ -163,7 +163,8 @@ def barrier(xid: int) -> bytes:
     return _HEADER.pack(OFP_VERSION, OFPT_BARRIER_REQUEST, 8, xid)
 
 
-def flow_stats_request(xid: int) -> bytes:
-    """OFPMP_FLOW request for every entry: all tables, any out port / group / cookie, empty match."""
-    return _STATS.pack(OFP_VERSION, OFPT_MULTIPART_REQUEST, 56, xid, OFPMP_FLOW, 0, OFPTT_ALL, OFPP_ANY, OFPG_ANY,
+def flow_stats_request(xid: int, table_id: int = OFPTT_ALL) -> bytes:
+    """OFPMP_FLOW request for every entry of ``table_id`` (all tables by default): any out port /
+    group / cookie, empty match."""
+    return _STATS.pack(OFP_VERSION, OFPT_MULTIPART_REQUEST, 56, xid, OFPMP_FLOW, 0, table_id, OFPP_ANY, OFPG_ANY,
                        0, 0) + _EMPTY_MATCH

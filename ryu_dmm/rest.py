@@ -237,6 +237,15 @@ def mn_id_fields(mn_id: str) -> dict:
         return {"mn_id": raw.decode("utf-8", "replace"), "mn_id_hex": raw.hex()}
 
 
+def _traffic(t) -> Optional[dict]:
+    """An anchor's tunnel traffic as the flow mirror counted it (docs/anchor-release.md); None when
+    not polled (anchor_idle_timeout 0, or no switch)."""
+    if t is None:
+        return None
+    return {"last_traffic": t.last_traffic, "idle_since": t.idle_since,
+            "packets": {"uplink": t.uplink_packets, "downlink": t.downlink_packets}}
+
+
 def segment(text: str) -> str:
     """One raw path segment, percent-decoded to bytes and read as UTF-8 (surrogateescape). The WSGI
     server gives the raw request line as Latin-1 text: back to those bytes first, so raw (unescaped)
@@ -437,13 +446,15 @@ class DmmRestController(wsgi.ControllerBase):
 
     def _session(self, s: Session, now: float) -> dict:
         confirmed = self.view.flows_confirmed(s.mn_id)
+        traffic = self.view.anchor_traffic(s.mn_id) if s.pmaars else {}
         name = self.view.name_of
         out = {
             "flows_confirmed": {"pushed_at": confirmed[0], "confirmed_at": confirmed[1]} if confirmed else None,
             "serving_maar": {"name": name(s.serving), "address": s.serving},
             "prefix": str(s.prefix),
             "lifetime_remaining": max(0, round(s.expires - now, 3)),
-            "previous_maars": [{"name": name(a), "address": a, "prefix": str(p)} for a, p in s.pmaars],
+            "previous_maars": [{"name": name(a), "address": a, "prefix": str(p), "traffic": _traffic(traffic.get(a))}
+                               for a, p in s.pmaars],
             "handover_in_progress": s.handover_in_progress,
         }
         out.update(mn_id_fields(s.mn_id))

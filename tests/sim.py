@@ -28,7 +28,7 @@ from ryu_dmm.flowmirror import (
 from ryu_dmm.mobility.cmd import CmdCore
 from ryu_dmm.mobility.config import Domain, MaarInfo
 from ryu_dmm.mobility.events import (
-    Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, Send, SetTimer, TimerFired,
+    Advertise, AnchorIdle, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, Send, SetTimer, TimerFired,
 )
 from ryu_dmm.mobility.maar import MaarCore
 from ryu_dmm.wire import Prefix, decode, encode
@@ -76,7 +76,8 @@ class Net:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.cmd = CmdCore(self.domain)
-        self.mirror = FlowMirror(pipeline.load(), self._switch_config() if self.switches else {})
+        self.mirror = FlowMirror(pipeline.load(), self._switch_config() if self.switches else {},
+                                 anchor_idle_timeout=self.domain.timers.anchor_idle_timeout)
         self.fake = {}  # MAAR address -> FakeSwitch
         self._dp = {}  # MAAR address -> its current FakeDatapath
         self.maars = {m.name: MaarCore(self.domain, m.name) for m in self.domain.maars}
@@ -152,6 +153,22 @@ class Net:
     def forward(self, maar: str, packet: dict):
         return self.fake[self.maars[maar].address].forward(packet)
 
+    def carry(self, maar: str, packet: dict, hops: int = 3) -> list[tuple[str, object]]:
+        """A data packet entering ``maar``'s switch, followed through the tunnels it is put in (into
+        the switch of the MAAR named by ``tun_ipv6_dst``, in on the tunnel port): where it leaves,
+        as (MAAR name, port); the switches count its packets on the way."""
+        by_address = {m.address: m.name for m in self.domain.maars}
+        out = []
+        for port, fields in self.forward(maar, packet).sent:
+            fields = dict(fields)
+            if port == PORTS.tunnel and hops and fields.get("tun_ipv6_dst") in by_address:
+                inner = {k: fields[k] for k in ("eth_type", "ipv6_src", "ipv6_dst")}
+                inner |= {"in_port": PORTS.tunnel, "tunnel_id": fields["tunnel_id"]}
+                out += self.carry(by_address[fields["tun_ipv6_dst"]], inner, hops - 1)
+            else:
+                out.append((maar, port))
+        return out
+
     def detach(self, maar: str, mn: str) -> None:
         self.inject(self.maars[maar].address, Detach(mn))
 
@@ -198,6 +215,8 @@ class Net:
                 self._push(max(e.at - self.skew.get(addr, 0.0), self.now), "timer", addr, e.key, token)
             elif kind is CancelTimer:
                 self._timers.pop((addr, e.key), None)
+            elif kind is AnchorIdle:  # as the Ryu shell: the mirror's verdict goes to the CMD core
+                self._apply(addr, self.cmd.handle(e, self.clock(addr)))
             elif kind is DataPlaneChanged:
                 self.dataplane[(self.name[addr], e.mn_id)] = e.state
             elif kind is Advertise:

@@ -82,7 +82,9 @@ def test_registration_handover_and_rest(cmd):
     assert to_pmaar.serving_maar == f"::ffff:{MAAR2}" and to_pmaar.hnps == (p1,)
     status, body = get(cmd, "/dmm/v1/sessions/mn-a")
     assert status == 200 and body["serving_maar"]["name"] == "maar2"
-    assert body["previous_maars"] == [{"name": "maar1", "address": f"::ffff:{MAAR1}", "prefix": str(p1)}]
+    # traffic: None, no switch is configured whose tunnel counters could be polled
+    assert body["previous_maars"] == [{"name": "maar1", "address": f"::ffff:{MAAR1}", "prefix": str(p1),
+                                       "traffic": None}]
     status, body = get(cmd, "/dmm/v1/sessions?maar=maar1")
     assert status == 200 and [s["mn_id"] for s in body["sessions"]] == ["mn-a"]
     status, body = get(cmd, "/dmm/v1/maars")

@@ -144,6 +144,7 @@ def test_apply_diff_deletes_entries_read_back_from_a_switch():
 def test_barrier_and_flow_stats_request():
     for xid in (0, 1, 0x12345678, 0xFFFFFFFF):
         same(RequestFlowStats("maar", xid))
+        same(RequestFlowStats("maar", xid, 3))  # one table: the anchor-liveness poll of from_tunnel
         assert ofwire.barrier(xid) == ryu(ReplaceFlows("m", 1, (), xid))[-1]
 
 

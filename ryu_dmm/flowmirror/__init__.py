@@ -3,11 +3,12 @@ from .events import (
     ApplyDiff, BarrierReplied, CoreOutput, FlowStatsReady, FlowStatsReplied, FlowsConfirmed, MirrorKey, MirrorTimer,
     Noted, NoteKind, PortBound, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, SwitchDown, SwitchUp,
 )
+from .liveness import AnchorTraffic
 from .mirror import FlowMirror, Switch
 
 __all__ = [
-    "ApplyDiff", "BarrierReplied", "CoreOutput", "FlowMirror", "FlowStatsReady", "FlowStatsReplied", "FlowsConfirmed",
-    "MirrorKey", "MirrorTimer", "NoteKind", "Noted", "PortBound", "PortLearnt", "QueryFlows", "ReplaceFlows",
-    "RequestFlowStats",
+    "AnchorTraffic", "ApplyDiff", "BarrierReplied", "CoreOutput", "FlowMirror", "FlowStatsReady", "FlowStatsReplied",
+    "FlowsConfirmed", "MirrorKey", "MirrorTimer", "NoteKind", "Noted", "PortBound", "PortLearnt", "QueryFlows",
+    "ReplaceFlows", "RequestFlowStats",
     "Switch", "SwitchDown", "SwitchUp",
 ]

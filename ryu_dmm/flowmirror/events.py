@@ -81,6 +81,7 @@ class QueryFlows:
 class MirrorTimer(Enum):
     HOLD = "hold"  # a held answer is released even if its switch never confirms
     STATS = "stats"  # a flow-stats request got no (complete) answer in time
+    POLL = "poll"  # ask the switches for their tunnel-exit counters (anchor liveness)
 
 
 class MirrorKey(NamedTuple):
@@ -111,10 +112,12 @@ class ApplyDiff:
 
 @dataclass(frozen=True, slots=True)
 class RequestFlowStats:
-    """Ask the switch for all its flows (every table, any cookie) with transaction id ``xid``."""
+    """Ask the switch for its flows with transaction id ``xid``: of table ``table_id`` (None: every
+    table), any cookie."""
 
     maar: str
     xid: int
+    table_id: Optional[int] = None
 
 
 @dataclass(frozen=True, slots=True)

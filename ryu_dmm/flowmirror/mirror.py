@@ -17,7 +17,7 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from ..mobility.events import BindingChanged, Send, SetTimer, CancelTimer, TimerFired
+from ..mobility.events import AnchorIdle, BindingChanged, Send, SetTimer, CancelTimer, TimerFired
 from ..mobility.views import Session, dataplanes
 from ..pipeline import Flow, InstalledFlow, MaarView, Pipeline, SwitchPorts, base_flows, cookie_of, diff, mn_flows, \
     undeclared
@@ -26,12 +26,14 @@ from .events import (
     ApplyDiff, BarrierReplied, CoreOutput, FlowStatsReady, FlowStatsReplied, FlowsConfirmed, MirrorKey, MirrorTimer,
     Noted, NoteKind, PortBound, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, SwitchDown, SwitchUp,
 )
+from .liveness import AnchorLiveness, AnchorTraffic
 
 HOLD_TIMEOUT = 0.5  # seconds a PBA may wait for its switch's barrier reply or the MN's port: well
 # under the MAAR's first retransmission (INITIAL_BINDACK_TIMEOUT, 1 s), so a hold never causes one
 STATS_TIMEOUT = 3.0  # seconds for a complete flow-stats reply; a reconciliation is then asked again
 MAX_QUERIES = 16  # flow-stats queries (REST) in flight at once; more are answered None at once
 MAX_UNCLAIMED_PORTS = 4096  # ports learnt for MACs with no session served there (spoofed RSs); oldest forgotten
+POLLS_PER_TIMEOUT = 4  # anchor liveness: polls per anchor_idle_timeout; an idle anchor goes within 1.25 x it
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,9 @@ class Switch:
 @dataclass
 class _Stats:
     maar: str
-    token: Optional[int]  # None: for a reconciliation
+    token: Optional[int]  # None: for a reconciliation or a poll
     flows: list = field(default_factory=list)
+    poll_at: Optional[float] = None  # a liveness poll: when it was asked
 
 
 @dataclass
@@ -61,12 +64,15 @@ class FlowMirror:
     ``handle(event, now)`` takes the events of ``flowmirror.events`` and a ``TimerFired`` whose key
     is a ``MirrorKey``; it returns the effects ``ReplaceFlows``, ``ApplyDiff``, ``RequestFlowStats``,
     ``FlowStatsReady``, ``FlowsConfirmed``, ``Noted``, ``PortBound``, ``SetTimer``/``CancelTimer`` with mirror
-    keys, and the core's own effects passed through (``Send`` possibly later, once released).
-    Read-only queries: ``wanted_flows``, ``flows_confirmed``, ``connected``, ``has_switch``.
+    keys, and the core's own effects passed through (``Send`` possibly later, once released). With an
+    ``anchor_idle_timeout`` it also polls the tunnel-exit counters (``liveness.py``) and returns
+    ``AnchorIdle``, an event for the CMD core, for an anchor idle that long.
+    Read-only queries: ``wanted_flows``, ``flows_confirmed``, ``connected``, ``has_switch``,
+    ``anchor_traffic``.
     """
 
     def __init__(self, pipeline: Pipeline, switches: dict[str, Switch], hold_timeout: float = HOLD_TIMEOUT,
-                 stats_timeout: float = STATS_TIMEOUT) -> None:
+                 stats_timeout: float = STATS_TIMEOUT, anchor_idle_timeout: float = 0.0) -> None:
         self.pipeline = pipeline
         self._switches = dict(switches)
         self._hold_timeout, self._stats_timeout = hold_timeout, stats_timeout
@@ -84,6 +90,9 @@ class FlowMirror:
         self._stats: dict[int, _Stats] = {}  # xid -> request in flight
         self._ids = itertools.count(1)
         self._out: list = []
+        self._live = AnchorLiveness(anchor_idle_timeout)
+        self._polling = False  # the POLL timer is set
+        self._tunnel_exit = pipeline.table("from_tunnel").id
 
     # ---- read-only queries ------------------------------------------------------------------------
     def has_switch(self, maar: str) -> bool:
@@ -100,6 +109,10 @@ class FlowMirror:
         """(the MN served at ``maar`` with ``mac``, or None; the access port learnt for it, or None):
         what the CMD stores so that a restart does not wait for the MN's next RS."""
         return self._at.get((maar, mac)), self._ports.get((maar, mac))
+
+    def anchor_traffic(self, mn_id: str) -> list[AnchorTraffic]:
+        """Per anchor of the MN: last traffic seen, idle since, packets (empty when not polling)."""
+        return self._live.traffic(mn_id)
 
     def wanted_flows(self, maar: str) -> list[Flow]:
         """Every flow the MAAR's switch should hold now: base flows, then one group per MN."""
@@ -124,6 +137,7 @@ class FlowMirror:
         elif kind is SwitchUp:
             self._connected.add(event.maar)
             if event.maar in self._switches:
+                self._live.switch_up(event.maar, next(self._ids), now)
                 self._request_stats(event.maar, None, now)
         elif kind is SwitchDown:
             self._switch_down(event.maar)
@@ -152,6 +166,11 @@ class FlowMirror:
 
     def _binding_changed(self, e: BindingChanged, now: float) -> None:
         old = self._sessions.pop(e.mn_id, None)
+        if self._live.timeout:
+            self._live.session(e.mn_id, old, e.session, now)
+            if len(self._live) and not self._polling:
+                self._polling = True
+                self._out.append(SetTimer(MirrorKey(MirrorTimer.POLL, 0), now + self._live.timeout / POLLS_PER_TIMEOUT))
         if old is not None and old.mac and self._at.get((old.serving, old.mac)) == e.mn_id:
             del self._at[(old.serving, old.mac)]
             self._unclaim((old.serving, old.mac))
@@ -216,6 +235,7 @@ class FlowMirror:
                 continue  # unchanged, or the reconciliation at (re)connection brings it
             xid = barriers[maar] = next(self._ids)
             self._out += [ReplaceFlows(maar, cookie, flows, xid), Noted(NoteKind.GROUP_PUSHED, maar)]
+            self._live.pushed(maar, mn_id, xid)  # its counters restart at 0
         if want:
             self._installed[mn_id] = want
         else:
@@ -317,10 +337,22 @@ class FlowMirror:
                 self._release(hold.on)
 
     # ---- flow stats: reconciliation and queries ---------------------------------------------------
-    def _request_stats(self, maar: str, token: Optional[int], now: float) -> None:
+    def _request_stats(self, maar: str, token: Optional[int], now: float, poll: bool = False) -> None:
         xid = next(self._ids)
-        self._stats[xid] = _Stats(maar, token)
-        self._out += [RequestFlowStats(maar, xid), SetTimer(MirrorKey(MirrorTimer.STATS, xid), now + self._stats_timeout)]
+        self._stats[xid] = _Stats(maar, token, poll_at=now if poll else None)
+        self._out += [RequestFlowStats(maar, xid, self._tunnel_exit if poll else None),
+                      SetTimer(MirrorKey(MirrorTimer.STATS, xid), now + self._stats_timeout)]
+
+    def _poll(self, now: float) -> None:
+        """Ask every connected switch that is an end of an anchor for its tunnel-exit counters (one
+        request in flight per switch), and come back in a quarter of the idle timeout."""
+        asking = {r.maar for r in self._stats.values() if r.poll_at is not None}
+        for maar in self._live.switches():
+            if maar in self._connected and maar not in asking:
+                self._request_stats(maar, None, now, poll=True)
+        self._polling = bool(len(self._live))
+        if self._polling:
+            self._out.append(SetTimer(MirrorKey(MirrorTimer.POLL, 0), now + self._live.timeout / POLLS_PER_TIMEOUT))
 
     def _query(self, ev: QueryFlows, now: float) -> None:
         busy = sum(1 for r in self._stats.values() if r.token is not None) >= MAX_QUERIES
@@ -344,6 +376,10 @@ class FlowMirror:
         req = self._stats.pop(xid)
         if req.token is not None:
             self._out.append(FlowStatsReady(req.token, flows))
+        elif req.poll_at is not None:
+            if flows is not None:
+                self._out += [AnchorIdle(a.mn_id, a.maar, a.prefix)
+                              for a in self._live.observe(req.maar, xid, req.poll_at, flows)]
         elif flows is not None and req.maar in self._connected:
             self._reconcile(req.maar, flows)
 
@@ -362,9 +398,11 @@ class FlowMirror:
                 if not idents:
                     self._waiting.pop(hold.on, None)
                 self._out.append(hold.send)
+        elif key.kind is MirrorTimer.POLL:
+            self._poll(now)
         elif key.kind is MirrorTimer.STATS and key.ident in self._stats:
             req = self._stats[key.ident]
             self._finish_stats(key.ident, None)
-            if req.token is None and req.maar in self._connected:
+            if req.token is None and req.poll_at is None and req.maar in self._connected:
                 self._out.append(Noted(NoteKind.NOT_RECONCILED, req.maar, "no complete flow stats in time; asked again"))
                 self._request_stats(req.maar, None, now)

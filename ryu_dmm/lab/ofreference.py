@@ -76,7 +76,8 @@ def messages(dp, pipeline: Pipeline, effect) -> list:
             [_barrier(dp, effect.barrier)]
     if kind is RequestFlowStats:
         ofp, parser = dp.ofproto, dp.ofproto_parser
-        msg = parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
+        table = ofp.OFPTT_ALL if effect.table_id is None else effect.table_id
+        msg = parser.OFPFlowStatsRequest(dp, 0, table, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch())
         msg.xid = effect.xid
         return [msg]
     raise TypeError(f"not a switch effect: {effect!r}")

@@ -12,7 +12,7 @@ from ..wire import BindingAck, BindingUpdate, Heartbeat, Prefix, Status, missing
 from . import messages as M
 from .config import Domain, MaarInfo, Mode
 from .events import (
-    BindingChanged, CancelTimer, Effect, Persist, PersistMeta, Received, Report, ReportKind, RetxKey, Send,
+    AnchorIdle, BindingChanged, CancelTimer, Effect, Persist, PersistMeta, Received, Report, ReportKind, RetxKey, Send,
     SetTimer, TimerFired, TimerKey, TimerKind,
 )
 from .heartbeat import Heartbeats, HeartbeatKey, PeerRestarted
@@ -271,6 +271,8 @@ class CmdCore:
                 return out.mn_id if out is not None else None
             if type(key) is TimerKey:
                 return key.mn_id
+        if type(event) is AnchorIdle:
+            return event.mn_id
         return None
 
     def _dispatch(self, event, now: float) -> list[Effect]:
@@ -294,6 +296,8 @@ class CmdCore:
                 return self.heartbeats.handle_timer(key, now)
             if type(key) is TimerKey and key.kind is TimerKind.REBUILD:
                 return self._rebuild_step(key.mn_id, now)
+        if type(event) is AnchorIdle:
+            return self._on_anchor_idle(event, now)
         return []
 
     # ---- PBU from a MAAR ---------------------------------------------------------------------
@@ -389,6 +393,10 @@ class CmdCore:
         effects += self._cancel_stale(mn_id, {bce.serving, *(a for a, _ in bce.pmaars)} - {src})
         if bce.handover is not None:
             effects += self._close_handover(bce, now, superseded=True)
+        if bce.serving != src:  # a withdrawal still owed to the MAAR the MN left: the handover tells it more
+            for out in self.retx.outstanding(bce.serving, mn_id):
+                if out.context == "withdraw":
+                    effects += self.retx.cancel(out)
         pmaars = dict(bce.pmaars)
         back = pmaars.pop(src, None)  # the MN came back to a MAAR that anchors one of its prefixes
         if back is not None and back != prefix:
@@ -412,7 +420,8 @@ class CmdCore:
         effects.append(_changed(bce))
         effects += self._confirm(bce, lifetime, now, stale)
         for addr, anchored in released:
-            effects += self._release(bce, addr, anchored, now)
+            effects += self._release(bce, addr, anchored, now, ReportKind.DEREGISTERED,
+                                     f"more than {self.timers.max_pmaars} P-MAARs")
         if self.mode is Mode.PROXY:  # answer the S-MAAR first, then tell the P-MAARs (§3.4)
             ho.smaar_answered = True
             effects.append(Send(src, M.pba_for(pbu, Status.ACCEPTED, lifetime,
@@ -556,16 +565,40 @@ class CmdCore:
                     effects += self.retx.cancel(out)
         return effects
 
-    def _release(self, bce: Bce, addr: str, prefix: Prefix, now: float) -> list[Effect]:
-        """The P-MAAR list is full: de-register the oldest anchor for this MN (PBU, lifetime 0)."""
+    def _release(self, bce: Bce, addr: str, prefix: Prefix, now: float, kind: ReportKind,
+                 why: str) -> list[Effect]:
+        """An anchor leaves the session (the list is full, or its tunnel went idle): de-register
+        it at that P-MAAR (PBU, lifetime 0); the caller has taken it out of ``bce.pmaars``."""
         self._owner.pop(prefix, None)
         cancelled = self._cancel_stale(bce.mn_id, (addr,))
 
         def build(seq: int, t: float) -> BindingUpdate:
             return M.pbu(seq, t, bce.mn_id, prefix, 0, M.HI_UNKNOWN, bce.att)
         return cancelled + self._send_pbu(addr, bce.mn_id, build, now, "dereg")[0] + [
-            Report(ReportKind.DEREGISTERED, bce.mn_id, f"P-MAAR {self.maars[addr].name} released ({prefix}): "
-                   f"more than {self.timers.max_pmaars} P-MAARs")]
+            Report(kind, bce.mn_id, f"P-MAAR {self.maars[addr].name} released ({prefix}): {why}")]
+
+    def _on_anchor_idle(self, ev: AnchorIdle, now: float) -> list[Effect]:
+        """No traffic crossed the anchor's tunnel for ``anchor_idle_timeout``: release it (RFC 8885
+        keeps a P-MAAR only while it "is still involved in an active flow"). Not while a handover
+        is open: the handover wins, and the flow mirror restarts the anchor's idle clock with it."""
+        bce = self.cache.get(ev.mn_id)
+        if bce is None or bce.handover is not None or (ev.maar, ev.prefix) not in bce.pmaars:
+            return []
+        bce.pmaars = tuple(a for a in bce.pmaars if a != (ev.maar, ev.prefix))
+        timeout = f"no traffic for {self.timers.anchor_idle_timeout:g} s"
+        return ([_changed(bce)] + self._release(bce, ev.maar, ev.prefix, now, ReportKind.RELEASED, timeout)
+                + self._withdraw(bce, ev.prefix, now))
+
+    def _withdraw(self, bce: Bce, prefix: Prefix, now: float) -> list[Effect]:
+        """Tell the serving MAAR that ``prefix`` is no longer anchored for the MN: a de-registration
+        (lifetime 0) of that prefix naming it Serving MAAR. It drops the uplink tunnel and advertises
+        the prefix with valid lifetime 0 (docs/anchor-release.md); a lost one is repaired by its next
+        re-registration, whose PBA lists the P-MAARs left."""
+        serving = bce.serving
+
+        def build(seq: int, t: float) -> BindingUpdate:
+            return M.pbu(seq, t, bce.mn_id, prefix, 0, M.HI_UNKNOWN, bce.att, serving=serving)
+        return self._send_pbu(serving, bce.mn_id, build, now, "withdraw")[0]
 
     def _remaining(self, bce: Bce, now: float, floor: int) -> int:
         """The session's remaining lifetime as a PBA can grant it: whole 4 s units, at most the

@@ -34,6 +34,8 @@ class Dereg(str, Enum):
 MAX_PMAARS_LIMIT = 18
 # The shortest heartbeat interval accepted: a lab setting (RFC 5847's floor is 30 s).
 MIN_LAB_HEARTBEAT_INTERVAL = 0.1
+ANCHOR_IDLE_TIMEOUT = 7440.0  # RFC 5382 REQ-5: 2 hours 4 minutes (see Timers.anchor_idle_timeout)
+MAX_ANCHOR_IDLE_TIMEOUT = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,13 @@ class Timers:
     # MIN_LAB_HEARTBEAT_INTERVAL is accepted for labs and tests, which want restarts seen within seconds.
     heartbeat_interval: float = C.HEARTBEAT_INTERVAL
     missing_heartbeats_allowed: int = C.MISSING_HEARTBEATS_ALLOWED
+    # A P-MAAR is released for an MN once no packet of that MN's old prefix has crossed its tunnel,
+    # in either direction, for this long (the CMD polls the switches' tunnel-exit flow counters;
+    # docs/anchor-release.md). 0: never (kept while the session lives). The default is RFC 5382's
+    # idle timeout for established TCP through a NAT (2 h 4 min): longer than the 2 h after which
+    # an idle TCP connection sends its first keepalive (RFC 1122 4.2.3.6), so a kept-alive
+    # connection keeps its anchor.
+    anchor_idle_timeout: float = ANCHOR_IDLE_TIMEOUT
 
     def __post_init__(self) -> None:
         for name in ("lifetime", "partial_lifetime"):
@@ -98,6 +107,9 @@ class Timers:
         if not 1 <= self.missing_heartbeats_allowed <= 255:
             raise ValueError(f"timers.missing_heartbeats_allowed {self.missing_heartbeats_allowed} must be "
                              "within 1..255")
+        if not (self.anchor_idle_timeout == 0 or 1 <= self.anchor_idle_timeout <= MAX_ANCHOR_IDLE_TIMEOUT):
+            raise ValueError(f"timers.anchor_idle_timeout {self.anchor_idle_timeout} must be 0 (anchors kept while "
+                             f"the session lives) or within 1..{MAX_ANCHOR_IDLE_TIMEOUT:g} s")
         for name in ("initial_bindack_timeout", "max_bindack_timeout", "aggregate_timeout", "timestamp_window"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"timers.{name} must be positive")

@@ -56,6 +56,7 @@ class ReportKind(str, Enum):
     PEER_UNREACHABLE = "peer_unreachable"
     PEER_REACHABLE = "peer_reachable"
     PEER_RESTARTED = "peer_restarted"
+    RELEASED = "released"  # CMD: an idle P-MAAR left an MN's session (docs/anchor-release.md)
 
 
 # ---- inputs -----------------------------------------------------------------------------------
@@ -90,7 +91,17 @@ class Detach:
     mn_id: str
 
 
-Event = Union[Received, TimerFired, Attach, Detach]
+@dataclass(frozen=True, slots=True)
+class AnchorIdle:
+    """CMD: no packet of the MN's ``prefix``, anchored at ``maar``, crossed its tunnel for
+    ``timers.anchor_idle_timeout`` (the flow mirror's counters): that P-MAAR may leave the session."""
+
+    mn_id: str
+    maar: str
+    prefix: Prefix
+
+
+Event = Union[Received, TimerFired, Attach, Detach, AnchorIdle]
 
 
 # ---- effects ----------------------------------------------------------------------------------

@@ -375,6 +375,9 @@ class MaarCore:
                 return self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
             if b is not None and ts < b.last_cmd_ts:
                 return self._answer(pbu, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, 0, (src,))
+        if (b is not None and smaar == self.address and pbu.lifetime == 0 and pbu.hnps[0] != b.prefix
+                and b.role is not Role.ANCHOR):
+            return self._withdrawn(b, pbu, now)
         if b is None or pbu.hnps[0] != b.prefix:
             if pbu.lifetime == 0:
                 if b is None and ts:  # already gone; an older PBU still on its way must not revive it
@@ -417,6 +420,24 @@ class MaarCore:
             effects = [self._changed(b.mn_id)] if b.role is Role.REGISTERING else []
             return effects + self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
         return self._become_previous(b, pbu, smaar, now)
+
+    def _withdrawn(self, b: Binding, pbu: BindingUpdate, now: float) -> list[Effect]:
+        """The CMD de-registered one of our MN's old prefixes (a PBU with lifetime 0 for it, naming
+        us Serving MAAR): its anchor left the session because its tunnel went idle. Drop the uplink
+        tunnel and advertise the prefix once with valid lifetime 0 from its DLIF, so that the MN
+        removes the address (docs/anchor-release.md)."""
+        b.last_cmd_ts, b.last_cmd_seq, b.last_cmd_smaar = pbu.timestamp or b.last_cmd_ts, pbu.sequence, self.address
+        effects = self._answer(pbu, Status.ACCEPTED, 0, (self.cmd,))
+        gone = {(a, p) for a, p in b.anchors.items() if p == pbu.hnps[0]}
+        if not gone:
+            return effects
+        for anchor, _ in gone:
+            del b.anchors[anchor]
+            b.dlif.pop(anchor, None)
+        names = ", ".join(sorted(self.peers[a].name if a in self.peers else a for a, _ in gone))
+        return effects + [self._changed(b.mn_id), *self._advertised(b, now, gone),
+                          Report(ReportKind.DEREGISTERED, b.mn_id, f"anchor {names} released by the CMD: "
+                                 f"{pbu.hnps[0]} withdrawn")]
 
     def _rebuilt(self, pbu: BindingUpdate, now: float) -> list[Effect]:
         """We restarted and lost our bindings; the CMD, the source of truth, tells us that we serve
