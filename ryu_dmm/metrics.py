@@ -97,6 +97,8 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                                           "again).", ()),
     "dmm_store_last_commit_seconds": ("gauge", "Duration of the last group commit.", ()),
     "dmm_store_restored_sessions": ("gauge", "Sessions loaded from the store at start-up.", ()),
+    "dmm_protocol_checks": ("counter", "Receipt checks of the CMD core (docs/security.md): pbu_without_d, "
+                                       "pba_without_d (taken), pba_echo_mismatch (ignored).", ("check",)),
 }
 _NOTE_HELP = {
     NoteKind.GROUP_PUSHED: "MN flow groups pushed (delete by cookie, adds, barrier), by switch.",
@@ -255,6 +257,8 @@ class CmdCollector:
         for key in ("commits", "changes_committed", "failed_writes", "pending_changes", "held_pbas", "dropped_pbas"):
             out[f"dmm_store_{key}"].add_metric([], st.get(key, 0))
         out["dmm_store_last_commit_seconds"].add_metric([], st.get("last_commit_ms", 0.0) / 1000)
+        for check, n in sorted(view.protocol().items()):
+            out["dmm_protocol_checks"].add_metric([check], n)
         # sessions
         out["dmm_sessions"].add_metric([], view.session_count())
         walk = self.walk.get()

@@ -372,6 +372,7 @@ class Agent:
         return {"ok": True, "name": self.core.info.name, "pool_in_use": self.core.pool.in_use,
                 "pool_capacity": self.core.pool.capacity, "bindings": bindings,
                 "bindings_total": len(self.core.bindings), "counters": dict(self.counters),
+                "protocol": dict(self.core.counters),
                 "heartbeat": {"restart_counter": hb.own_counter, "interval": hb.interval,
                               "missing_allowed": hb.missing_allowed, "counters": dict(hb.counters),
                               "peers": [dataclasses.asdict(v) for v in hb.views()]},
