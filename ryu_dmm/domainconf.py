@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
+from .agent import authz
 from .mobility.config import Dereg, Domain, MaarInfo, Mode, Timers
 from .wire import Prefix, canonical6, mac_text, parse_mac
 
@@ -70,6 +71,18 @@ class RestSettings:
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    """``[auth]``: which MNs the MAAR agents serve and how many prefixes one access port may hold
+    (docs/security.md). Read by the agents (``agent/authz.py``); the CMD ignores it."""
+
+    mode: str = "open"  # "open": every MN (the behaviour before [auth]); "allowlist": only listed ones
+    allow_macs: tuple = ()  # checked patterns (agent/authz.py)
+    allow_nais: tuple = ()
+    allow_file: Optional[str] = None  # one pattern a line, re-read by the agents on SIGHUP
+    max_prefixes_per_port: Optional[int] = None  # prefixes held by MNs of one access port; None: no cap
+
+
+@dataclass(frozen=True)
 class CmdSettings:
     """What the CMD process needs besides the domain itself."""
 
@@ -86,6 +99,7 @@ class CmdSettings:
     metrics_port: Optional[int] = None
     store: StoreSettings = field(default_factory=StoreSettings)
     rest: RestSettings = field(default_factory=RestSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)  # for the agents
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,7 @@ _SWITCH_KEYS = {"core_port", "tunnel_port", "agent_port", "access_ports", "core_
 _MAAR_KEYS = {"address", "pool", "prefix_length", "mac", "datapath_id"} | _SWITCH_KEYS
 _TIMER_KEYS = {f.name: f.type for f in fields(Timers)}
 _STORE_KEYS = {"backend", "dir", "file", "synchronous", "on_corrupt", "max_batch"}
+_AUTH_KEYS = {"mode", "allow_macs", "allow_nais", "allow_file", "max_prefixes_per_port"}
 _REST_KEYS = {"token", "token_file", "tls_cert", "tls_key", "client_ca", "allow"}
 TOKEN_MIN = 16  # characters of a bearer token at least (a guessable one protects nothing)
 TOKEN_MAX = 4096
@@ -201,10 +216,10 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
         parser.read_string(text, source)
     except configparser.Error as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    known = {"DEFAULT", "dmm", "timers", "store", "rest"}
+    known = {"DEFAULT", "dmm", "timers", "store", "rest", "auth"}
     for section in parser.sections():
         if section not in known and not section.startswith("maar:"):
-            raise ConfigError(f"[{section}]: unknown section (known: [dmm], [timers], [store], [rest], "
+            raise ConfigError(f"[{section}]: unknown section (known: [dmm], [timers], [store], [rest], [auth], "
                               "[maar:NAME], [DEFAULT] for Ryu)")
     if not parser.has_section("dmm"):
         raise ConfigError("[dmm]: section missing")
@@ -284,8 +299,34 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
         raise ConfigError("two MAARs have the same datapath_id")
     store = _store(dict(parser.items("store")) if parser.has_section("store") else {}, source)
     rest = _rest(dict(parser.items("rest")) if parser.has_section("rest") else {}, source)
+    auth = _auth(dict(parser.items("auth")) if parser.has_section("auth") else {}, source)
     return domain, CmdSettings(listen, port, raw_mh, tunnel, tunnel_key, tuple(switches), rcvbuf=rcvbuf,
-                               metrics_listen=metrics_listen, metrics_port=metrics_port, store=store, rest=rest)
+                               metrics_listen=metrics_listen, metrics_port=metrics_port, store=store, rest=rest,
+                               auth=auth)
+
+
+def _auth(items: dict, source: str) -> AuthSettings:
+    _check_keys("auth", items, _AUTH_KEYS)
+    mode = items.get("mode", "open").strip()
+    if mode not in authz.MODES:
+        raise ConfigError(f"[auth] mode: {mode!r} is not one of {', '.join(authz.MODES)}")
+    try:
+        macs = tuple(authz.mac_pattern(p, "[auth] allow_macs") for p in items.get("allow_macs", "").split(",")
+                     if p.strip())
+        nais = tuple(authz.nai_pattern(p, "[auth] allow_nais") for p in items.get("allow_nais", "").split(",")
+                     if p.strip())
+    except authz.PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+    allow_file = _beside(source, items["allow_file"]) if items.get("allow_file", "").strip() else None
+    if mode == "allowlist" and not (macs or nais or allow_file):
+        raise ConfigError("[auth] mode = allowlist: give allow_macs, allow_nais or allow_file (an empty list "
+                          "would refuse every MN)")
+    if mode == "open" and (macs or nais or allow_file):
+        raise ConfigError("[auth] allow_macs, allow_nais, allow_file: only read with mode = allowlist")
+    cap = None
+    if "max_prefixes_per_port" in items:
+        cap = _int("auth", "max_prefixes_per_port", items["max_prefixes_per_port"], 1, 2**32)
+    return AuthSettings(mode, macs, nais, allow_file, cap)
 
 
 def _beside(source: str, path: str) -> str:

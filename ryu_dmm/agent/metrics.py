@@ -46,8 +46,9 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "dmm_agent_info": ("gauge", "The agent: its version and the domain's mobility mode (always 1).",
                        ("maar", "version", "mode")),
     "dmm_agent_attaches": ("counter", "Attach triggers (RS or control attach) handed to the MAAR core.", ("maar",)),
-    "dmm_agent_refused_attaches": ("counter", "Attach triggers refused by the rate limits, by reason "
-                                              "(mac_rate, new_mn_rate, limiter_full).", ("maar", "reason")),
+    "dmm_agent_refused_attaches": ("counter", "Attach triggers refused, by reason: the rate limits "
+                                              "(mac_rate, new_mn_rate, limiter_full), [auth] (unauthorized, "
+                                              "port_cap).", ("maar", "reason")),
     "dmm_agent_protocol_checks": ("counter", "Receipt checks of the MAAR core (docs/security.md): pbu_without_d, "
                                              "pba_without_d (taken); pba_echo_mismatch, direct_pba_refused, "
                                              "serving_maar_refused (refused).", ("maar", "check")),
