@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from . import domainconf, metrics, ofsync, packetin, pipeline, rest, store
+from . import domainconf, httpaccess, metrics, ofsync, packetin, pipeline, rest, store
 from .logsafe import Guard, SafeLog, contained
 from .domainview import DomainView
 from .flowmirror import (
@@ -68,10 +68,17 @@ class CmdApp(App):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         path = config_path()
+        # REST listens on localhost unless the file says otherwise (Ryu's own default is 0.0.0.0)
+        cfg.CONF.set_default("wsapi_host", httpaccess.DEFAULT_HOST)
         try:
             self.domain, self.settings = domainconf.load(path)
             self.pipeline = pipeline.load()
             limits = rest.ServerLimits.from_conf(cfg.CONF)
+            access = self.settings.rest
+            httpaccess.check_listener("[DEFAULT] wsapi_host", cfg.CONF.wsapi_host, access)
+            if self.settings.metrics_port != 0:
+                httpaccess.check_listener("[dmm] metrics_listen", self.settings.metrics_listen, access)
+            self.tls = httpaccess.server_context(access)
         except (domainconf.ConfigError, ValueError) as exc:
             # Before anything is bound or started: nothing is half-applied.
             print(f"ryu_dmm.cmd: bad configuration: {exc}", file=sys.stderr, flush=True)
@@ -95,7 +102,7 @@ class CmdApp(App):
                                lambda: self.endpoint.receive_path() if self.endpoint is not None else {},
                                self.store_state)
         kwargs["wsgi"].register(rest.DmmRestController, rest.registration(self.view, self.guard))
-        rest.install_server(limits, self.guard.log)
+        rest.install_server(limits, self.guard.log, self.tls, self.http_guard("rest"))
 
     def start(self):
         thread = super().start()
@@ -107,7 +114,8 @@ class CmdApp(App):
             print(f"ryu_dmm.cmd: cannot open the PMIPv6 endpoint on [{s.listen}]:{s.port}"
                   f"{' (and raw MH)' if s.raw_mh else ''}: {exc.strerror}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
-        self.metrics = metrics.start(self.view, s, self.guard)  # Prometheus (docs/observability.md)
+        # Prometheus (docs/observability.md), under the same access rules as REST
+        self.metrics = metrics.start(self.view, s, self.guard, self.tls, self.http_guard("metrics"))
         self.timers = HubTimers(self.guard.wrap("timer", self._on_timer))
         if self.gate is not None:
             self.writer = StoreWriter(self.store, self.gate, self._send_all, self._store_failed)
@@ -123,6 +131,13 @@ class CmdApp(App):
         for text in self.endpoint.shortfalls():
             self.logger.warning("%s", text)
         return thread
+
+    def http_guard(self, listener: str):
+        """The access checks of ``[rest]`` (httpaccess.py) for one listener; refusals counted as
+        ``http_refused.<listener>.<reason>`` in /dmm/v1/stats (and dmm_http_refused_total)."""
+        def refused(reason: str) -> None:
+            self.stats.count(f"http_refused.{listener}.{reason}")
+        return lambda app: httpaccess.guarded(app, self.settings.rest, refused)
 
     def stop(self):
         if self._flusher is not None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
+from .agent import authz
 from .mobility.config import Dereg, Domain, MaarInfo, Mode, Timers
 from .wire import Prefix, canonical6, mac_text, parse_mac
 
@@ -49,6 +51,38 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class RestSettings:
+    """``[rest]``: who may use the CMD's HTTP listeners, REST and metrics (docs/security.md).
+
+    A listener on a loopback address is served as configured here (plain HTTP when there is no
+    TLS); one on any other address only with TLS and a bearer token or client certificates
+    (``httpaccess.check_listener``). File paths are absolute (taken from the configuration file's
+    folder when given relative)."""
+
+    token: Optional[str] = field(default=None, repr=False)  # never shown: repr, logs, errors
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+    client_ca: Optional[str] = None  # TLS client certificates signed by this CA are required
+    allow: tuple = ()  # ipaddress networks a client must come from (403 otherwise); () = any
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """``[auth]``: which MNs the MAAR agents serve and how many prefixes one access port may hold
+    (docs/security.md). Read by the agents (``agent/authz.py``); the CMD ignores it."""
+
+    mode: str = "open"  # "open": every MN (the behaviour before [auth]); "allowlist": only listed ones
+    allow_macs: tuple = ()  # checked patterns (agent/authz.py)
+    allow_nais: tuple = ()
+    allow_file: Optional[str] = None  # one pattern a line, re-read by the agents on SIGHUP
+    max_prefixes_per_port: Optional[int] = None  # prefixes held by MNs of one access port; None: no cap
+
+
+@dataclass(frozen=True)
 class CmdSettings:
     """What the CMD process needs besides the domain itself."""
 
@@ -64,6 +98,8 @@ class CmdSettings:
     metrics_listen: str = "127.0.0.1"
     metrics_port: Optional[int] = None
     store: StoreSettings = field(default_factory=StoreSettings)
+    rest: RestSettings = field(default_factory=RestSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)  # for the agents
 
 
 @dataclass(frozen=True)
@@ -84,6 +120,11 @@ _SWITCH_KEYS = {"core_port", "tunnel_port", "agent_port", "access_ports", "core_
 _MAAR_KEYS = {"address", "pool", "prefix_length", "mac", "datapath_id"} | _SWITCH_KEYS
 _TIMER_KEYS = {f.name: f.type for f in fields(Timers)}
 _STORE_KEYS = {"backend", "dir", "file", "synchronous", "on_corrupt", "max_batch"}
+_AUTH_KEYS = {"mode", "allow_macs", "allow_nais", "allow_file", "max_prefixes_per_port"}
+_REST_KEYS = {"token", "token_file", "tls_cert", "tls_key", "client_ca", "allow"}
+TOKEN_MIN = 16  # characters of a bearer token at least (a guessable one protects nothing)
+TOKEN_MAX = 4096
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750 §2.1 b64token
 
 DEFAULT_TEXT = """\
 # Embedded default: a CMD with no MAARs yet, proxy mode. Copy and extend (docs/configuration.md).
@@ -175,11 +216,11 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
         parser.read_string(text, source)
     except configparser.Error as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    known = {"DEFAULT", "dmm", "timers", "store"}
+    known = {"DEFAULT", "dmm", "timers", "store", "rest", "auth"}
     for section in parser.sections():
         if section not in known and not section.startswith("maar:"):
-            raise ConfigError(f"[{section}]: unknown section (known: [dmm], [timers], [store], [maar:NAME], "
-                              "[DEFAULT] for Ryu)")
+            raise ConfigError(f"[{section}]: unknown section (known: [dmm], [timers], [store], [rest], [auth], "
+                              "[maar:NAME], [DEFAULT] for Ryu)")
     if not parser.has_section("dmm"):
         raise ConfigError("[dmm]: section missing")
     dmm = dict(parser.items("dmm"))
@@ -257,8 +298,79 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     if len(dpids) != len(set(dpids)):
         raise ConfigError("two MAARs have the same datapath_id")
     store = _store(dict(parser.items("store")) if parser.has_section("store") else {}, source)
+    rest = _rest(dict(parser.items("rest")) if parser.has_section("rest") else {}, source)
+    auth = _auth(dict(parser.items("auth")) if parser.has_section("auth") else {}, source)
     return domain, CmdSettings(listen, port, raw_mh, tunnel, tunnel_key, tuple(switches), rcvbuf=rcvbuf,
-                               metrics_listen=metrics_listen, metrics_port=metrics_port, store=store)
+                               metrics_listen=metrics_listen, metrics_port=metrics_port, store=store, rest=rest,
+                               auth=auth)
+
+
+def _auth(items: dict, source: str) -> AuthSettings:
+    _check_keys("auth", items, _AUTH_KEYS)
+    mode = items.get("mode", "open").strip()
+    if mode not in authz.MODES:
+        raise ConfigError(f"[auth] mode: {mode!r} is not one of {', '.join(authz.MODES)}")
+    try:
+        macs = tuple(authz.mac_pattern(p, "[auth] allow_macs") for p in items.get("allow_macs", "").split(",")
+                     if p.strip())
+        nais = tuple(authz.nai_pattern(p, "[auth] allow_nais") for p in items.get("allow_nais", "").split(",")
+                     if p.strip())
+    except authz.PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+    allow_file = _beside(source, items["allow_file"]) if items.get("allow_file", "").strip() else None
+    if mode == "allowlist" and not (macs or nais or allow_file):
+        raise ConfigError("[auth] mode = allowlist: give allow_macs, allow_nais or allow_file (an empty list "
+                          "would refuse every MN)")
+    if mode == "open" and (macs or nais or allow_file):
+        raise ConfigError("[auth] allow_macs, allow_nais, allow_file: only read with mode = allowlist")
+    cap = None
+    if "max_prefixes_per_port" in items:
+        cap = _int("auth", "max_prefixes_per_port", items["max_prefixes_per_port"], 1, 2**32)
+    return AuthSettings(mode, macs, nais, allow_file, cap)
+
+
+def _beside(source: str, path: str) -> str:
+    """``path`` as given, or from the configuration file's folder when relative."""
+    path = os.path.expanduser(path.strip())
+    if os.path.isabs(path):
+        return path
+    base = os.path.dirname(os.path.abspath(source)) if not source.startswith("<") else os.getcwd()
+    return os.path.normpath(os.path.join(base, path))
+
+
+def _rest(items: dict, source: str) -> RestSettings:
+    _check_keys("rest", items, _REST_KEYS)
+    if "token" in items and "token_file" in items:
+        raise ConfigError("[rest] token, token_file: give one of them, not both")
+    key, token = None, None
+    if "token_file" in items:
+        key, path = "token_file", _beside(source, items["token_file"])
+        try:
+            with open(path, encoding="utf-8") as f:
+                token = f.read(TOKEN_MAX + 2).strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"[rest] token_file: cannot read {path}: "
+                              f"{getattr(exc, 'strerror', None) or 'not UTF-8 text'}") from None
+    elif "token" in items:
+        key, token = "token", items["token"].strip()
+    if token is not None:  # the token itself is never put in a message
+        if not TOKEN_MIN <= len(token) <= TOKEN_MAX or not _TOKEN.fullmatch(token):
+            raise ConfigError(f"[rest] {key}: a token is {TOKEN_MIN}..{TOKEN_MAX} characters of A-Z a-z 0-9 "
+                              "- . _ ~ + / (then = padding), as RFC 6750 b64token; e.g. from "
+                              "'openssl rand -hex 32'")
+    paths = {k: _beside(source, items[k]) for k in ("tls_cert", "tls_key", "client_ca") if items.get(k, "").strip()}
+    if ("tls_cert" in paths) != ("tls_key" in paths):
+        raise ConfigError("[rest] tls_cert, tls_key: give both (the certificate chain and its private key) or neither")
+    if "client_ca" in paths and "tls_cert" not in paths:
+        raise ConfigError("[rest] client_ca: client certificates need TLS: set tls_cert and tls_key too")
+    allow = []
+    for part in filter(None, (p.strip() for p in items.get("allow", "").split(","))):
+        try:
+            allow.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(f"[rest] allow: {part!r} is not an address or network like 10.0.0.0/8 or "
+                              "2001:db8::/32") from None
+    return RestSettings(token, paths.get("tls_cert"), paths.get("tls_key"), paths.get("client_ca"), tuple(allow))
 
 
 def _store(items: dict, source: str) -> StoreSettings:

@@ -100,7 +100,13 @@ class DomainView:
         body["receive_path"] = self._receive_path()
         body["store"] = self._store_state()
         body["peers"] = self.peers()
+        body["protocol"] = self.protocol()
         return body
+
+    def protocol(self) -> dict:
+        """The CMD core's receipt checks (docs/security.md): PBUs/PBAs without the D flag taken, PBAs
+        ignored for a wrong echo. Fixed keys."""
+        return dict(self._core.counters)
 
     def peers(self) -> dict:
         """RFC 5847 heartbeat state of every MAAR, by name: reachable, last heard, restart counter."""

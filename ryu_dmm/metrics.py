@@ -97,6 +97,11 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                                           "again).", ()),
     "dmm_store_last_commit_seconds": ("gauge", "Duration of the last group commit.", ()),
     "dmm_store_restored_sessions": ("gauge", "Sessions loaded from the store at start-up.", ()),
+    "dmm_http_refused": ("counter", "HTTP requests refused by the [rest] access rules (docs/security.md), by "
+                                    "listener (rest, metrics) and reason (unauthorized: 401, forbidden: 403).",
+                         ("listener", "reason")),
+    "dmm_protocol_checks": ("counter", "Receipt checks of the CMD core (docs/security.md): pbu_without_d, "
+                                       "pba_without_d (taken), pba_echo_mismatch (ignored).", ("check",)),
 }
 _NOTE_HELP = {
     NoteKind.GROUP_PUSHED: "MN flow groups pushed (delete by cookie, adds, barrier), by switch.",
@@ -112,6 +117,7 @@ for _kind, _help in _NOTE_HELP.items():
 
 _FLAT = {"send_error": "dmm_send_errors", "packet_in.unparsed": "dmm_packet_in_unparsed"}
 _PREFIXED = {"decode_error.": "dmm_decode_errors", "internal_error.": "dmm_internal_errors"}
+_HTTP_REFUSED = "http_refused."  # http_refused.<listener>.<reason> (cmd.py, httpaccess.py)
 _KINDS = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram": HistogramMetricFamily}
 
 
@@ -209,6 +215,10 @@ class CmdCollector:
                     out[f"dmm_{kind}"].add_metric([OTHER], n)
             else:
                 out[f"dmm_{kind}"].add_metric([self._name(peer), status_name(status)], n)
+        for listener in ("rest", "metrics"):
+            for reason in ("unauthorized", "forbidden"):
+                key = f"{_HTTP_REFUSED}{listener}.{reason}"
+                out["dmm_http_refused"].add_metric([listener, reason], snap["counters"].get(key, 0))
         for key, n in sorted(snap["counters"].items()):
             if key in _FLAT:
                 continue
@@ -255,6 +265,8 @@ class CmdCollector:
         for key in ("commits", "changes_committed", "failed_writes", "pending_changes", "held_pbas", "dropped_pbas"):
             out[f"dmm_store_{key}"].add_metric([], st.get(key, 0))
         out["dmm_store_last_commit_seconds"].add_metric([], st.get("last_commit_ms", 0.0) / 1000)
+        for check, n in sorted(view.protocol().items()):
+            out["dmm_protocol_checks"].add_metric([check], n)
         # sessions
         out["dmm_sessions"].add_metric([], view.session_count())
         walk = self.walk.get()
@@ -313,13 +325,14 @@ class _WarningsOnly:
 
 
 class MetricsServer:
-    """The metrics' own listening socket, served on the hub until ``stop``."""
+    """The metrics' own listening socket, served on the hub until ``stop`` (over TLS with ``tls``)."""
 
-    def __init__(self, sock, app, guard: Guard) -> None:
+    def __init__(self, sock, app, guard: Guard, tls=None) -> None:
         self.sock = sock
         self.address = sock.getsockname()[:2]
         limits = rest.ServerLimits(max_connections=MAX_CONNECTIONS)
-        self._thread = hub.spawn(guard.call, "metrics_server", rest.serve, sock, app, limits, _WarningsOnly(guard.log))
+        self._thread = hub.spawn(guard.call, "metrics_server", rest.serve, sock, app, limits, _WarningsOnly(guard.log),
+                                 tls)
 
     def stop(self) -> None:
         hub.kill(self._thread)
@@ -332,10 +345,12 @@ def listen(host: str, port: int):
     return eventlet.listen((host, port), family=family, reuse_port=False)
 
 
-def start(view: DomainView, settings: CmdSettings, guard: Guard) -> Optional[MetricsServer]:
+def start(view: DomainView, settings: CmdSettings, guard: Guard, tls=None,
+          access: Callable = lambda app: app) -> Optional[MetricsServer]:
     """Serve the CMD's metrics as ``settings`` say: None if disabled (port 0) or if the default
     port is taken (a warning says so). A port set in the configuration that cannot be opened stops
-    the CMD (SystemExit 2) with a message, as the signalling port does."""
+    the CMD (SystemExit 2) with a message, as the signalling port does. Over TLS with ``tls``, each
+    request through ``access(app)`` first (the ``[rest]`` rules, httpaccess.py)."""
     port = DEFAULT_PORT if settings.metrics_port is None else settings.metrics_port
     if port == 0:
         return None
@@ -352,7 +367,7 @@ def start(view: DomainView, settings: CmdSettings, guard: Guard) -> Optional[Met
         guard.log.log(logging.WARNING, "metrics", "listen", "metrics disabled: cannot listen on [%s]:%d "
                       "(the default; set [dmm] metrics_port): %s", host, port, exc.strerror)
         return None
-    server = MetricsServer(sock, wsgi_app(registry(view, lambda: hub.sleep(0)), guard), guard)
-    guard.log.log(logging.INFO, "metrics", "listen", "Prometheus metrics on http://%s:%d%s",
+    server = MetricsServer(sock, access(wsgi_app(registry(view, lambda: hub.sleep(0)), guard)), guard, tls)
+    guard.log.log(logging.INFO, "metrics", "listen", "Prometheus metrics on %s://%s:%d%s", "https" if tls else "http",
                   f"[{host}]" if ":" in host else host, server.address[1], PATH)
     return server

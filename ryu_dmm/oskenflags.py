@@ -10,6 +10,7 @@ from os_ken import cfg
 from oslo_config.cfg import ArgsAlreadyParsedError
 
 OPTS = [
+    # Ryu's default; the CMD replaces it with 127.0.0.1 before binding (httpaccess.DEFAULT_HOST)
     cfg.StrOpt("wsapi-host", default="0.0.0.0", help="REST: address to listen on"),
     cfg.IntOpt("wsapi-port", default=8080, help="REST: TCP port to listen on"),
 ]

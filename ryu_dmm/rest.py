@@ -18,6 +18,8 @@ import json
 import logging
 import re
 import secrets
+import socket
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -117,6 +119,21 @@ class _Protocol(eventlet.wsgi.HttpProtocol):
     closed: no body is read."""
 
     limits: ServerLimits = ServerLimits()
+    tls = None  # an ssl.SSLContext (green): the connection is TLS, its handshake within header_timeout
+
+    def setup(self):
+        if self.tls is not None:
+            deadline = hub.Timeout(self.limits.header_timeout, _HeaderExpired())
+            try:
+                self.request = self.tls.wrap_socket(self.request, server_side=True, do_handshake_on_connect=False)
+                self.request.do_handshake()
+            except (_HeaderExpired, ssl.SSLError, OSError, ValueError):
+                # No TLS, a bad or missing client certificate, or too slow: eventlet closes the
+                # connection quietly on socket.timeout (its "expected" end of a connection).
+                raise socket.timeout("TLS handshake failed") from None
+            finally:
+                deadline.cancel()
+        super().setup()
 
     def handle_one_request(self):
         self.raw_requestline = b""
@@ -169,9 +186,10 @@ class _ServerLog:
         pass
 
 
-def serve(sock, app, limits: ServerLimits, log: SafeLog) -> None:
-    """Serve ``app`` on the listening ``sock`` with ``limits`` until the socket closes."""
-    protocol = type("LimitedHttpProtocol", (_Protocol,), {"limits": limits})
+def serve(sock, app, limits: ServerLimits, log: SafeLog, tls=None) -> None:
+    """Serve ``app`` on the listening ``sock`` with ``limits`` until the socket closes; over TLS
+    with the ``ssl.SSLContext`` ``tls`` if given (httpaccess.server_context)."""
+    protocol = type("LimitedHttpProtocol", (_Protocol,), {"limits": limits, "tls": tls})
     eventlet.wsgi.server(sock, app, log=_ServerLog(log), max_size=limits.max_connections, protocol=protocol,
                          socket_timeout=limits.request_timeout, keepalive=True, log_x_forwarded_for=False,
                          debug=False)
@@ -180,8 +198,9 @@ def serve(sock, app, limits: ServerLimits, log: SafeLog) -> None:
 _ryu_start_service = wsgi.start_service
 
 
-def install_server(limits: ServerLimits, log: SafeLog) -> None:
-    """Have Ryu start its REST server with ``limits``.
+def install_server(limits: ServerLimits, log: SafeLog, tls=None, guard: Callable = lambda app: app) -> None:
+    """Have Ryu start its REST server with ``limits``, over TLS with ``tls`` if given, every request
+    first through ``guard(app)`` (httpaccess.guarded: client address and bearer token).
 
     ``ryu-manager`` starts the server itself, after every app is instantiated:
     ``ryu.app.wsgi.start_service`` binds it and its ``serve_forever`` calls ``eventlet.wsgi.server``
@@ -192,7 +211,7 @@ def install_server(limits: ServerLimits, log: SafeLog) -> None:
     def start_service(app_mgr):
         server = _ryu_start_service(app_mgr)
         if server is not None:
-            server.serve_forever = lambda: serve(server.server, server.handle, limits, log)
+            server.serve_forever = lambda: serve(server.server, guard(server.handle), limits, log, tls)
         return server
 
     wsgi.start_service = start_service

@@ -10,6 +10,7 @@ class Core:
     def __init__(self):
         self.cache = {}
         self.peer_views = []  # heartbeat.PeerView of each MAAR
+        self.counters = {"pbu_without_d": 0, "pba_without_d": 0, "pba_echo_mismatch": 0}
 
     def add(self, mn_id, serving="2001:db8:ff::1", pmaars=(), expires=4e9):
         self.cache[mn_id] = Session(mn_id, serving, P, b"", tuple((a, P) for a in pmaars), expires)

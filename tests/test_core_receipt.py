@@ -68,14 +68,13 @@ def test_cmd_ignores_a_pmaar_answer_whose_echo_does_not_match():
 def test_direct_pba_with_a_prefix_outside_the_senders_pool_is_ignored():
     d = domain(3, mode=Mode.LOCATOR)
     maar = MaarCore(d, "maar2")
-    pbu = registered(maar)
-    maar.handle(Received(CMD, M.pba_for(pbu, Status.ACCEPTED, 40)), START)
+    registered(maar)  # in flight: a direct PBA may come before the CMD's PBA
     ask = M.pbu(9, START, "mn1", Prefix.parse("2001:db8:3::/64"), 40, 3, 3, serving=A2)  # maar3's prefix
     assert maar.handle(Received(A1, M.pba_for(ask, Status.ACCEPTED, 40)), START) == []
-    assert maar.bindings["mn1"].anchors == {}
+    assert maar.bindings["mn1"].anchors == {} and maar.counters["direct_pba_refused"] == 1
     ask = M.pbu(9, START, "mn1", P1, 40, 3, 3, serving=A2)  # maar1's own prefix: taken
     assert maar.handle(Received(A1, M.pba_for(ask, Status.ACCEPTED, 40)), START)
-    assert maar.bindings["mn1"].anchors == {A1: P1}
+    assert maar.bindings["mn1"].anchors == {A1: P1} and maar.counters["direct_pba_refused"] == 1
 
 
 def test_pmaar_refuses_to_tunnel_to_a_host_outside_the_domain():

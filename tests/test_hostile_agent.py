@@ -280,10 +280,13 @@ def _direct_pba_from_maar2(agent) -> None:
 
 
 @pytest.mark.parametrize("agent", ["locator"], indirect=True)
-def test_in_locator_mode_a_direct_pba_from_a_maar_of_the_domain_adds_its_anchor(agent):
+def test_in_locator_mode_an_unasked_direct_pba_is_refused_and_counted(agent):
+    """Issue 11 item 2: served, nothing in flight, a prefix the CMD never listed: refused
+    (tests/test_security_protocol.py has the cases where one is taken)."""
     attached(agent)
     _direct_pba_from_maar2(agent)
-    assert state(agent)["bindings"]["mn1"]["to_anchor"] == [["2001:db8:2:5::/64", f"::ffff:{MAAR2}"]]
+    got = state(agent)
+    assert got["bindings"]["mn1"]["to_anchor"] == [] and got["protocol"]["direct_pba_refused"] == 1
 
 
 @pytest.mark.parametrize("agent", ["proxy", "relay"], indirect=True)

@@ -34,10 +34,12 @@ LINE_WINDOW = 10.0
 COUNTERS = (
     "decode_errors",  # signalling datagrams that are not a PBU/PBA (wire.decode refused them)
     "bad_control",  # control requests refused as malformed (bad JSON, not an object, bad fields)
-    "refused_attaches",  # attach triggers refused by the rate limits (sum of the next three)
+    "refused_attaches",  # attach triggers refused (sum of the next five)
     "refused_mac_rate",  # ... because the MAC sent more than MAC_LIMIT triggers in MAC_WINDOW
     "refused_new_mn_rate",  # ... because the port had NEW_MN_LIMIT new MNs in NEW_MN_WINDOW
     "refused_limiter_full",  # ... because a limiter's table was full of live entries
+    "refused_unauthorized",  # ... because [auth] does not allow the MN (agent/authz.py)
+    "refused_port_cap",  # ... because the port's MNs hold [auth] max_prefixes_per_port prefixes already
     "bad_frames",  # frames on the access link that claim to be RS/NS but fail RFC 4861 validation
     "internal_errors",  # exceptions from the core, the encoder or a callback (a bug or an unencodable message)
     "send_errors",  # sendto/send failures (OSError) on the signalling or access socket

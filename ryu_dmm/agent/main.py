@@ -28,7 +28,7 @@ from ..mobility.events import (
 from ..mobility.maar import MaarCore, Role
 from ..stats import Stats
 from ..wire import DecodeError, decode, encode, mac_text, parse_mac, peer_address
-from . import guard, metrics, nd, restart
+from . import authz, guard, metrics, nd, restart
 from .loop import Loop
 
 MAX_EVENTS = 10_000  # events kept for the control socket's "events" (older ones are dropped)
@@ -71,7 +71,10 @@ class Agent:
     def __init__(self, config: str, name: str, port: int, control: str, cmd_port: int,
                  access_iface: Optional[str] = None, access_port: int = 0,
                  limiter: Optional[guard.AttachLimiter] = None, restart_counter: int = 0) -> None:
-        self.domain, _ = domainconf.load(config)
+        self.domain, settings = domainconf.load(config)
+        self.auth = settings.auth
+        self.policy = load_policy(self.auth)  # PolicyError if its allow_file cannot be used
+        self.auth_state = {"reloads": 0, "reload_errors": 0, "detached": 0}
         self.core = MaarCore(self.domain, name, restart_counter, access_port)
         self.port, self.cmd_port = port, cmd_port
         self.loop = Loop(self._on_timer, self._on_loop_error)
@@ -94,6 +97,11 @@ class Agent:
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.control.bind(control)
         self.loop.add_reader(self.control, self._on_control, "control")
+        # SIGHUP re-reads [auth] allow_file: the handler only writes a byte here, the loop does the rest
+        self._wake_r, self.wake = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self.wake.setblocking(False)
+        self.loop.add_reader(self._wake_r, self._on_wake, "reload")
         # The access links: ND from the MNs reaches us on the switch's agent port (see the pipeline).
         self.access = None
         self.access_port = access_port
@@ -193,10 +201,17 @@ class Agent:
 
     # ---- attach triggers -------------------------------------------------------------------------
     def _attach(self, mn: str, mac: bytes, port: int, via: str, note: Optional[dict] = None) -> Optional[str]:
-        """Hand an attach trigger to the core unless a rate limit refuses it (then the refusal's
-        counter name). ``note``: an event recorded first if it is accepted (an accepted RS is
-        recorded, a refused one only counted and, rate-limited, shown as attach-refused)."""
-        why = self.limiter.check(mac, port, mn not in self.core.bindings, time.monotonic())
+        """Hand an attach trigger to the core unless [auth] or a rate limit refuses it (then the
+        refusal's counter name). ``note``: an event recorded first if it is accepted (an accepted RS
+        is recorded, a refused one only counted and, rate-limited, shown as attach-refused)."""
+        new = mn not in self.core.bindings
+        why = None if self.policy.allows(mn, mac) else "refused_unauthorized"
+        if why is None:
+            why = self.limiter.check(mac, port, new, time.monotonic())
+        if why is None and new and self.auth.max_prefixes_per_port is not None:
+            held = sum(1 for b in self.core.bindings.values() if b.port == port)  # new MNs are rate-limited
+            if held >= self.auth.max_prefixes_per_port:
+                why = "refused_port_cap"
         if why is not None:
             self.counters.add("refused_attaches")
             self._bad(why, "attach-refused", {"mn": mn, "mac": mac_text(mac), "port": port, "via": via,
@@ -207,6 +222,34 @@ class Agent:
         self.stats.count("attaches")
         self._handle(Attach(mn, mac, port))
         return None
+
+    # ---- [auth] reloads (SIGHUP) --------------------------------------------------------------------
+    def _on_wake(self) -> None:
+        try:
+            while self._wake_r.recv(64):
+                pass
+        except BlockingIOError:
+            pass
+        self.reload_auth()
+
+    def reload_auth(self) -> None:
+        """Re-read ``[auth] allow_file``. A file that cannot be used keeps the policy in force; an
+        MN attached here that the new policy refuses is detached (its session lives until its
+        lifetime ends, as after any detachment: RFC 8885 §3.5), and its next frames are refused."""
+        try:
+            policy = load_policy(self.auth)
+        except authz.PolicyError as exc:
+            self.auth_state["reload_errors"] += 1
+            self._line("auth-reload", {"ok": False, "error": str(exc)[:200]})
+            return
+        self.policy = policy
+        self.auth_state["reloads"] += 1
+        gone = [b.mn_id for b in self.core.bindings.values()
+                if b.attached and b.role is not Role.ANCHOR and not policy.allows(b.mn_id, b.mac)]
+        for mn in gone:
+            self._handle(Detach(mn))
+        self.auth_state["detached"] += len(gone)
+        self._line("auth-reload", {"ok": True, **policy.describe(), "detached": len(gone)})
 
     # ---- the access link -------------------------------------------------------------------------
     def _on_access(self) -> None:
@@ -372,22 +415,43 @@ class Agent:
         return {"ok": True, "name": self.core.info.name, "pool_in_use": self.core.pool.in_use,
                 "pool_capacity": self.core.pool.capacity, "bindings": bindings,
                 "bindings_total": len(self.core.bindings), "counters": dict(self.counters),
+                "protocol": dict(self.core.counters),
                 "heartbeat": {"restart_counter": hb.own_counter, "interval": hb.interval,
                               "missing_allowed": hb.missing_allowed, "counters": dict(hb.counters),
                               "peers": [dataclasses.asdict(v) for v in hb.views()]},
                 "limits": {"new_mn": [lim.ports.limit, lim.ports.window], "mac": [lim.macs.limit, lim.macs.window],
                            "tracked_macs": len(lim.macs), "tracked_ports": len(lim.ports),
-                           "known_mn_ll": len(self._mn_ll), "events_kept": len(self.events)}}
+                           "known_mn_ll": len(self._mn_ll), "events_kept": len(self.events)},
+                "auth": {**self.policy.describe(), "max_prefixes_per_port": self.auth.max_prefixes_per_port,
+                         **self.auth_state}}
 
     def close(self) -> None:
         if self.metrics is not None:
             self.metrics.close()
         self.sock.close()
         self.control.close()
+        self._wake_r.close()
+        self.wake.close()
         if self.access is not None:
             self.access.close()
         if os.path.exists(self.control_path):
             os.unlink(self.control_path)
+
+
+def load_policy(auth: domainconf.AuthSettings) -> authz.Policy:
+    """The policy of ``[auth]``: its patterns and those of its allow_file (read now)."""
+    macs, nais = list(auth.allow_macs), list(auth.allow_nais)
+    if auth.allow_file is not None:
+        try:
+            with open(auth.allow_file, encoding="utf-8") as f:
+                text = f.read(64 << 20)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise authz.PolicyError(f"[auth] allow_file: cannot read {auth.allow_file}: "
+                                    f"{getattr(exc, 'strerror', None) or 'not UTF-8 text'}") from None
+        more_macs, more_nais = authz.file_patterns(text, auth.allow_file)
+        macs += more_macs
+        nais += more_nais
+    return authz.build(auth.mode, macs, nais)
 
 
 def _field(req: dict, name: str, kind: type, default=None):
@@ -488,6 +552,9 @@ def main(argv=None) -> int:
                       args.cmd_port or settings.port, args.access_iface, args.access_port,
                       guard.AttachLimiter(args.new_mn_limit, args.new_mn_window, args.mac_limit, args.mac_window),
                       counter)
+    except authz.PolicyError as exc:
+        print(f"ryu-dmm-maar: bad configuration: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"ryu-dmm-maar: cannot open sockets: {exc}", file=sys.stderr)
         return 1
@@ -504,8 +571,14 @@ def main(argv=None) -> int:
 
     def stop(_signum, _frame):
         agent.loop.running = False
+    def reload(_signum, _frame):
+        try:
+            agent.wake.send(b"\x01")
+        except OSError:  # a reload already pending (the buffer is full): that one will do
+            pass
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     served = agent.metrics.url if agent.metrics is not None else None
     print(json.dumps({"event": "started", "maar": args.name, "address": agent.core.address, "port": args.port,
                       "metrics": served, "restart_counter": counter}), flush=True)

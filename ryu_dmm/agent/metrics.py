@@ -46,8 +46,12 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "dmm_agent_info": ("gauge", "The agent: its version and the domain's mobility mode (always 1).",
                        ("maar", "version", "mode")),
     "dmm_agent_attaches": ("counter", "Attach triggers (RS or control attach) handed to the MAAR core.", ("maar",)),
-    "dmm_agent_refused_attaches": ("counter", "Attach triggers refused by the rate limits, by reason "
-                                              "(mac_rate, new_mn_rate, limiter_full).", ("maar", "reason")),
+    "dmm_agent_refused_attaches": ("counter", "Attach triggers refused, by reason: the rate limits "
+                                              "(mac_rate, new_mn_rate, limiter_full), [auth] (unauthorized, "
+                                              "port_cap).", ("maar", "reason")),
+    "dmm_agent_protocol_checks": ("counter", "Receipt checks of the MAAR core (docs/security.md): pbu_without_d, "
+                                             "pba_without_d (taken); pba_echo_mismatch, direct_pba_refused, "
+                                             "serving_maar_refused (refused).", ("maar", "check")),
     "dmm_agent_bindings": ("gauge", "Bindings the MAAR core holds (served or anchored MNs).", ("maar",)),
     "dmm_agent_pool_in_use": ("gauge", "Prefixes of the MAAR's pool in use.", ("maar",)),
     "dmm_agent_pool_capacity": ("gauge", "Prefixes the MAAR's pool holds.", ("maar",)),
@@ -127,6 +131,8 @@ class AgentCollector:
                 out["dmm_agent_refused_attaches"].add_metric([me, name[len(_REFUSED):]], n)
         for name, family in COUNTER_FAMILIES.items():
             out[family].add_metric([me], counters.get(name, 0))
+        for check, n in sorted(core.counters.items()):
+            out["dmm_agent_protocol_checks"].add_metric([me, check], n)
         out["dmm_agent_bindings"].add_metric([me], len(core.bindings))
         out["dmm_agent_pool_in_use"].add_metric([me], core.pool.in_use)
         out["dmm_agent_pool_capacity"].add_metric([me], core.pool.capacity)

@@ -76,8 +76,9 @@ class CmdCore:
         # (1 + max_pmaars) entries. Sessions served per MAAR, for timers.max_sessions.
         self._owner: dict[Prefix, str] = {}
         self._served: dict[str, int] = {}
-        # Messages accepted without RFC 8885's D flag (§4.1, §4.2), e.g. from a plain PMIPv6 peer.
-        self.counters = {"pbu_without_d": 0, "pba_without_d": 0}
+        # Messages accepted without RFC 8885's D flag (§4.1, §4.2), e.g. from a plain PMIPv6 peer;
+        # P-MAARs' PBAs ignored for a wrong echo (docs/security.md).
+        self.counters = {"pbu_without_d": 0, "pba_without_d": 0, "pba_echo_mismatch": 0}
 
         self._reserved: dict[str, int] = {}  # peer -> sequence number reserved up to (PersistMeta)
         self.heartbeats = Heartbeats(restart_counter, domain.timers.heartbeat_interval,
@@ -471,9 +472,11 @@ class CmdCore:
         out = self.retx.pending.get((src, pba.sequence))
         if not pba.d:
             self.counters["pba_without_d"] += 1
-        if out is None or not M.echo_matches(out.sent, pba):
-            return []  # late, duplicated, not an answer to anything we sent, or its echo does not match:
-            # ignored (RFC 5213 §6.9.1)
+        if out is None:
+            return []  # late, duplicated or not an answer to anything we sent: ignored
+        if not M.echo_matches(out.sent, pba):
+            self.counters["pba_echo_mismatch"] += 1
+            return []  # its echo does not match the copy sent last: ignored (RFC 5213 §6.9.1)
         self.retx.acknowledge(src, pba.sequence)
         effects: list[Effect] = [CancelTimer(out.key)]
         bce = self.cache.get(out.mn_id)

@@ -25,6 +25,8 @@ from .retransmit import Outstanding, Retransmitter
 # binding, spread): well under the retransmitter's per-peer bound (timers.max_outstanding) for a CMD
 # that answers within a second, so re-registering 65,536 MNs takes about a minute and evicts nothing.
 RESYNC_RATE = 1000.0
+# Refusals counted in ``MaarCore.counters`` (docs/security.md): a fixed set, so bounded metric labels.
+REFUSALS = ("pba_echo_mismatch", "direct_pba_refused", "serving_maar_refused")
 
 
 class Role(Enum):
@@ -87,8 +89,9 @@ class MaarCore:
         # restarted MAAR, and tells the others).
         self.heartbeats = Heartbeats(restart_counter, domain.timers.heartbeat_interval,
                                      domain.timers.missing_heartbeats_allowed)
-        # Messages accepted without RFC 8885's D flag (§4.1, §4.2), e.g. from a plain PMIPv6 peer.
-        self.counters = {"pbu_without_d": 0, "pba_without_d": 0}
+        # Messages accepted without RFC 8885's D flag (§4.1, §4.2), e.g. from a plain PMIPv6 peer;
+        # and messages refused by the checks that hold without IPsec (docs/security.md).
+        self.counters = {"pbu_without_d": 0, "pba_without_d": 0, **{k: 0 for k in REFUSALS}}
 
     # ---- views -------------------------------------------------------------------------------
     def dataplane(self, mn_id: str) -> MnDataPlane:
@@ -219,8 +222,11 @@ class MaarCore:
         if src != self.cmd:
             return self._on_direct_pba(src, pba, now)
         out = self.retx.pending.get((src, pba.sequence))
-        if out is None or not M.echo_matches(out.sent, pba):
-            return []  # not an answer to a PBU in flight, or its echo does not match: ignored
+        if out is None:
+            return []  # not an answer to a PBU in flight (late, duplicated or made up): ignored
+        if not M.echo_matches(out.sent, pba):
+            self.counters["pba_echo_mismatch"] += 1
+            return []  # its echo does not match the copy sent last: ignored
         self.retx.acknowledge(src, pba.sequence)
         effects: list[Effect] = [CancelTimer(out.key)]
         b = self.bindings.get(out.mn_id)
@@ -253,17 +259,39 @@ class MaarCore:
 
     def _on_direct_pba(self, src: str, pba: BindingAck, now: float) -> list[Effect]:
         """Locator mode (§3.3): a P-MAAR tells us directly which prefix it anchors for our MN."""
+        if self.domain.mode is not Mode.LOCATOR:
+            return []  # no direct PBAs in this mode: a stray answer, ignored
         b = self.bindings.get(pba.mn_id or "")
         hnps = pba.hnps
-        if (self.domain.mode is not Mode.LOCATOR or src not in self.peers or b is None or b.role is Role.ANCHOR or not pba.accepted or len(hnps) != 1
-                or pba.serving_maar != self.address or not self._peer_pools[src].contains(hnps[0])):
-            return []  # only a MAAR of the domain, about our MN, with a prefix of its own pool
+        if (src not in self.peers or b is None or b.role is Role.ANCHOR or not pba.accepted or len(hnps) != 1
+                or pba.serving_maar != self.address or not self._peer_pools[src].contains(hnps[0])
+                or not self._expected(b, src, hnps[0], pba.timestamp, now)):
+            # only a MAAR of the domain, about our MN, with a prefix of its own pool, and expected
+            self.counters["direct_pba_refused"] += 1
+            return []
         b.anchors[src] = hnps[0]
         dlif = M.dlif_of(pba, None)
         if dlif is not None:
             b.dlif[src] = dlif
         effects: list[Effect] = [self._changed(b.mn_id)]
         return effects + (self._advertised(b, now) if b.role is Role.SERVING else [])
+
+    def _expected(self, b: Binding, src: str, prefix: Prefix, stamp: Optional[int], now: float) -> bool:
+        """Whether a direct PBA from ``src`` about ``prefix`` is one we can expect (docs/security.md).
+
+        The direct PBA may come before the CMD's PBA that lists the P-MAARs (docs/mode-locator.md),
+        so we cannot check it against that list then. We take it while our registration is in
+        flight, if the CMD's PBU it answers (the echoed Timestamp) was written after that
+        registration (a clock window of tolerance) and not in the future: a replayed or delayed
+        direct PBA of an earlier handover is older. The CMD's PBA replaces the anchors with its own
+        list in any case. Once that PBA came, only what it listed is taken (a late copy: its DLIF)."""
+        if b.anchors.get(src) == prefix:
+            return True
+        out = b.pbu
+        if out is None or out.context[2] or out.sent is None or stamp is None or out.sent.timestamp is None:
+            return False
+        window = self.timers.timestamp_window * 65536
+        return out.sent.timestamp - window <= stamp <= now * 65536 + window
 
     def _refused(self, b: Binding, now: float, status: int, tries: int) -> list[Effect]:
         detail = f"registration refused by the CMD ({status})"
@@ -363,6 +391,7 @@ class MaarCore:
         smaar = pbu.serving_maar
         if smaar is not None and smaar != self.address and smaar not in self.peers:
             # we would tunnel the MN's traffic to a host that is not a MAAR of the domain
+            self.counters["serving_maar_refused"] += 1
             return self._answer(pbu, Status.ADMINISTRATIVELY_PROHIBITED, 0, (src,))
         ts = pbu.timestamp
         if ts is not None:
