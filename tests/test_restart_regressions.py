@@ -157,3 +157,13 @@ def test_a_port_learnt_before_the_session_is_stored_once_the_session_comes():
     assert PortBound(a1, MAC, 3) in out
     assert not any(type(e) is PortBound for e in mirror.handle(PortLearnt(a1, MAC, 3), 0.2))  # unchanged
     assert PortBound(a1, MAC, 4) in mirror.handle(PortLearnt(a1, MAC, 4), 0.3)  # moved to another port
+
+
+def test_an_audit_for_an_anchor_the_session_does_not_list_is_told_not_here_whatever_its_stamp():
+    """After a CMD lost its state, the serving MAAR's re-registration may come first (a newer
+    stamp): the P-MAAR's audit must still get "not listed" (accepted, lifetime 0), not 157."""
+    cmd = CmdCore(dom(), 2)
+    cmd.handle(Received(A2, M.pbu(5, NOW + 0.05, "mn1", P2, 400, M.HI_REREGISTRATION, 3, MAC)), NOW)
+    audit = M.pbu(9, NOW, "mn1", Prefix.parse("2001:db8:1:7::/64"), 0, M.HI_UNKNOWN, 3)
+    (answer,) = sends(cmd.handle(Received(A1, audit), NOW + 0.01))
+    assert (answer.msg.status, answer.msg.lifetime) == (0, 0)

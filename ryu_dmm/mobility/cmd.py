@@ -336,9 +336,11 @@ class CmdCore:
             if abs(ts / 65536 - now) > self.timers.timestamp_window:
                 return self._reject(src, pbu, Status.TIMESTAMP_MISMATCH, "timestamp outside the validity window")
             # A move must be strictly newer: equal timestamps from two MAARs cannot be ordered. A
-            # listed P-MAAR's lifetime-0 PBU (its audit, or variant B's renewal) moves nothing, so
-            # it is not ordered against the serving MAAR's PBUs (their clocks may differ a little).
-            audit = pbu.lifetime == 0 and bce is not None and (src, prefix) in bce.pmaars
+            # lifetime-0 PBU for anything but the serving binding (a P-MAAR's audit or variant B's
+            # renewal, listed or not) moves nothing, so it is not ordered against the serving
+            # MAAR's PBUs (their clocks may differ a little): it is renewed or told "not here".
+            audit = (pbu.lifetime == 0 and bce is not None
+                     and (src != bce.serving or prefix != bce.prefix))
             if bce is not None and not audit and (ts < bce.last_ts or (ts == bce.last_ts and src != bce.serving)):
                 return self._reject(src, pbu, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED,
                                     "older than the last accepted PBU")
