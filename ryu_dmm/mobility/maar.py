@@ -11,7 +11,7 @@ from typing import Optional
 
 from ..wire import BindingAck, BindingUpdate, Heartbeat, Prefix, Status, missing_mandatory
 from . import messages as M
-from .config import Domain, MaarInfo, Mode
+from .config import ALL_ZERO, Domain, MaarInfo, Mode
 from .dataplane import EMPTY, LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
 from .events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Effect, RaPrefix, Received, Report, ReportKind,
@@ -83,6 +83,10 @@ class MaarCore:
         self.retx = Retransmitter(domain.timers)
         self._peer_pools = {m.address: PrefixPool(m.pool, m.prefix_length) for m in domain.maars}
         self.access_port = access_port
+        # Legacy mode (docs/mode-legacy.md): the LMA's pool, from which the CMD assigns every MN's
+        # prefix; we ask with ALL_ZERO and allocate nothing ourselves.
+        lma = domain.lma_info
+        self._lma_pool = PrefixPool(lma.pool, lma.prefix_length) if lma is not None else None
         # RFC 5847 liveness of the CMD (MAAR-to-MAAR heartbeats are not needed: the CMD rebuilds a
         # restarted MAAR, and tells the others).
         self.heartbeats = Heartbeats(restart_counter, domain.timers.heartbeat_interval,
@@ -97,7 +101,9 @@ class MaarCore:
             return EMPTY
         if b.role is Role.ANCHOR or b.role is Role.REGISTERING and b.serving_maar:  # (the latter: an MN back, not yet confirmed)
             return MnDataPlane(to_serving=(TunnelToServing(b.prefix, b.serving_maar),) if b.serving_maar else ())
-        local = (LocalRoute(b.prefix, b.mac, b.port),) if b.role is Role.SERVING else ()
+        # (legacy mode: the MN's prefix anchored at the LMA is tunnelled there, not routed here)
+        local = ((LocalRoute(b.prefix, b.mac, b.port),) if b.role is Role.SERVING and b.prefix not in b.anchors.values()
+                 else ())
         remote = tuple(TunnelToAnchor(p, a, b.mac, b.port) for a, p in sorted(b.anchors.items()))
         return MnDataPlane(local=local, to_anchor=remote)
 
@@ -111,7 +117,8 @@ class MaarCore:
         valid = max(0, int(b.expires - now))
         ras = [RaPrefix(b.prefix, valid, valid)]
         for anchor, prefix in sorted(b.anchors.items()):
-            ras.append(RaPrefix(prefix, 0, valid, anchor))
+            if prefix != b.prefix:  # (legacy mode: the MN's one prefix, anchored at the LMA, stays preferred)
+                ras.append(RaPrefix(prefix, 0, valid, anchor))
         for anchor, prefix in sorted(withdrawn):
             ras.append(RaPrefix(prefix, 0, 0, anchor))
         return Advertise(b.mn_id, b.mac, b.port, tuple(ras), min(self.timers.router_lifetime, valid))
@@ -167,10 +174,13 @@ class MaarCore:
             if len(self.bindings) >= self.timers.max_sessions:
                 return [Report(ReportKind.FAILED, ev.mn_id, f"{self.timers.max_sessions} sessions here already",
                                Status.INSUFFICIENT_RESOURCES)]
-            prefix = self.pool.allocate(now)
-            if prefix is None:
-                return [Report(ReportKind.FAILED, ev.mn_id, f"prefix pool {self.info.pool} exhausted")]
-            b = self.bindings[ev.mn_id] = Binding(ev.mn_id, prefix, True, Role.REGISTERING)
+            if self._lma_pool is not None:  # legacy: the CMD assigns from the LMA's pool (RFC 5213 §5.3.1)
+                b = self.bindings[ev.mn_id] = Binding(ev.mn_id, ALL_ZERO, False, Role.REGISTERING)
+            else:
+                prefix = self.pool.allocate(now)
+                if prefix is None:
+                    return [Report(ReportKind.FAILED, ev.mn_id, f"prefix pool {self.info.pool} exhausted")]
+                b = self.bindings[ev.mn_id] = Binding(ev.mn_id, prefix, True, Role.REGISTERING)
         else:
             # Back after a detachment, or back at a MAAR that still anchors a prefix for the MN: the MN
             # may have been elsewhere meanwhile, so this is a new registration with a newer timestamp.
@@ -238,6 +248,8 @@ class MaarCore:
             return effects + self._remove(b, now, ReportKind.DEREGISTERED, "lifetime expired")
         if not pba.accepted or pba.lifetime == 0:
             return effects + self._refused(b, now, pba.status, out.tries)
+        if self._lma_pool is not None and not self._assigned(b, pba):
+            return effects + self._refused(b, now, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, out.tries)
         b.role, b.fresh, b.serving_maar = Role.SERVING, False, None
         b.expires = now + pba.lifetime
         before = b.anchors
@@ -250,6 +262,17 @@ class MaarCore:
             effects.append(SetTimer(TimerKey(TimerKind.REREGISTER, b.mn_id), self._rereg_at(b, now)))
         kind = ReportKind.HANDOVER if b.anchors else ReportKind.REGISTERED
         return effects + [Report(kind, b.mn_id, f"at {self.info.name} with {len(b.anchors)} P-MAAR(s)")]
+
+    def _assigned(self, b: Binding, pba: BindingAck) -> bool:
+        """Legacy mode: take the prefix the CMD assigned from the LMA's pool (the PBA's one HNP); an
+        answer without one, or with another than the prefix we already hold, is a refusal."""
+        hnps = pba.hnps
+        if len(hnps) != 1 or not self._lma_pool.contains(hnps[0]) or b.prefix not in (ALL_ZERO, hnps[0]):
+            return False
+        if b.prefix == ALL_ZERO:
+            b.prefix = hnps[0]
+            self.pool.adopt(b.prefix)  # at the LMA: in use here, so a stale PBU cannot adopt it again
+        return True
 
     def _on_direct_pba(self, src: str, pba: BindingAck, now: float) -> list[Effect]:
         """Locator mode (§3.3): a P-MAAR tells us directly which prefix it anchors for our MN."""
@@ -341,7 +364,8 @@ class MaarCore:
         effects: list[Effect] = self.retx.cancel(b.pbu) if b.pbu is not None else []
         if quarantine is None:
             quarantine = self.timers.min_delay_before_bce_delete
-        self.pool.release(b.prefix, now + quarantine, b.last_cmd_ts)
+        if self.pool.contains(b.prefix):  # (legacy mode: not so away from the LMA)
+            self.pool.release(b.prefix, now + quarantine, b.last_cmd_ts)
         return effects + [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), CancelTimer(TimerKey(TimerKind.EXPIRE, b.mn_id)),
                           CancelTimer(TimerKey(TimerKind.ADVERTISE, b.mn_id)),
                           DataPlaneChanged(b.mn_id, EMPTY), Report(kind, b.mn_id, detail, status)]
@@ -389,7 +413,7 @@ class MaarCore:
                 # We dropped this binding (say, our registration seemed unanswered) but the CMD holds it:
                 # the CMD is the source of truth, so anchor the prefix again.
                 b = self.bindings[pbu.mn_id] = Binding(pbu.mn_id, pbu.hnps[0], False, Role.ANCHOR, att=pbu.att or 3)
-            elif b is None and smaar == self.address and pbu.mn_ll_id and self.pool.adopt(pbu.hnps[0], ts or 0):
+            elif b is None and smaar == self.address and pbu.mn_ll_id and self._claim(pbu.hnps[0], ts or 0):
                 return self._rebuilt(pbu, now)
             else:
                 return self._answer(pbu, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, 0, (src,))
@@ -438,6 +462,13 @@ class MaarCore:
         return effects + [self._changed(b.mn_id), *self._advertised(b, now, gone),
                           Report(ReportKind.DEREGISTERED, b.mn_id, f"anchor {names} released by the CMD: "
                                  f"{pbu.hnps[0]} withdrawn")]
+
+    def _claim(self, prefix: Prefix, stamp: int) -> bool:
+        """Whether we may serve ``prefix`` again as the CMD rebuilds us: one of our pool's (adopted),
+        or in legacy mode one of the LMA's (the CMD assigned it; we anchor nothing)."""
+        if self._lma_pool is not None and self._lma_pool.contains(prefix) and not self.pool.contains(prefix):
+            return True
+        return self.pool.adopt(prefix, stamp)
 
     def _rebuilt(self, pbu: BindingUpdate, now: float) -> list[Effect]:
         """We restarted and lost our bindings; the CMD, the source of truth, tells us that we serve
