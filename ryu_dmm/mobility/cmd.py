@@ -463,21 +463,22 @@ class CmdCore:
         return effects
 
     def _legacy_move(self, bce: Bce, src: str, now: float) -> list[Effect]:
-        """Legacy mode: the MN left ``bce.serving`` for ``src``. A MAAR other than the LMA anchors
-        nothing, so the one it left drops its binding at once: a de-registration (lifetime 0) of the
-        MN's prefix, as RFC 7077's update notification would have it (plain RFC 5213 waits for the
-        old MAG's own de-registration or its lifetime)."""
+        """Legacy mode: the MN left ``bce.serving`` for ``src``. Tell the MAAR it left, as a P-MAAR
+        is told in DMM: a PBU naming ``src`` Serving MAAR. The LMA then tunnels the prefix there
+        (that PBU is the handover's); any other MAAR anchors nothing, so it drops its binding at
+        once (plain RFC 5213 would leave it to the old MAG's de-registration or its lifetime)."""
         old = bce.serving
         if old == src:
             return []
         self._served[old] -= 1
         self._served[src] = self._served.get(src, 0) + 1
-        if old == self.lma:  # the LMA stays involved: the PBU* naming the new serving MAAR tells it
+        if old == self.lma:
             return []
+        lifetime = self._remaining(bce, now, 4)
 
         def build(seq: int, t: float, prefix=bce.prefix) -> BindingUpdate:
-            return M.pbu(seq, t, bce.mn_id, prefix, 0, M.HI_UNKNOWN, bce.att)
-        return self._send_pbu(old, bce.mn_id, build, now, "dereg")[0]
+            return M.pbu(seq, t, bce.mn_id, prefix, lifetime, M.HI_BETWEEN_MAARS, bce.att, serving=src)
+        return self._send_pbu(old, bce.mn_id, build, now, "moved")[0]
 
     def _close_handover(self, bce: Bce, now: float, superseded: bool = False) -> list[Effect]:
         """Answer the S-MAAR if still owed (with the P-MAARs that answered) and end the handover."""

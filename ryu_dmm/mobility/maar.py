@@ -484,6 +484,10 @@ class MaarCore:
     def _become_previous(self, b: Binding, pbu: BindingUpdate, smaar: str, now: float) -> list[Effect]:
         """§3.2-3.4: the MN is at ``smaar`` now: tunnel our prefix there, answer the CMD (and, in
         locator mode, the S-MAAR)."""
+        if not self.pool.contains(b.prefix):  # legacy mode, away from the LMA: we anchor nothing
+            name = self.peers[smaar].name if smaar in self.peers else smaar
+            return (self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (self.cmd,))
+                    + self._remove(b, now, ReportKind.MOVED, f"now at {name}; the LMA anchors {b.prefix}"))
         effects: list[Effect] = self.retx.cancel(b.pbu) if b.pbu is not None else []
         superseded = b.pbu is not None and b.role is not Role.ANCHOR
         b.pbu = None
