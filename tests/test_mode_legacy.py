@@ -7,6 +7,8 @@ Driven in the simulation with the fake switches. Expected values worked by hand:
 the one it assigns; messages are delivered in the order sent (constant 2 ms latency).
 """
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ryu_dmm.domainconf import ConfigError, parse, render
 from ryu_dmm.mobility import messages as M
@@ -14,10 +16,13 @@ from ryu_dmm.mobility.config import ALL_ZERO, Domain, Mode, Timers
 from ryu_dmm.mobility.dataplane import EMPTY, LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
 from ryu_dmm.mobility.events import Received
 from ryu_dmm.mobility.maar import Role
+from ryu_dmm.mobility.views import dataplanes
 from ryu_dmm.pipeline import ETH_IPV6
 from ryu_dmm.wire import Prefix
 from tests.sim import CMD, PORTS, Net, domain
-from tests.test_mobility_properties import CN, check_forwarding, host, settle
+from tests.test_mobility_properties import (
+    CN, EXAMPLES, LIFETIME, RETRANSMISSIONS_DONE, check_forwarding, host, moves, settle,
+)
 
 A1, A2, A3 = "2001:db8:ff::1", "2001:db8:ff::2", "2001:db8:ff::3"
 P1 = Prefix.parse("2001:db8:1::/64")
@@ -154,3 +159,58 @@ def test_configuration_names_the_lma():
         parse(text.replace("mode = legacy", "mode = proxy"))
     with pytest.raises(ValueError):
         Domain(CMD, d.maars, Mode.PROXY, lma="maar1")
+
+
+def check_legacy(n: Net, attached: dict[str, str], after_lifetimes: bool) -> None:
+    """Legacy invariants: each attached MN's one prefix is the LMA's; its serving MAAR holds it, and
+    the LMA routes it natively (MN there) or tunnels it to the serving MAAR; no other MAAR holds a
+    route or tunnel for it; what the CMD mirrors equals what each MAAR core holds."""
+    lma = n.maars["maar1"]
+    failed = {r.mn_id for _, _, r in n.reports if r.kind in ("failed", "rejected")}
+    for mn, maar in attached.items():
+        s = n.cmd.session(mn)
+        if mn in failed and (s is None or s.serving != n.maars[maar].address):
+            continue
+        assert s is not None and s.serving == n.maars[maar].address, (mn, maar, s)
+        assert lma.pool.contains(s.prefix) and s.pmaars == (() if maar == "maar1" else ((A1, s.prefix),))
+        b = n.maars[maar].bindings[mn]
+        assert b.role is Role.SERVING and b.prefix == s.prefix, (mn, b)
+        if maar != "maar1":
+            a = lma.bindings[mn]
+            assert a.role is Role.ANCHOR and a.prefix == s.prefix and a.serving_maar == s.serving, (mn, a)
+        for name, core in n.maars.items():
+            want = dataplanes(s, b.port).get(core.address, EMPTY)
+            assert core.dataplane(mn) == want, (mn, name)
+    for core in n.maars.values():
+        for mn, b in core.bindings.items():
+            s = n.cmd.session(mn)
+            listed = s is not None and core.address in (s.serving, *(a for a, _ in s.pmaars))
+            assert listed or (not after_lifetimes and core.dataplane(mn).empty), (core.info.name, mn, b)
+    if after_lifetimes:
+        assert set(n.cmd.mn_ids()) <= set(attached)
+
+
+@settings(max_examples=min(EXAMPLES, 200), derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+@given(steps=moves, loss=st.sampled_from([0.0, 0.05, 0.15]), dup=st.sampled_from([0.0, 0.1]),
+       jitter=st.sampled_from([0.0, 0.02, 0.1]), seed=st.integers(0, 2**16))
+def test_legacy_domain_converges(steps, loss, dup, jitter, seed):
+    d = domain(4, mode=Mode.LEGACY, lma="maar1", timers=Timers(lifetime=LIFETIME, aggregate_timeout=1.0))
+    n = Net(d, loss=loss, dup=dup, jitter=jitter, seed=seed, switches=True)
+    where = {}
+    for mn_i, maar_i, gap, leave in steps:
+        mn, maar = f"mn{mn_i + 1}", f"maar{maar_i + 1}"
+        if mn in where:
+            n.detach(where.pop(mn), mn)
+        if not leave:
+            n.attach(maar, mn, port=mn_i + 1)
+            where[mn] = maar
+        n.run(gap)
+    n.loss = n.dup = n.jitter = 0.0
+    n.run(RETRANSMISSIONS_DONE)
+    settle(n)
+    check_legacy(n, where, after_lifetimes=False)
+    check_forwarding(n, where)
+    n.run(3 * LIFETIME)
+    settle(n)
+    check_legacy(n, where, after_lifetimes=True)
+    check_forwarding(n, where)

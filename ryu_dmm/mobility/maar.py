@@ -267,12 +267,21 @@ class MaarCore:
         """Legacy mode: take the prefix the CMD assigned from the LMA's pool (the PBA's one HNP); an
         answer without one, or with another than the prefix we already hold, is a refusal."""
         hnps = pba.hnps
-        if len(hnps) != 1 or not self._lma_pool.contains(hnps[0]) or b.prefix not in (ALL_ZERO, hnps[0]):
+        if len(hnps) != 1 or b.prefix not in (ALL_ZERO, hnps[0]):
             return False
         if b.prefix == ALL_ZERO:
+            if not self._assignable(hnps[0], 0):
+                return False
             b.prefix = hnps[0]
-            self.pool.adopt(b.prefix)  # at the LMA: in use here, so a stale PBU cannot adopt it again
         return True
+
+    def _assignable(self, prefix: Prefix, stamp: int) -> bool:
+        """Legacy mode: whether ``prefix``, which the CMD assigned to an MN registering here, comes from
+        the LMA's pool; at the LMA it is then in use here (adopted), so that a stale PBU cannot
+        adopt it again for another binding."""
+        if self._lma_pool is None or not self._lma_pool.contains(prefix):
+            return False
+        return not self.pool.contains(prefix) or self.pool.adopt(prefix, stamp)
 
     def _on_direct_pba(self, src: str, pba: BindingAck, now: float) -> list[Effect]:
         """Locator mode (§3.3): a P-MAAR tells us directly which prefix it anchors for our MN."""
@@ -399,6 +408,8 @@ class MaarCore:
                 return self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
             if b is not None and ts < b.last_cmd_ts:
                 return self._answer(pbu, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, 0, (src,))
+        if b is not None and b.prefix == ALL_ZERO and pbu.lifetime and self._assignable(pbu.hnps[0], ts or 0):
+            b.prefix = pbu.hnps[0]  # legacy: the PBA to our registration was lost; the CMD's PBU carries the prefix
         if (b is not None and smaar == self.address and pbu.lifetime == 0 and pbu.hnps[0] != b.prefix
                 and b.role is not Role.ANCHOR):
             return self._withdrawn(b, pbu, now)
