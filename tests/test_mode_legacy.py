@@ -214,3 +214,46 @@ def test_legacy_domain_converges(steps, loss, dup, jitter, seed):
     settle(n)
     check_legacy(n, where, after_lifetimes=True)
     check_forwarding(n, where)
+
+
+def _walk(mode: Mode) -> tuple[list, dict]:
+    """MN mn1 walks maar1 -> maar2 -> maar3. Per handover: ms from the new MAAR's PBU to its PBA (when
+    it can route), and ms the CMD reports for the whole handover. At the end, per prefix of the MN:
+    where its uplink leaves the domain (the MAAR anchoring it: a tunnel if not maar3), checking that
+    the downlink entering there reaches the MN."""
+    kw = {"lma": "maar1"} if mode is Mode.LEGACY else {}
+    n = Net(domain(3, mode=mode, **kw), switches=True)
+    move(n, None, "maar1")
+    times = []
+    for frm, to in (("maar1", "maar2"), ("maar2", "maar3")):
+        n.detach(frm, "mn1")
+        start, mark = n.now, len(n.log)
+        n.attach(to, "mn1")
+        n.run(1.0)
+        settle(n)
+        answer = next(d.at for d in n.log[mark:] if n.name[d.dst] == to and type(d.msg).__name__ == "BindingAck")
+        (ho,) = [r for r in n.reports_of("handover", "cmd") if r.detail == f"to {to}"]
+        times.append((round((answer - start) * 1000, 3), round(ho.duration * 1000, 3)))
+    s = n.cmd.session("mn1")
+    exits = {}
+    for prefix in [s.prefix] + [p for _, p in s.pmaars if p != s.prefix]:
+        ((exit_maar, port),) = up(n, "maar3", prefix)
+        assert port == PORTS.core and down(n, exit_maar, prefix) == [("maar3", 1)]
+        exits[str(prefix)] = exit_maar
+    return times, exits
+
+
+def test_legacy_compared_with_dmm_for_the_same_walk():
+    """Hand-worked with 2 ms per message and 1 ms per OpenFlow message: the CMD holds its PBA to the
+    new MAAR until that MAAR's switch confirmed the MN's flows (a barrier: 1 ms there, 1 ms back). Proxy
+    answers the new MAAR at once (2 + 1 + 2 = 5 ms, the barrier overlapping nothing); relay and legacy
+    answer once the anchor has (2 + 2 + 2 + 2 = 8 ms, the barrier long done); the CMD's own handover
+    is the round trip to the anchor (4 ms) in all three. In DMM the newest prefix leaves at maar3, with
+    no tunnel, and each old one crosses one tunnel to its anchor; in legacy mode the MN's one prefix
+    crosses one tunnel to the LMA, whatever the flow's age."""
+    proxy, legacy, relay = _walk(Mode.PROXY), _walk(Mode.LEGACY), _walk(Mode.RELAY)
+    assert proxy[0] == [(5.0, 4.0), (5.0, 4.0)]
+    assert relay[0] == legacy[0] == [(8.0, 4.0), (8.0, 4.0)]
+    p1, p2, p3 = "2001:db8:1::/64", "2001:db8:2::/64", "2001:db8:3::/64"
+    assert proxy[1] == relay[1] == {p3: "maar3", p1: "maar1", p2: "maar2"}
+    assert legacy[1] == {p1: "maar1"}
