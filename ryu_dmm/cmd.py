@@ -89,7 +89,8 @@ class CmdApp(App):
         self.loaded = self._load_store()  # a bad store stops start-up here, before anything is bound
         self.core = CmdCore(self.domain, self.loaded.restart_counter)
         self.mirror = FlowMirror(self.pipeline, switches(self.domain, self.settings),
-                                 anchor_idle_timeout=self.domain.timers.anchor_idle_timeout)
+                                 # (legacy mode: the LMA is never released, so no counters are polled)
+                                 anchor_idle_timeout=0.0 if self.domain.lma else self.domain.timers.anchor_idle_timeout)
         self.stats = Stats(self.domain.mode.value, peers=self.core.maars)  # by MAAR; others as "other"
         self.guard = Guard(self.stats.count, SafeLog(self.logger))  # its .log: escaped, rate-limited lines
         self.endpoint = self.timers = self._flusher = self.metrics = self.writer = None

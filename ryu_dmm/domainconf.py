@@ -114,7 +114,7 @@ class SwitchSettings:
     core_gateway_mac: bytes
 
 
-_DMM_KEYS = {"cmd_address", "mode", "dereg", "listen", "port", "raw_mh", "tunnel", "tunnel_key", "rcvbuf",
+_DMM_KEYS = {"cmd_address", "mode", "lma", "dereg", "listen", "port", "raw_mh", "tunnel", "tunnel_key", "rcvbuf",
              "metrics_listen", "metrics_port"}
 _SWITCH_KEYS = {"core_port", "tunnel_port", "agent_port", "access_ports", "core_gateway_mac"}
 _MAAR_KEYS = {"address", "pool", "prefix_length", "mac", "datapath_id"} | _SWITCH_KEYS
@@ -231,7 +231,11 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     try:
         mode = Mode(dmm.get("mode", "proxy"))
     except ValueError:
-        raise ConfigError(f"[dmm] mode: {dmm['mode']!r} is not one of relay, locator, proxy") from None
+        raise ConfigError(f"[dmm] mode: {dmm['mode']!r} is not one of relay, locator, proxy, legacy") from None
+    lma = dmm.get("lma")
+    if (mode is Mode.LEGACY) != (lma is not None):
+        raise ConfigError("[dmm] lma: missing: mode = legacy needs the MAAR acting as LMA (lma = maar1)"
+                          if lma is None else f"[dmm] lma: only with mode = legacy (mode is {mode.value})")
     try:
         dereg = Dereg(dmm.get("dereg", "serving-only"))
     except ValueError:
@@ -291,8 +295,10 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
                 raise
             raise ConfigError(f"[{section}] {exc}") from None
     try:
-        domain = Domain(cmd_address, tuple(maars), mode, dereg, timers)
+        domain = Domain(cmd_address, tuple(maars), mode, dereg, timers, lma)
     except ValueError as exc:
+        if lma is not None and all(m.name != lma for m in maars):
+            raise ConfigError(f"[dmm] lma: {lma!r} is not a configured MAAR (no [maar:{lma}] section)") from None
         raise ConfigError(str(exc)) from None
     dpids = [m.datapath_id for m in maars if m.datapath_id is not None]
     if len(dpids) != len(set(dpids)):
@@ -417,6 +423,7 @@ def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[
     if ryu:
         lines += ["[DEFAULT]"] + [f"{k} = {v}" for k, v in ryu.items()] + [""]
     lines += ["[dmm]", f"cmd_address = {domain.cmd_address}", f"mode = {domain.mode.value}",
+              *([f"lma = {domain.lma}"] if domain.lma is not None else []),
               f"dereg = {domain.dereg.value}", f"listen = {settings.listen}", f"port = {settings.port}",
               f"raw_mh = {str(settings.raw_mh).lower()}", f"tunnel = {settings.tunnel}",
               f"tunnel_key = {settings.tunnel_key:#x}", f"rcvbuf = {settings.rcvbuf}",

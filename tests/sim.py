@@ -26,7 +26,7 @@ from ryu_dmm.flowmirror import (
     RequestFlowStats, Switch, SwitchDown, SwitchUp,
 )
 from ryu_dmm.mobility.cmd import CmdCore
-from ryu_dmm.mobility.config import Domain, MaarInfo
+from ryu_dmm.mobility.config import Domain, MaarInfo, Mode
 from ryu_dmm.mobility.events import (
     Advertise, AnchorIdle, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, Send, SetTimer, TimerFired,
 )
@@ -38,6 +38,10 @@ CMD = "2001:db8:ff::100"
 PORTS = pipeline.SwitchPorts(core=100, tunnel=101, agent=102, access=tuple(range(1, 9)))
 GATEWAY_MAC = bytes.fromhex("02000000ffff")
 TUNNEL_KEY = 0x444D4D
+
+
+# The modes of RFC 8885 proper: legacy mode (one MAAR as LMA) has scenarios of its own.
+DMM_MODES = (Mode.RELAY, Mode.LOCATOR, Mode.PROXY)
 
 
 def domain(n_maars: int = 3, **kw) -> Domain:

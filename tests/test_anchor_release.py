@@ -14,7 +14,7 @@ from ryu_dmm.mobility.config import Mode, Timers
 from ryu_dmm.mobility.events import AnchorIdle, RaPrefix
 from ryu_dmm.pipeline import ETH_IPV6, load
 from ryu_dmm.wire import Prefix
-from tests.sim import CMD, PORTS, Net, domain
+from tests.sim import DMM_MODES, CMD, PORTS, Net, domain
 from tests.test_mobility_properties import CN, check_forwarding, check_invariants, host, settle
 
 T = 40.0  # anchor_idle_timeout in these tests
@@ -50,7 +50,7 @@ def released(n: Net, mn: str = "mn1") -> list:
     return [r for r in n.reports_of("released", "cmd") if r.mn_id == mn]
 
 
-@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("mode", DMM_MODES)
 def test_idle_anchor_is_released_between_the_timeout_and_one_poll_later(mode):
     n = net(mode)
     t0 = moved(n)
@@ -166,7 +166,7 @@ def test_timeout_zero_keeps_todays_behaviour():
 
 
 # ---- a release racing a handover: the handover wins ---------------------------------------------
-@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("mode", DMM_MODES)
 def test_a_handover_restarts_the_idle_clock(mode):
     n = net(mode)
     moved(n)
@@ -181,7 +181,7 @@ def test_a_handover_restarts_the_idle_clock(mode):
     check_forwarding(n, {"mn1": "maar3"})
 
 
-@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("mode", DMM_MODES)
 def test_anchor_idle_during_an_open_handover_is_ignored(mode):
     n = net(mode, n_maars=3)
     moved(n)
@@ -205,7 +205,7 @@ def test_anchor_idle_for_an_anchor_no_longer_listed_changes_nothing():
     assert n.cmd.record("mn1") == before
 
 
-@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("mode", DMM_MODES)
 def test_mn_back_at_the_anchor_being_released(mode):
     n = net(mode, latency=0.05)
     moved(n)
@@ -223,7 +223,7 @@ def test_mn_back_at_the_anchor_being_released(mode):
     assert bce.serving == A[1] and bce.pmaars == ((A[2], P[2]),)
 
 
-@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("mode", DMM_MODES)
 def test_mn_moves_on_while_the_withdrawal_is_in_flight(mode):
     n = net(mode, latency=0.05)
     moved(n)

@@ -10,9 +10,9 @@ import os
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ryu_dmm.mobility.config import Mode, Timers
+from ryu_dmm.mobility.config import Timers
 from ryu_dmm.pipeline import ETH_IPV6
-from tests.sim import PORTS, Net, domain
+from tests.sim import DMM_MODES, PORTS, Net, domain
 from tests.test_mobility_properties import CN, check_forwarding, check_invariants, host, settle
 
 T = 20.0
@@ -43,7 +43,7 @@ def run_with_traffic(n: Net, duration: float, active: set[str], where: dict[str,
 
 
 @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
-@given(mode=st.sampled_from(list(Mode)), steps=moves, active=st.sets(st.sampled_from(["mn1", "mn2", "mn3"])),
+@given(mode=st.sampled_from(DMM_MODES), steps=moves, active=st.sets(st.sampled_from(["mn1", "mn2", "mn3"])),
        loss=st.sampled_from([0.0, 0.05, 0.15]), dup=st.sampled_from([0.0, 0.1]),
        jitter=st.sampled_from([0.0, 0.02, 0.1]), seed=st.integers(0, 2**16),
        late=st.one_of(st.none(), st.tuples(st.integers(0, 2), st.integers(0, 3), st.floats(0.0, 1.5 * T))))

@@ -8,14 +8,14 @@ from ryu_dmm.mobility.config import Mode, Timers
 from ryu_dmm.mobility.events import Attach, Received, Report, Send
 from ryu_dmm.mobility.maar import MaarCore
 from ryu_dmm.wire import Prefix, Status
-from tests.sim import CMD, START, Net, domain
+from tests.sim import DMM_MODES, CMD, START, Net, domain
 
 A = {i: f"2001:db8:ff::{i}" for i in range(1, 6)}
 P = {i: Prefix.parse(f"2001:db8:{i}::/64") for i in range(1, 6)}
 QUARANTINE = 10.0  # MinDelayBeforeBCEDelete (FACTS.md)
 
 
-@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("mode", DMM_MODES)
 def test_mn_visiting_more_maars_than_the_bound_keeps_the_bound(mode):
     n = Net(domain(5, mode=mode, timers=Timers(max_pmaars=2)))
     for i in range(1, 6):

@@ -5,11 +5,10 @@ import heapq
 import pytest
 
 from ryu_dmm.mobility import messages as M
-from ryu_dmm.mobility.config import Mode
 from ryu_dmm.mobility.events import Attach, Received, Send
 from ryu_dmm.mobility.maar import MaarCore, Role
 from ryu_dmm.wire import Prefix, Status, decode
-from tests.sim import CMD, START, Net, domain
+from tests.sim import DMM_MODES, CMD, START, Net, domain
 
 A1, A2 = "2001:db8:ff::1", "2001:db8:ff::2"
 P1, P2 = Prefix.parse("2001:db8:1::/64"), Prefix.parse("2001:db8:2::/64")
@@ -49,7 +48,7 @@ def confirm_to_maar1(src, dst, msg) -> bool:
     return dst == A1 and type(msg).__name__ == "BindingUpdate" and msg.serving_maar == A1
 
 
-@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("mode", DMM_MODES)
 @pytest.mark.parametrize("stale_first", [False, True])
 def test_stale_cmd_pbu_after_return_does_not_strand(mode, stale_first):
     """MN at maar1, moves to maar2 and straight back; the CMD's PBU for the first move (Serving

@@ -4,7 +4,7 @@ import pytest
 from ryu_dmm.mobility.config import Dereg, Mode, Timers
 from ryu_dmm.mobility.dataplane import LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
 from ryu_dmm.wire import Prefix
-from tests.sim import Net, domain
+from tests.sim import DMM_MODES, Net, domain
 
 A1, A2, A3 = "2001:db8:ff::1", "2001:db8:ff::2", "2001:db8:ff::3"
 MAC = bytes.fromhex("020000000001")
@@ -38,7 +38,7 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("mode", DMM_MODES)
 def test_first_handover_sequence_and_data_plane(mode):
     n = net(mode)
     n.attach("maar1", "mn1")
@@ -63,7 +63,7 @@ def test_first_handover_sequence_and_data_plane(mode):
     assert len(n.reports_of("handover", "cmd")) == 1
 
 
-@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("mode", DMM_MODES)
 def test_second_handover_two_pmaars(mode):
     n = net(mode)
     for i, maar in enumerate(("maar1", "maar2", "maar3")):
@@ -83,7 +83,7 @@ def test_second_handover_two_pmaars(mode):
     assert dict(n.cmd.cache["mn1"].pmaars) == {A1: P1, A2: P2}
 
 
-@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("mode", DMM_MODES)
 def test_return_to_previous_maar_reuses_its_prefix(mode):
     n = net(mode)
     for maar in ("maar1", "maar2", "maar1"):

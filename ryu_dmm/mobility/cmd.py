@@ -5,12 +5,12 @@ the RFC is silent the choice is written in docs/mobility.md ("Decisions").
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from ..wire import BindingAck, BindingUpdate, Heartbeat, Prefix, Status, missing_mandatory
+from ..wire import BindingAck, BindingUpdate, Heartbeat, HomeNetworkPrefix, Prefix, Status, missing_mandatory
 from . import messages as M
-from .config import Domain, MaarInfo, Mode
+from .config import ALL_ZERO, Domain, MaarInfo, Mode
 from .events import (
     AnchorIdle, BindingChanged, CancelTimer, Effect, Persist, PersistMeta, Received, Report, ReportKind, RetxKey, Send,
     SetTimer, TimerFired, TimerKey, TimerKind,
@@ -36,6 +36,7 @@ class Handover:
     waiting: dict[str, Outstanding] = field(default_factory=dict)
     answered: set[str] = field(default_factory=set)
     smaar_answered: bool = False
+    initial: bool = False  # legacy mode: the first registration, at a MAAR other than the LMA
 
 
 @dataclass(slots=True)
@@ -70,6 +71,9 @@ class CmdCore:
         self.timers = domain.timers
         self.maars: dict[str, MaarInfo] = domain.by_address()
         self._pools = {m.address: PrefixPool(m.pool, m.prefix_length) for m in domain.maars}
+        # Legacy mode: the LMA MAAR's address; we assign every MN's prefix from its pool, as an LMA
+        # does (RFC 5213 §5.3.1), and list the LMA as the session's one P-MAAR (docs/mode-legacy.md).
+        self.lma: Optional[str] = domain.lma_info.address if domain.lma_info is not None else None
         self.cache: dict[str, Bce] = {}
         self.retx = Retransmitter(domain.timers)
         # prefix -> the MN whose session holds it (serving or P-MAAR prefix): at most sessions x
@@ -145,6 +149,8 @@ class CmdCore:
                                             r.last_seq, r.pmaars)
             for prefix in (r.prefix, *(p for _, p in r.pmaars)):
                 self._owner[prefix] = r.mn_id
+            if self.lma is not None:
+                self._pools[self.lma].adopt(r.prefix)
             self._served[r.serving] = self._served.get(r.serving, 0) + 1
             effects += [self._life_timer(r.mn_id, r.expires), _changed(bce)]
             if r.handover and r.pmaars:
@@ -319,11 +325,17 @@ class CmdCore:
         if len(hnps) != 1:
             return self._reject(src, pbu, Status.ADMINISTRATIVELY_PROHIBITED, "a MAAR anchors one prefix per MN")
         prefix = hnps[0]
-        if not self._pools[src].contains(prefix):
-            return self._reject(src, pbu, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
-                                f"{prefix} is not in the pool of {self.maars[src].name}")
         mn_id = pbu.mn_id
         bce = self.cache.get(mn_id)
+        if self.lma is not None:
+            if prefix != ALL_ZERO and not self._pools[self.lma].contains(prefix):
+                return self._reject(src, pbu, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
+                                    f"{prefix} is not in the pool of the LMA {self.maars[self.lma].name}")
+            if prefix == ALL_ZERO and bce is not None:  # the MN's prefix, wherever it attaches
+                prefix, pbu = bce.prefix, _assigned(pbu, bce.prefix)
+        elif not self._pools[src].contains(prefix):
+            return self._reject(src, pbu, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
+                                f"{prefix} is not in the pool of {self.maars[src].name}")
         if (bce is not None and bce.serving == src and bce.last_seq == pbu.sequence and bce.prefix == prefix
                 and pbu.lifetime and (bce.handover is None or bce.handover.smaar_answered)):
             # A retransmission of the PBU we accepted (its PBA was lost): answer it again, whatever its
@@ -364,10 +376,18 @@ class CmdCore:
         lifetime = min(pbu.lifetime, self.timers.lifetime)
         expires = now + lifetime
         if bce is None:
+            if prefix == ALL_ZERO:  # legacy: assign one from the LMA's pool
+                prefix = self._pools[self.lma].allocate(now)
+                if prefix is None:
+                    return self._reject(src, pbu, Status.INSUFFICIENT_RESOURCES,
+                                        f"the LMA's pool {self.maars[self.lma].pool} is exhausted")
+                pbu = _assigned(pbu, prefix)
             bce = self.cache[mn_id] = Bce(mn_id, src, prefix, expires, pbu.att, pbu.mn_ll_id or b"", ts or 0,
                                           pbu.sequence)
             self._owner[prefix] = mn_id
             self._served[src] = self._served.get(src, 0) + 1
+            if self.lma is not None and src != self.lma:  # the LMA must tunnel the prefix here first
+                return self._handover(bce, src, prefix, pbu, lifetime, now, initial=True)
             return ([Send(src, M.pba_for(pbu, Status.ACCEPTED, lifetime)), self._life_timer(mn_id, expires),
                      _changed(bce), Report(ReportKind.REGISTERED, mn_id, self.maars[src].name)]
                     + self._confirm(bce, lifetime, now))
@@ -387,9 +407,10 @@ class CmdCore:
         return self._handover(bce, src, prefix, pbu, lifetime, now)
 
     def _handover(self, bce: Bce, src: str, prefix: Prefix, pbu: BindingUpdate, lifetime: int,
-                  now: float) -> list[Effect]:
+                  now: float, initial: bool = False) -> list[Effect]:
         """``src`` serves the MN now (a move, a return to a P-MAAR, or the serving MAAR attaching it
-        anew with a new prefix after it lost its binding)."""
+        anew with a new prefix after it lost its binding; in legacy mode also a first registration
+        away from the LMA: ``initial``)."""
         mn_id = bce.mn_id
         effects: list[Effect] = [self._life_timer(mn_id, bce.expires)]
         stale = self.retx.outstanding(src, mn_id)  # before the superseded handover cancels them
@@ -400,25 +421,29 @@ class CmdCore:
             for out in self.retx.outstanding(bce.serving, mn_id):
                 if out.context == "withdraw":
                     effects += self.retx.cancel(out)
-        pmaars = dict(bce.pmaars)
-        back = pmaars.pop(src, None)  # the MN came back to a MAAR that anchors one of its prefixes
-        if back is not None and back != prefix:
-            self._owner.pop(back, None)  # that MAAR anchors a new prefix for it instead
-        if bce.serving != src:
-            pmaars[bce.serving] = bce.prefix
-            self._served[bce.serving] -= 1
-            self._served[src] = self._served.get(src, 0) + 1
-        else:
-            self._owner.pop(bce.prefix, None)  # a new attachment at the serving MAAR: its old prefix is gone
         released = []
-        while len(pmaars) > self.timers.max_pmaars:  # the oldest anchor goes (insertion order)
-            addr = next(iter(pmaars))
-            released.append((addr, pmaars.pop(addr)))
+        if self.lma is not None:
+            effects += self._legacy_move(bce, src, now)
+            pmaars = {} if src == self.lma else {self.lma: prefix}
+        else:
+            pmaars = dict(bce.pmaars)
+            back = pmaars.pop(src, None)  # the MN came back to a MAAR that anchors one of its prefixes
+            if back is not None and back != prefix:
+                self._owner.pop(back, None)  # that MAAR anchors a new prefix for it instead
+            if bce.serving != src:
+                pmaars[bce.serving] = bce.prefix
+                self._served[bce.serving] -= 1
+                self._served[src] = self._served.get(src, 0) + 1
+            else:
+                self._owner.pop(bce.prefix, None)  # a new attachment at the serving MAAR: its old prefix is gone
+            while len(pmaars) > self.timers.max_pmaars:  # the oldest anchor goes (insertion order)
+                addr = next(iter(pmaars))
+                released.append((addr, pmaars.pop(addr)))
         bce.serving, bce.prefix, bce.last_seq = src, prefix, pbu.sequence
         self._owner[prefix] = mn_id
         bce.mac = pbu.mn_ll_id or bce.mac
         bce.pmaars = tuple(pmaars.items())
-        ho = Handover(src, pbu.sequence, pbu, now)
+        ho = Handover(src, pbu.sequence, pbu, now, initial=initial)
         bce.handover = ho
         effects.append(_changed(bce))
         effects += self._confirm(bce, lifetime, now, stale)
@@ -439,6 +464,24 @@ class CmdCore:
         elif self.mode is not Mode.PROXY:
             effects.append(SetTimer(TimerKey(TimerKind.AGGREGATE, mn_id), now + self.timers.aggregate_timeout))
         return effects
+
+    def _legacy_move(self, bce: Bce, src: str, now: float) -> list[Effect]:
+        """Legacy mode: the MN left ``bce.serving`` for ``src``. Tell the MAAR it left, as a P-MAAR
+        is told in DMM: a PBU naming ``src`` Serving MAAR. The LMA then tunnels the prefix there
+        (that PBU is the handover's); any other MAAR anchors nothing, so it drops its binding at
+        once (plain RFC 5213 would leave it to the old MAG's de-registration or its lifetime)."""
+        old = bce.serving
+        if old == src:
+            return []
+        self._served[old] -= 1
+        self._served[src] = self._served.get(src, 0) + 1
+        if old == self.lma:
+            return []
+        lifetime = self._remaining(bce, now, 4)
+
+        def build(seq: int, t: float, prefix=bce.prefix) -> BindingUpdate:
+            return M.pbu(seq, t, bce.mn_id, prefix, lifetime, M.HI_BETWEEN_MAARS, bce.att, serving=src)
+        return self._send_pbu(old, bce.mn_id, build, now, "moved")[0]
 
     def _close_handover(self, bce: Bce, now: float, superseded: bool = False) -> list[Effect]:
         """Answer the S-MAAR if still owed (with the P-MAARs that answered) and end the handover."""
@@ -464,6 +507,9 @@ class CmdCore:
         elif ho.waiting:
             effects.append(Report(ReportKind.HANDOVER, bce.mn_id, f"partial: no answer yet from "
                                   f"{sorted(self.maars[a].name for a in ho.waiting)}"))
+        elif ho.initial:
+            effects.append(Report(ReportKind.REGISTERED, bce.mn_id, f"{self.maars[ho.smaar].name} via the LMA",
+                                  duration=now - ho.started))
         else:
             effects.append(Report(ReportKind.HANDOVER, bce.mn_id, f"to {self.maars[ho.smaar].name}",
                                   duration=now - ho.started))
@@ -587,8 +633,9 @@ class CmdCore:
         keeps a P-MAAR only while it "is still involved in an active flow"). Not while a handover
         is open: the handover wins, and the flow mirror restarts the anchor's idle clock with it."""
         bce = self.cache.get(ev.mn_id)
-        if bce is None or bce.handover is not None or (ev.maar, ev.prefix) not in bce.pmaars:
-            return []
+        if (self.lma is not None or bce is None or bce.handover is not None
+                or (ev.maar, ev.prefix) not in bce.pmaars):
+            return []  # (legacy mode: the LMA anchors the MN's only prefix for as long as the session)
         bce.pmaars = tuple(a for a in bce.pmaars if a != (ev.maar, ev.prefix))
         timeout = f"no traffic for {self.timers.anchor_idle_timeout:g} s"
         return ([_changed(bce)] + self._release(bce, ev.maar, ev.prefix, now, ReportKind.RELEASED, timeout)
@@ -631,6 +678,8 @@ class CmdCore:
         del self.cache[bce.mn_id]
         for _, prefix in ((bce.serving, bce.prefix),) + bce.pmaars:
             self._owner.pop(prefix, None)
+        if self.lma is not None:  # back to the LMA's pool after the usual quarantine
+            self._pools[self.lma].release(bce.prefix, now + self.timers.min_delay_before_bce_delete)
         self._served[bce.serving] -= 1
         effects: list[Effect] = [CancelTimer(TimerKey(TimerKind.LIFETIME, bce.mn_id)),
                                  CancelTimer(TimerKey(TimerKind.AGGREGATE, bce.mn_id)), BindingChanged(bce.mn_id, None)]
@@ -646,6 +695,13 @@ class CmdCore:
         effects.append(Report(ReportKind.DEREGISTERED, bce.mn_id, "lifetime expired" if notify_serving else
                               f"by {self.maars[bce.serving].name}"))
         return effects
+
+
+def _assigned(pbu: BindingUpdate, prefix: Prefix) -> BindingUpdate:
+    """``pbu`` with its (ALL_ZERO) Home Network Prefix replaced by the one we assign: the PBAs echo it,
+    so the MAAR learns its MN's prefix from our answer (RFC 5213 §5.3.1)."""
+    opts = tuple(HomeNetworkPrefix(prefix) if type(o) is HomeNetworkPrefix else o for o in pbu.options)
+    return replace(pbu, options=opts)
 
 
 def _view(bce: Bce) -> Session:

@@ -11,11 +11,17 @@ from ..wire import constants as C
 
 
 class Mode(str, Enum):
-    """The CMD's role in a handover (RFC 8885 §3.2-3.4)."""
+    """The CMD's role in a handover (RFC 8885 §3.2-3.4), or ``legacy``: the domain runs as plain
+    Proxy Mobile IPv6 with one MAAR as LMA (the draft's Appendix A.5 fallback; docs/mode-legacy.md)."""
 
     RELAY = "relay"
     LOCATOR = "locator"
     PROXY = "proxy"
+    LEGACY = "legacy"
+
+
+# RFC 5213 §2.2 ALL_ZERO: the Home Network Prefix a MAG sends when it asks the LMA to assign one.
+ALL_ZERO = Prefix(bytes(16), 0)
 
 
 class Dereg(str, Enum):
@@ -159,11 +165,16 @@ class Domain:
     mode: Mode = Mode.PROXY
     dereg: Dereg = Dereg.SERVING_ONLY
     timers: Timers = field(default_factory=Timers)
+    lma: Optional[str] = None  # legacy mode: the name of the MAAR acting as LMA
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cmd_address", canonical6(self.cmd_address))
         object.__setattr__(self, "mode", Mode(self.mode))
         object.__setattr__(self, "dereg", Dereg(self.dereg))
+        if (self.mode is Mode.LEGACY) != (self.lma is not None):
+            raise ValueError("an LMA is named in legacy mode, and only there")
+        if self.lma is not None and all(m.name != self.lma for m in self.maars):
+            raise ValueError(f"lma {self.lma} is not a configured MAAR")
         names, addrs = set(), set()
         for m in self.maars:
             if m.name in names or m.address in addrs or m.address == self.cmd_address:
@@ -175,6 +186,11 @@ class Domain:
             for b, nb in nets[i + 1:]:
                 if na.overlaps(nb):
                     raise ValueError(f"maars {a.name} and {b.name}: pools {a.pool} and {b.pool} overlap")
+
+    @property
+    def lma_info(self) -> Optional[MaarInfo]:
+        """Legacy mode: the MAAR acting as LMA, whose pool every MN's prefix comes from."""
+        return self.maar(self.lma) if self.lma is not None else None
 
     def by_address(self) -> dict[str, MaarInfo]:
         return {m.address: m for m in self.maars}

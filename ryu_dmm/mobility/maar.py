@@ -11,7 +11,7 @@ from typing import Optional
 
 from ..wire import BindingAck, BindingUpdate, Heartbeat, Prefix, Status, missing_mandatory
 from . import messages as M
-from .config import Domain, MaarInfo, Mode
+from .config import ALL_ZERO, Domain, MaarInfo, Mode
 from .dataplane import EMPTY, LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
 from .events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Effect, RaPrefix, Received, Report, ReportKind,
@@ -85,6 +85,10 @@ class MaarCore:
         self.retx = Retransmitter(domain.timers)
         self._peer_pools = {m.address: PrefixPool(m.pool, m.prefix_length) for m in domain.maars}
         self.access_port = access_port
+        # Legacy mode (docs/mode-legacy.md): the LMA's pool, from which the CMD assigns every MN's
+        # prefix; we ask with ALL_ZERO and allocate nothing ourselves.
+        lma = domain.lma_info
+        self._lma_pool = PrefixPool(lma.pool, lma.prefix_length) if lma is not None else None
         # RFC 5847 liveness of the CMD (MAAR-to-MAAR heartbeats are not needed: the CMD rebuilds a
         # restarted MAAR, and tells the others).
         self.heartbeats = Heartbeats(restart_counter, domain.timers.heartbeat_interval,
@@ -100,7 +104,9 @@ class MaarCore:
             return EMPTY
         if b.role is Role.ANCHOR or b.role is Role.REGISTERING and b.serving_maar:  # (the latter: an MN back, not yet confirmed)
             return MnDataPlane(to_serving=(TunnelToServing(b.prefix, b.serving_maar),) if b.serving_maar else ())
-        local = (LocalRoute(b.prefix, b.mac, b.port),) if b.role is Role.SERVING else ()
+        # (legacy mode: the MN's prefix anchored at the LMA is tunnelled there, not routed here)
+        local = ((LocalRoute(b.prefix, b.mac, b.port),) if b.role is Role.SERVING and b.prefix not in b.anchors.values()
+                 else ())
         remote = tuple(TunnelToAnchor(p, a, b.mac, b.port) for a, p in sorted(b.anchors.items()))
         return MnDataPlane(local=local, to_anchor=remote)
 
@@ -114,7 +120,8 @@ class MaarCore:
         valid = max(0, int(b.expires - now))
         ras = [RaPrefix(b.prefix, valid, valid)]
         for anchor, prefix in sorted(b.anchors.items()):
-            ras.append(RaPrefix(prefix, 0, valid, anchor))
+            if prefix != b.prefix:  # (legacy mode: the MN's one prefix, anchored at the LMA, stays preferred)
+                ras.append(RaPrefix(prefix, 0, valid, anchor))
         for anchor, prefix in sorted(withdrawn):
             ras.append(RaPrefix(prefix, 0, 0, anchor))
         return Advertise(b.mn_id, b.mac, b.port, tuple(ras), min(self.timers.router_lifetime, valid))
@@ -170,10 +177,13 @@ class MaarCore:
             if len(self.bindings) >= self.timers.max_sessions:
                 return [Report(ReportKind.FAILED, ev.mn_id, f"{self.timers.max_sessions} sessions here already",
                                Status.INSUFFICIENT_RESOURCES)]
-            prefix = self.pool.allocate(now)
-            if prefix is None:
-                return [Report(ReportKind.FAILED, ev.mn_id, f"prefix pool {self.info.pool} exhausted")]
-            b = self.bindings[ev.mn_id] = Binding(ev.mn_id, prefix, True, Role.REGISTERING)
+            if self._lma_pool is not None:  # legacy: the CMD assigns from the LMA's pool (RFC 5213 §5.3.1)
+                b = self.bindings[ev.mn_id] = Binding(ev.mn_id, ALL_ZERO, False, Role.REGISTERING)
+            else:
+                prefix = self.pool.allocate(now)
+                if prefix is None:
+                    return [Report(ReportKind.FAILED, ev.mn_id, f"prefix pool {self.info.pool} exhausted")]
+                b = self.bindings[ev.mn_id] = Binding(ev.mn_id, prefix, True, Role.REGISTERING)
         else:
             # Back after a detachment, or back at a MAAR that still anchors a prefix for the MN: the MN
             # may have been elsewhere meanwhile, so this is a new registration with a newer timestamp.
@@ -244,6 +254,8 @@ class MaarCore:
             return effects + self._remove(b, now, ReportKind.DEREGISTERED, "lifetime expired")
         if not pba.accepted or pba.lifetime == 0:
             return effects + self._refused(b, now, pba.status, out.tries)
+        if self._lma_pool is not None and not self._assigned(b, pba):
+            return effects + self._refused(b, now, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, out.tries)
         b.role, b.fresh, b.serving_maar = Role.SERVING, False, None
         b.expires = now + pba.lifetime
         before = b.anchors
@@ -256,6 +268,26 @@ class MaarCore:
             effects.append(SetTimer(TimerKey(TimerKind.REREGISTER, b.mn_id), self._rereg_at(b, now)))
         kind = ReportKind.HANDOVER if b.anchors else ReportKind.REGISTERED
         return effects + [Report(kind, b.mn_id, f"at {self.info.name} with {len(b.anchors)} P-MAAR(s)")]
+
+    def _assigned(self, b: Binding, pba: BindingAck) -> bool:
+        """Legacy mode: take the prefix the CMD assigned from the LMA's pool (the PBA's one HNP); an
+        answer without one, or with another than the prefix we already hold, is a refusal."""
+        hnps = pba.hnps
+        if len(hnps) != 1 or b.prefix not in (ALL_ZERO, hnps[0]):
+            return False
+        if b.prefix == ALL_ZERO:
+            if not self._assignable(hnps[0], 0):
+                return False
+            b.prefix = hnps[0]
+        return True
+
+    def _assignable(self, prefix: Prefix, stamp: int) -> bool:
+        """Legacy mode: whether ``prefix``, which the CMD assigned to an MN registering here, comes from
+        the LMA's pool; at the LMA it is then in use here (adopted), so that a stale PBU cannot
+        adopt it again for another binding."""
+        if self._lma_pool is None or not self._lma_pool.contains(prefix):
+            return False
+        return not self.pool.contains(prefix) or self.pool.adopt(prefix, stamp)
 
     def _on_direct_pba(self, src: str, pba: BindingAck, now: float) -> list[Effect]:
         """Locator mode (§3.3): a P-MAAR tells us directly which prefix it anchors for our MN."""
@@ -369,7 +401,8 @@ class MaarCore:
         effects: list[Effect] = self.retx.cancel(b.pbu) if b.pbu is not None else []
         if quarantine is None:
             quarantine = self.timers.min_delay_before_bce_delete
-        self.pool.release(b.prefix, now + quarantine, b.last_cmd_ts)
+        if self.pool.contains(b.prefix):  # (legacy mode: not so away from the LMA)
+            self.pool.release(b.prefix, now + quarantine, b.last_cmd_ts)
         return effects + [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)), CancelTimer(TimerKey(TimerKind.EXPIRE, b.mn_id)),
                           CancelTimer(TimerKey(TimerKind.ADVERTISE, b.mn_id)),
                           DataPlaneChanged(b.mn_id, EMPTY), Report(kind, b.mn_id, detail, status)]
@@ -404,6 +437,8 @@ class MaarCore:
                 return self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
             if b is not None and ts < b.last_cmd_ts:
                 return self._answer(pbu, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, 0, (src,))
+        if b is not None and b.prefix == ALL_ZERO and pbu.lifetime and self._assignable(pbu.hnps[0], ts or 0):
+            b.prefix = pbu.hnps[0]  # legacy: the PBA to our registration was lost; the CMD's PBU carries the prefix
         if (b is not None and smaar == self.address and pbu.lifetime == 0 and pbu.hnps[0] != b.prefix
                 and b.role is not Role.ANCHOR):
             return self._withdrawn(b, pbu, now)
@@ -418,7 +453,7 @@ class MaarCore:
                 # We dropped this binding (say, our registration seemed unanswered) but the CMD holds it:
                 # the CMD is the source of truth, so anchor the prefix again.
                 b = self.bindings[pbu.mn_id] = Binding(pbu.mn_id, pbu.hnps[0], False, Role.ANCHOR, att=pbu.att or 3)
-            elif b is None and smaar == self.address and pbu.mn_ll_id and self.pool.adopt(pbu.hnps[0], ts or 0):
+            elif b is None and smaar == self.address and pbu.mn_ll_id and self._claim(pbu.hnps[0], ts or 0):
                 return self._rebuilt(pbu, now)
             else:
                 return self._answer(pbu, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX, 0, (src,))
@@ -468,6 +503,13 @@ class MaarCore:
                           Report(ReportKind.DEREGISTERED, b.mn_id, f"anchor {names} released by the CMD: "
                                  f"{pbu.hnps[0]} withdrawn")]
 
+    def _claim(self, prefix: Prefix, stamp: int) -> bool:
+        """Whether we may serve ``prefix`` again as the CMD rebuilds us: one of our pool's (adopted),
+        or in legacy mode one of the LMA's (the CMD assigned it; we anchor nothing)."""
+        if self._lma_pool is not None and self._lma_pool.contains(prefix) and not self.pool.contains(prefix):
+            return True
+        return self.pool.adopt(prefix, stamp)
+
     def _rebuilt(self, pbu: BindingUpdate, now: float) -> list[Effect]:
         """We restarted and lost our bindings; the CMD, the source of truth, tells us that we serve
         this MN (Serving MAAR = us, with its MN-LL-ID). Serve it on our access port and register at
@@ -482,6 +524,10 @@ class MaarCore:
     def _become_previous(self, b: Binding, pbu: BindingUpdate, smaar: str, now: float) -> list[Effect]:
         """§3.2-3.4: the MN is at ``smaar`` now: tunnel our prefix there, answer the CMD (and, in
         locator mode, the S-MAAR)."""
+        if not self.pool.contains(b.prefix):  # legacy mode, away from the LMA: we anchor nothing
+            name = self.peers[smaar].name if smaar in self.peers else smaar
+            return (self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (self.cmd,))
+                    + self._remove(b, now, ReportKind.MOVED, f"now at {name}; the LMA anchors {b.prefix}"))
         effects: list[Effect] = self.retx.cancel(b.pbu) if b.pbu is not None else []
         superseded = b.pbu is not None and b.role is not Role.ANCHOR
         b.pbu = None

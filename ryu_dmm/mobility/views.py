@@ -55,8 +55,11 @@ def dataplanes(session: Session, port: Optional[int]) -> dict[str, MnDataPlane]:
     the serving MAAR, once known (until then the serving MAAR gets no flows towards the MN)."""
     out: dict[str, MnDataPlane] = {}
     if port is not None and session.mac:
+        # Legacy mode (docs/mode-legacy.md): the MN's one prefix is anchored at the LMA, listed as the
+        # session's P-MAAR; the serving MAAR then only tunnels it there and routes nothing locally.
+        anchored_elsewhere = any(p == session.prefix for _, p in session.pmaars)
         out[session.serving] = MnDataPlane(
-            local=(LocalRoute(session.prefix, session.mac, port),),
+            local=() if anchored_elsewhere else (LocalRoute(session.prefix, session.mac, port),),
             to_anchor=tuple(TunnelToAnchor(p, a, session.mac, port) for a, p in sorted(session.pmaars)))
     for addr, prefix in session.pmaars:
         out[addr] = MnDataPlane(to_serving=(TunnelToServing(prefix, session.serving),))
