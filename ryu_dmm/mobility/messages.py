@@ -9,7 +9,7 @@ from ..wire import (
     PreviousMaar, ServingMaar, Timestamp,
 )
 from ..wire.constants import HandoffIndicator
-from .config import MaarInfo
+from .config import ALL_ZERO, MaarInfo
 
 
 def pbu(seq: int, now: float, mn_id: str, prefix: Prefix, lifetime: int, handoff: int, att: int,
@@ -46,12 +46,14 @@ def echo_matches(req: Optional[BindingUpdate], ans: BindingAck) -> bool:
     """Whether ``ans`` echoes ``req``'s MN-ID, HNP, HI, ATT, MN-LL-ID, Timestamp and Serving MAAR
     (RFC 5213 §6.9.1, FACTS.md: a PBA whose echo does not match is ignored; the Serving MAAR comes
     back in a P-MAAR's PBA, RFC 8885 §3). An option absent from both matches; the
-    HNP compared is the first (``pba_for`` echoes the first of each type, and our PBUs carry one).
+    HNP compared is the first (``pba_for`` echoes the first of each type, and our PBUs carry one);
+    a PBU asking for a prefix (the all-zero HNP, legacy mode, RFC 5213 §5.3.1) takes the one assigned.
     Without IPsec this is what keeps a PBA about one MN or prefix from being taken for another's.
     ``req`` is the copy sent last: an answer to an earlier transmission of the same sequence number
     (its timestamp is older) may carry older state (a handover since superseded) and is ignored;
     the answer to the latest copy follows."""
-    return (req is not None and ans.mn_id == req.mn_id and ans.hnps[:1] == req.hnps[:1]
+    return (req is not None and ans.mn_id == req.mn_id
+            and (ans.hnps[:1] == req.hnps[:1] or req.hnps[:1] == (ALL_ZERO,) and len(ans.hnps) == 1)
             and ans.handoff == req.handoff and ans.att == req.att and ans.mn_ll_id == req.mn_ll_id
             and ans.timestamp == req.timestamp and ans.serving_maar == req.serving_maar)
 
