@@ -80,17 +80,20 @@ class MaarNode:
 
 class Lab:
     def __init__(self, topo: Topology, mode: Mode, work: Path, tunnel: str = "gre", reattach: str = "carrier",
-                 rs: bool = True) -> None:
+                 rs: bool = True, anchor_idle: float = 0.0) -> None:
         if reattach not in REATTACH:
             raise ValueError(f"reattach must be one of {', '.join(REATTACH)}")
         self.topo, self.mode, self.work, self.tunnel = topo, mode, work, tunnel
-        self.reattach, self.rs = reattach, rs
+        self.reattach, self.rs, self.anchor_idle = reattach, rs, anchor_idle
         tag = f"dmm{os.getpid() % 100000}"
         self.core_ns, self.cn_ns = f"{tag}c", f"{tag}cn"
         maars = lab_maars(topo.maars)
         # Heartbeats every second (a lab setting, below RFC 5847's 30 s floor): a restarted agent is
-        # noticed, and rebuilt by the CMD, within about a second (--restart).
-        self.domain = Domain(CMD_ADDR, maars, mode=mode, timers=Timers(lifetime=600, heartbeat_interval=HEARTBEAT))
+        # noticed, and rebuilt by the CMD, within about a second (--restart). --anchor-idle T: an old
+        # anchor is released after T idle seconds (otherwise the default, two hours: never in a run).
+        idle = {"anchor_idle_timeout": anchor_idle} if anchor_idle else {}
+        self.domain = Domain(CMD_ADDR, maars, mode=mode,
+                             timers=Timers(lifetime=600, heartbeat_interval=HEARTBEAT, **idle))
         self.maars = {m.name: MaarNode(i + 1, m, f"{tag}m{i + 1}", PrivateOvs(work / f"ovs-{m.name}", f"{tag}m{i + 1}"))
                       for i, m in enumerate(maars)}
         self.mns = {mn: (j + 1, f"{tag}n{j + 1}") for j, (mn, _) in enumerate(topo.mns)}
