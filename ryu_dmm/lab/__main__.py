@@ -565,7 +565,7 @@ def main(argv=None) -> int:
         logs = out / "logs"
         logs.mkdir(exist_ok=True)
         kept = [work / "domain.ini", work / "underlay.pcap", work / "signalling.pcap"]
-        for f in list(work.glob("*.log")) + list(work.glob("ovs-*/*.log")) + list(work.glob("tcp-*.json")) + kept:
+        for f in list(work.glob("*.log")) + list(work.glob("ovs-*/*.log")) + list(work.glob("tcp-*.json")) + list(work.glob("ra-*.pcap")) + kept:
             if f.exists():
                 (logs / f.name if f.parent == work else logs / f"{f.parent.name}-{f.name}").write_bytes(f.read_bytes())
         subprocess.run(["rm", "-rf", str(work)])
