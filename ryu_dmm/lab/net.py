@@ -258,6 +258,10 @@ class Lab:
         run("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.e{j}.accept_dad=0",
             f"net.ipv6.conf.e{j}.accept_ra=1", f"net.ipv6.conf.e{j}.autoconf=1",
             f"net.ipv6.conf.e{j}.keep_addr_on_down=1",
+            # no cap on SLAAC addresses (Linux's default is 16): a withdrawn prefix's address stays
+            # deprecated until its lifetime ends (RFC 4862 5.5.3 (e)), so an MN crossing more than
+            # 15 MAARs within one lifetime would otherwise take no address at the 16th
+            f"net.ipv6.conf.e{j}.max_addresses=0",
             # --no-rs: the MN never solicits; it is detected from what else it sends (MLD reports, data)
             *([] if self.rs else [f"net.ipv6.conf.e{j}.router_solicitations=0"]))
         m.vsctl("add-port", m.bridge, f"a{j}", "--", "set", "interface", f"a{j}", f"ofport_request={10 + j}")
