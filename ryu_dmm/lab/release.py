@@ -135,12 +135,10 @@ def describe(r: dict) -> str:
     lines = [f"anchor release (timeout {r['anchor_idle_timeout']:g} s, poll every {r['poll_interval']:g} s): "
              f"{r['stopped']}'s old flows stopped, the others' kept running: {'PASS' if r['ok'] else 'FAIL'}"]
     for a in r["anchors"]:
-        after = a["after"]
+        after, gone_ms, ra_ms = a["after"], a["released_after_flow_end_ms"], a["withdrawal_ra_after_flow_end_ms"]
         addr = after["mn_address"]
-        lines.append(
-            f"  {a['mn']} {a['maar']} {a['prefix']} (flow {a['flow']}): "
-            f"{'released ' + str(a['released_after_flow_end_ms']) + ' ms after the flow ended' if a['released'] else 'kept'}"
-            f"; tunnel flows {a['before']['switch_flows']} -> {after['switch_flows']}; withdrawal RA "
-            f"{'none' if a['withdrawal_ra_after_flow_end_ms'] is None else str(a['withdrawal_ra_after_flow_end_ms']) + ' ms'}"
-            f"; MN's address {'gone' if addr is None else addr}")
+        lines.append(f"  {a['mn']} {a['maar']} {a['prefix']} (flow {a['flow']}): "
+                     f"{f'released {gone_ms} ms after the flow ended' if a['released'] else 'kept'}; "
+                     f"tunnel flows {a['before']['switch_flows']} -> {after['switch_flows']}; withdrawal RA "
+                     f"{'none' if ra_ms is None else f'{ra_ms} ms'}; MN's address {'gone' if addr is None else addr}")
     return "\n".join(lines)
