@@ -234,6 +234,15 @@ def test_bad_topology_and_not_root(tmp_path):
     assert out.returncode == 2 and "must run as root" in out.stderr
 
 
+@pytest.mark.parametrize("value", ["0.5", "-1", str(8 * 86400)])
+def test_anchor_idle_option_refused_out_of_bounds(tmp_path, value):
+    """--anchor-idle takes what [timers] anchor_idle_timeout takes: 1 s to 7 days (0 is the option's
+    absence); refused before anything is built."""
+    from ryu_dmm.lab.__main__ import main
+    assert main(["--anchor-idle", value, "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "report.json").exists()
+
+
 def test_restart_option():
     from ryu_dmm.lab.restarts import parse_restarts
     assert parse_restarts("maar, cmd") == ("cmd", "maar")  # always in the lab's order (docs/lab.md)
