@@ -307,7 +307,7 @@ def test_lab_anchor_release(tmp_path):
     """Issue 12: after the handovers mn1's old flows are stopped, mn2's keep running. mn1's anchor
     (maar1, its first prefix) goes no earlier than the timeout after its flow ended and within the
     timeout plus one poll interval (T/4) plus the lab's margin: gone from REST, its tunnel flows gone
-    from maar1 and from the serving maar2, the MN sent an RA withdrawing the prefix (valid lifetime
+    from maar1 and from the serving maar2, the CMD's de-registrations on the wire, the MN got an RA withdrawing the prefix (valid lifetime
     0) and no longer prefers the address. mn2's anchor stays everywhere through the same period."""
     need(available() and shutil.which("tshark") is not None, "the lab needs root, Open vSwitch and tshark")
     (tmp_path / "t.json").write_text(json.dumps(TWO_MNS))
@@ -329,6 +329,10 @@ def test_lab_anchor_release(tmp_path):
     assert gone["released"] and 2800 <= gone["released_after_flow_end_ms"] <= 5250
     assert gone["rest_after"] is None and gone["after"]["switch_flows"] == {"maar1": 0, "maar2": 0}
     assert 2800 <= gone["withdrawal_ra_after_flow_end_ms"] <= gone["released_after_flow_end_ms"] + 200
+    # on the wire (tshark): the CMD's PBUs with lifetime 0 for the prefix to maar1, then to maar2
+    # naming itself Serving MAAR, both answered, before the MN saw the RA
+    assert 2800 <= gone["pbu_to_anchor_ms"] <= gone["pbu_to_serving_ms"] <= gone["withdrawal_ra_after_flow_end_ms"]
+    assert kept["pbu_to_anchor_ms"] is None and kept["pbu_to_serving_ms"] is None
     addr = gone["after"]["mn_address"]  # RFC 4862 §5.5.3 (e): removed, or kept deprecated to its end
     assert addr is None or addr["preferred_life_time"] == 0
     assert not kept["released"] and kept["rest_after"]["prefix"] == kept["prefix"]

@@ -172,6 +172,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
             handovers=[{"mn": h["mn"], "mn_id": h["mn_id"], "to": h["to"], "new_prefix": h["new_prefix"],
                         "previous": h["previous_prefixes"], "t_move": h["t_move"], "t_end": h["t_end"]}
                        for h in handovers])
+        if release is not None:
+            release_mod.on_the_wire(release, dissected.messages, maars, CMD_ADDR, ids)
     except (OSError, RuntimeError, ValueError) as exc:
         verdict = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     verdict["capture"] = "logs/signalling.pcap"

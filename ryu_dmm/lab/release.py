@@ -7,7 +7,7 @@ places the CMD does not report itself: the switches' flow tables (``ovs-ofctl du
 anchor and on the serving switch) and the MN itself: the RAs on its link (``tcpdump`` in its
 namespace: the prefix withdrawn with valid lifetime 0) and its addresses (``ip -6 addr``: what its
 kernel made of that RA under RFC 4862 §5.5.3 (e)). Released or kept, when, and that evidence go into
-the report.
+the report, with the release's PMIPv6 messages as tshark saw them (``on_the_wire``).
 """
 from __future__ import annotations
 
@@ -115,6 +115,29 @@ def run_release(lab: Lab, stopped: str, flows: dict[str, list[subprocess.Popen]]
             "ok": bool(watched) and all(a["ok"] for a in watched)}
 
 
+def on_the_wire(release: dict, messages: list, maars: dict, cmd: str, ids: dict) -> None:
+    """The release in PMIPv6 as tshark decoded ``signalling.pcap`` (RFC 8885 messages only): per
+    anchor, the CMD's PBU with lifetime 0 and the prefix in HNP to the anchor and the one to the
+    serving MAAR naming it Serving MAAR, each answered (ms after the flows ended; None: not sent).
+    A stopped flow's anchor needs both, a running one's neither."""
+    addr = {n: str(ipaddress.IPv6Address(a)) for n, a in maars.items()}
+    t0, cmd = release["t_flow_end"], str(ipaddress.IPv6Address(cmd))
+
+    def deregistration(a: dict, to: str, serving: list) -> int | None:
+        u = next((m for m in messages if m.mhtype == 5 and m.t >= t0 and m.src == cmd and m.dst == addr[to]
+                  and m.mn_id == ids[a["mn"]]["mn_id"] and m.lifetime == 0 and m.hnp == [a["prefix"]]
+                  and m.serving_maar == serving), None)
+        answered = u is not None and any(m.mhtype == 6 and m.src == u.dst and m.dst == cmd and m.seq == u.seq
+                                         and m.t >= u.t for m in messages)
+        return round((u.t - t0) * 1000) if answered else None
+    for a in release["anchors"]:
+        a["pbu_to_anchor_ms"] = deregistration(a, a["maar"], [])
+        a["pbu_to_serving_ms"] = deregistration(a, a["serving"], [addr[a["serving"]]])
+        wire = (a["pbu_to_anchor_ms"], a["pbu_to_serving_ms"])
+        a["ok"] = a["ok"] and (None not in wire if a["flow"] == "stopped" else wire == (None, None))
+    release["ok"] = bool(release["anchors"]) and all(a["ok"] for a in release["anchors"])
+
+
 def release_ok(a: dict, timeout: float) -> bool:
     """Stopped: gone from REST no earlier than the timeout after the flow's end (less 0.2 s: its last
     packet may precede the moment the lab saw its processes gone) and within the timeout plus a poll interval plus the margin; its tunnel flows gone from
@@ -141,5 +164,7 @@ def describe(r: dict) -> str:
         lines.append(f"  {a['mn']} {a['maar']} {a['prefix']} (flow {a['flow']}): "
                      f"{f'released {gone_ms} ms after the flow ended' if a['released'] else 'kept'}; "
                      f"tunnel flows {a['before']['switch_flows']} -> {after['switch_flows']}; withdrawal RA "
-                     f"{'none' if ra_ms is None else f'{ra_ms} ms'}; MN's address {'gone' if addr is None else addr}")
+                     f"{'none' if ra_ms is None else f'{ra_ms} ms'}; MN's address {'gone' if addr is None else addr}; "
+                     f"PBU lifetime 0 to the anchor {a.get('pbu_to_anchor_ms')} ms, to the serving MAAR "
+                     f"{a.get('pbu_to_serving_ms')} ms")
     return "\n".join(lines)
