@@ -234,6 +234,15 @@ def test_bad_topology_and_not_root(tmp_path):
     assert out.returncode == 2 and "must run as root" in out.stderr
 
 
+@pytest.mark.parametrize("value", ["0.5", "-1", str(8 * 86400)])
+def test_anchor_idle_option_refused_out_of_bounds(tmp_path, value):
+    """--anchor-idle takes what [timers] anchor_idle_timeout takes: 1 s to 7 days (0 is the option's
+    absence); refused before anything is built."""
+    from ryu_dmm.lab.__main__ import main
+    assert main(["--anchor-idle", value, "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "report.json").exists()
+
+
 def test_restart_option():
     from ryu_dmm.lab.restarts import parse_restarts
     assert parse_restarts("maar, cmd") == ("cmd", "maar")  # always in the lab's order (docs/lab.md)
@@ -287,6 +296,52 @@ def test_lab_three_mns(tmp_path, mode, concurrent):
     check_on_the_wire(report, logs, tmp_path / "home")
     check_windows(report, logs)
     assert (tmp_path / "out" / "old-flow.png").stat().st_size > 10_000
+
+
+TWO_MNS = {"maars": 3, "mns": {"mn1": ["maar1", "maar2"], "mn2": ["maar3", "maar2"]}, "dwell": 1.5}
+
+
+@pytest.mark.root
+@pytest.mark.tshark
+def test_lab_anchor_release(tmp_path):
+    """Issue 12: after the handovers mn1's old flows are stopped, mn2's keep running. mn1's anchor
+    (maar1, its first prefix) goes no earlier than the timeout after its flow ended and within the
+    timeout plus one poll interval (T/4) plus the lab's margin: gone from REST, its tunnel flows gone
+    from maar1 and from the serving maar2, the CMD's de-registrations on the wire, the MN got an RA withdrawing the prefix (valid lifetime
+    0) and no longer prefers the address. mn2's anchor stays everywhere through the same period."""
+    need(available() and shutil.which("tshark") is not None, "the lab needs root, Open vSwitch and tshark")
+    (tmp_path / "t.json").write_text(json.dumps(TWO_MNS))
+    report = run_lab(tmp_path / "out", "--topology", str(tmp_path / "t.json"), "--anchor-idle", "3")
+    r = report["anchor_release"]
+    assert report["ok"] and r["ok"] and report["anchor_idle_timeout"] == 3 and r["stopped"] == "mn1"
+    got = {a["mn"]: a for a in r["anchors"]}
+    assert sorted(got) == ["mn1", "mn2"] and len(r["anchors"]) == 2
+    gone, kept = got["mn1"], got["mn2"]
+    assert (gone["maar"], gone["prefix"], gone["flow"]) == ("maar1", "2001:db8:1::/64", "stopped")
+    assert (kept["maar"], kept["prefix"], kept["flow"]) == ("maar3", "2001:db8:3::/64", "running")
+    # REST before: both anchors listed with their tunnel counters
+    for a in (gone, kept):
+        assert a["rest_before"]["prefix"] == a["prefix"] and a["rest_before"]["traffic"]["packets"]["uplink"] > 0
+        # per end two flows match the prefix: into the tunnel, and out of it (table from_tunnel)
+        assert a["before"]["switch_flows"] == {a["maar"]: 2, "maar2": 2}
+        assert a["before"]["mn_address"]["address"] == report["old_addresses"][a["mn"]]
+    # 3 s timeout, 0.75 s polls: released between 3 s and 3 + 0.75 + 1.5 s after the flow ended
+    assert gone["released"] and 2800 <= gone["released_after_flow_end_ms"] <= 5250
+    assert gone["rest_after"] is None and gone["after"]["switch_flows"] == {"maar1": 0, "maar2": 0}
+    assert 2800 <= gone["withdrawal_ra_after_flow_end_ms"] <= gone["released_after_flow_end_ms"] + 200
+    # on the wire (tshark): the CMD's PBUs with lifetime 0 for the prefix to maar1, then to maar2
+    # naming itself Serving MAAR, both answered, before the MN saw the RA
+    assert 2800 <= gone["pbu_to_anchor_ms"] <= gone["pbu_to_serving_ms"] <= gone["withdrawal_ra_after_flow_end_ms"]
+    assert kept["pbu_to_anchor_ms"] is None and kept["pbu_to_serving_ms"] is None
+    addr = gone["after"]["mn_address"]  # RFC 4862 §5.5.3 (e): removed, or kept deprecated to its end
+    assert addr is None or addr["preferred_life_time"] == 0
+    assert not kept["released"] and kept["rest_after"]["prefix"] == kept["prefix"]
+    assert kept["after"]["switch_flows"] == {"maar3": 2, "maar2": 2} and kept["withdrawal_ra_after_flow_end_ms"] is None
+    assert kept["after"]["mn_address"]["address"] == report["old_addresses"]["mn2"]
+    # the kept flow answered all along (20 ms pings over at least 4.5 s), the stopped one not at all
+    assert kept["old_ping_replies_in_window"] > 150 and gone["old_ping_replies_in_window"] == 0
+    assert report["max_pmaars_seen"] == 1 and report["cmd_stats"]["events"]["released"] == 1
+    assert report["wire_verdict"]["ok"] and not report["wire_verdict"]["unanswered"]
 
 
 # ---- the judge alone, on captures written here (tshark needed, not root) -------------------------------

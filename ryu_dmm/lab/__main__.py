@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from ..agent.main import mn_id_of, request
-from ..mobility.config import Mode
+from ..mobility.config import Mode, Timers
+from . import release as release_mod
 from . import restarts as restart_mod
 from . import topology as topo_mod
 from . import wire_verdict
@@ -97,6 +98,7 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
     signalling = lab.capture("signalling.pcap", wire_verdict.CAPTURE_FILTER)
     t_start = time.time()
     old_addr, flows, ids, registrations = {}, [], {}, {}
+    own: dict[str, list] = {}  # each MN's old flows (its TCP source and ping), stopped on purpose by --anchor-idle
     for mn, path in topo.mns:
         j, ns = lab.mns[mn]
         mac = lab.mac(mn)
@@ -110,10 +112,11 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
         flows.append(lab.start(lab.cn_ns, [sys.executable, "-m", "ryu_dmm.lab.traffic", "sink", CN_ADDR, str(port),
                                            str(lab.work / f"tcp-{mn}.json")], f"sink-{mn}.log"))
         time.sleep(0.2)
-        flows.append(lab.start(ns, [sys.executable, "-m", "ryu_dmm.lab.traffic", "source", old_addr[mn], CN_ADDR,
-                                    str(port), str(TCP_RATE)], f"source-{mn}.log"))
-        flows.append(lab.start(ns, ["ping", "-6", "-D", "-n", "-i", str(PING_INTERVAL), "-I", old_addr[mn], CN_ADDR],
-                               f"ping-old-{mn}.log"))
+        own[mn] = [lab.start(ns, [sys.executable, "-m", "ryu_dmm.lab.traffic", "source", old_addr[mn], CN_ADDR,
+                                  str(port), str(TCP_RATE)], f"source-{mn}.log"),
+                   lab.start(ns, ["ping", "-6", "-D", "-n", "-i", str(PING_INTERVAL), "-I", old_addr[mn], CN_ADDR],
+                             f"ping-old-{mn}.log")]
+        flows += own[mn]
     time.sleep(topo.dwell)
     handovers, prefixes = [], {mn: {path[0]: registrations[mn]["prefix"]} for mn, path in topo.mns}
     crashes: list[dict] = []
@@ -126,6 +129,9 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
         time.sleep(topo.dwell)
         if s == 1:
             crashes = run_restarts(lab, log, restarts, ids, topo.dwell)
+    moved = [mn for mn, path in topo.mns if len(path) > 1]
+    release = (release_mod.run_release(lab, moved[0], own, ids, lab.anchor_idle)
+               if lab.anchor_idle and moved else None)
     t_stop = time.time()  # the run's end: the flows stop now
     for p in flows:
         p.send_signal(signal.SIGTERM)
@@ -166,6 +172,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
             handovers=[{"mn": h["mn"], "mn_id": h["mn_id"], "to": h["to"], "new_prefix": h["new_prefix"],
                         "previous": h["previous_prefixes"], "t_move": h["t_move"], "t_end": h["t_end"]}
                        for h in handovers])
+        if release is not None:
+            release_mod.on_the_wire(release, dissected.messages, maars, CMD_ADDR, ids)
     except (OSError, RuntimeError, ValueError) as exc:
         verdict = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     verdict["capture"] = "logs/signalling.pcap"
@@ -176,16 +184,24 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
             h["pbu_on_wire_after_move_ms"] = round((w["pbu"]["t"] - h["t_move"]) * 1000, 1)
     for r in crashes:
         measure_restart(lab, r, tcp, handovers, log)
+    if release is not None:  # the running flows' pings while the stopped one's anchor went
+        for a in release["anchors"]:
+            a["old_ping_replies_in_window"] = sum(
+                1 for t, _ in ping_replies(lab.work / f"ping-old-{a['mn']}.log")
+                if release["t_flow_end"] <= t <= release["t_end"])
     report = {"mode": lab.mode.value, "tunnel": lab.tunnel, "maars": list(topo.maars), "maar_addresses": maars,
               "cmd_address": CMD_ADDR, "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
               "mn_ids": ids, "concurrent": topo.concurrent, "reattach": lab.reattach, "mn_rs": lab.rs,
               "t_start": t_start, "t_stop": t_stop,
               "old_addresses": old_addr, "registrations": list(registrations.values()), "handovers": handovers,
               "steps": step_summary(handovers), "tunnel_packets_seen": len(tunnelled),
-              "cmd_stats": lab.rest("/dmm/v1/stats"), "wire_verdict": verdict, "restarts": crashes}
+              "cmd_stats": lab.rest("/dmm/v1/stats"), "wire_verdict": verdict, "restarts": crashes,
+              "anchor_idle_timeout": lab.anchor_idle or None, "anchor_release": release,
+              "max_pmaars_seen": max((h["pmaars_after"] for h in handovers), default=0)}
     report["tcp"] = {mn: tcp_series(samples, t_stop) for mn, samples in tcp.items()}
     report["ok"] = (bool(verdict["ok"]) and all(handover_ok(h) for h in handovers)
-                    and all(restart_mod.restart_ok(r) for r in crashes) and len(crashes) == len(restarts))
+                    and all(restart_mod.restart_ok(r) for r in crashes) and len(crashes) == len(restarts)
+                    and (release is None or release["ok"]))
     return report
 
 
@@ -276,6 +292,10 @@ def run_step(lab: Lab, log: EventLog, movers: list, concurrent: bool, ids: dict,
 def handover(lab: Lab, log: EventLog, mn: str, mn_id: str, visited: tuple, to: str, old_address: str,
              prefixes: dict, barrier: threading.Barrier | None = None) -> dict:
     previous = [m for m in dict.fromkeys(visited) if m != to]
+    if lab.anchor_idle:  # anchors go when idle: those the session still holds, and the MAAR it leaves
+        kept = set(release_mod.anchors(lab, mn_id)) | {visited[-1]}
+        previous = [m for m in previous if m in kept]
+    released_before = sorted(set(visited) - set(previous) - {to})
     if barrier is not None:
         barrier.wait(30)
     t_move = time.time()
@@ -326,6 +346,7 @@ def handover(lab: Lab, log: EventLog, mn: str, mn_id: str, visited: tuple, to: s
         # the agents' events this handover's figures come from: all of them this MN's
         "events": {"trigger": trigger, "served": conf, "moved": moved},
         "new_flow_replies": replies, "flows_installed": installed,
+        "released_before_move": released_before, "pmaars_after": len(session["previous_maars"]),
         "rest_consistent": session["serving_maar"]["name"] == to
         and sorted(p["name"] for p in session["previous_maars"]) == sorted(previous),
     }
@@ -469,6 +490,10 @@ def print_report(report: dict) -> None:
                 print(f"  {x.get('mn', '')} {x.get('to', x.get('maar', ''))}: {problem}")
     for r in report["restarts"]:
         print(restart_mod.describe(r))
+    if report["anchor_release"]:
+        print(release_mod.describe(report["anchor_release"]))
+    if report["anchor_idle_timeout"]:
+        print(f"longest P-MAAR list after a handover: {report['max_pmaars_seen']}")
     print(f"tunnelled packets captured on the underlay: {report['tunnel_packets_seen']}; "
           f"overall: {'PASS' if report['ok'] else 'FAIL'}")
 
@@ -495,12 +520,18 @@ def main(argv=None) -> int:
                     help="after the first step's handovers, kill -9 the CMD and start it again (cmd), then kill -9 "
                          "the agent and OVS of the MAAR anchoring the first moved MN's old prefix and bring them "
                          "back (maar); the report's \"restarts\" shows what each cost the old flows")
+    ap.add_argument("--anchor-idle", type=float, default=0.0, metavar="T",
+                    help="[timers] anchor_idle_timeout (1..): old anchors go after T idle seconds; after the last "
+                         "step the first MN that moved has its old flows stopped, the others' keep running, and the "
+                         "report's \"anchor_release\" shows which anchors went, when, and the evidence")
     args = ap.parse_args(argv)
     try:
         restarts = restart_mod.parse_restarts(args.restart) if args.restart else ()
         topo = topo_mod.load(args.topology) if args.topology else topo_mod.default(args.maars, args.dwell)
         if args.concurrent is not None:
             topo = topo_mod.with_concurrency(topo, args.concurrent)
+        if args.anchor_idle:
+            Timers(anchor_idle_timeout=args.anchor_idle)  # refuses a value outside its bounds
         preflight()
     except (ValueError, LabError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
@@ -508,7 +539,7 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ryu-dmm-lab-"))
-    lab = Lab(topo, Mode(args.mode), work, args.tunnel, args.reattach, args.rs)
+    lab = Lab(topo, Mode(args.mode), work, args.tunnel, args.reattach, args.rs, args.anchor_idle)
 
     def interrupted(_s, _f):
         raise KeyboardInterrupt
@@ -536,7 +567,7 @@ def main(argv=None) -> int:
         logs = out / "logs"
         logs.mkdir(exist_ok=True)
         kept = [work / "domain.ini", work / "underlay.pcap", work / "signalling.pcap"]
-        for f in list(work.glob("*.log")) + list(work.glob("ovs-*/*.log")) + list(work.glob("tcp-*.json")) + kept:
+        for f in list(work.glob("*.log")) + list(work.glob("ovs-*/*.log")) + list(work.glob("tcp-*.json")) + list(work.glob("ra-*.pcap")) + kept:
             if f.exists():
                 (logs / f.name if f.parent == work else logs / f"{f.parent.name}-{f.name}").write_bytes(f.read_bytes())
         subprocess.run(["rm", "-rf", str(work)])

@@ -80,17 +80,20 @@ class MaarNode:
 
 class Lab:
     def __init__(self, topo: Topology, mode: Mode, work: Path, tunnel: str = "gre", reattach: str = "carrier",
-                 rs: bool = True) -> None:
+                 rs: bool = True, anchor_idle: float = 0.0) -> None:
         if reattach not in REATTACH:
             raise ValueError(f"reattach must be one of {', '.join(REATTACH)}")
         self.topo, self.mode, self.work, self.tunnel = topo, mode, work, tunnel
-        self.reattach, self.rs = reattach, rs
+        self.reattach, self.rs, self.anchor_idle = reattach, rs, anchor_idle
         tag = f"dmm{os.getpid() % 100000}"
         self.core_ns, self.cn_ns = f"{tag}c", f"{tag}cn"
         maars = lab_maars(topo.maars)
         # Heartbeats every second (a lab setting, below RFC 5847's 30 s floor): a restarted agent is
-        # noticed, and rebuilt by the CMD, within about a second (--restart).
-        self.domain = Domain(CMD_ADDR, maars, mode=mode, timers=Timers(lifetime=600, heartbeat_interval=HEARTBEAT))
+        # noticed, and rebuilt by the CMD, within about a second (--restart). --anchor-idle T: an old
+        # anchor is released after T idle seconds (otherwise the default, two hours: never in a run).
+        idle = {"anchor_idle_timeout": anchor_idle} if anchor_idle else {}
+        self.domain = Domain(CMD_ADDR, maars, mode=mode,
+                             timers=Timers(lifetime=600, heartbeat_interval=HEARTBEAT, **idle))
         self.maars = {m.name: MaarNode(i + 1, m, f"{tag}m{i + 1}", PrivateOvs(work / f"ovs-{m.name}", f"{tag}m{i + 1}"))
                       for i, m in enumerate(maars)}
         self.mns = {mn: (j + 1, f"{tag}n{j + 1}") for j, (mn, _) in enumerate(topo.mns)}
@@ -255,6 +258,10 @@ class Lab:
         run("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.e{j}.accept_dad=0",
             f"net.ipv6.conf.e{j}.accept_ra=1", f"net.ipv6.conf.e{j}.autoconf=1",
             f"net.ipv6.conf.e{j}.keep_addr_on_down=1",
+            # no cap on SLAAC addresses (Linux's default is 16): a withdrawn prefix's address stays
+            # deprecated until its lifetime ends (RFC 4862 5.5.3 (e)), so an MN crossing more than
+            # 15 MAARs within one lifetime would otherwise take no address at the 16th
+            f"net.ipv6.conf.e{j}.max_addresses=0",
             # --no-rs: the MN never solicits; it is detected from what else it sends (MLD reports, data)
             *([] if self.rs else [f"net.ipv6.conf.e{j}.router_solicitations=0"]))
         m.vsctl("add-port", m.bridge, f"a{j}", "--", "set", "interface", f"a{j}", f"ofport_request={10 + j}")
