@@ -92,6 +92,7 @@ class FlowMirror:
         self._out: list = []
         self._live = AnchorLiveness(anchor_idle_timeout)
         self._polling = False  # the POLL timer is set
+        self._poll_at = 0.0  # when it was set to fire: the next one is a period after, not after it fired
         self._tunnel_exit = pipeline.table("from_tunnel").id
 
     # ---- read-only queries ------------------------------------------------------------------------
@@ -170,7 +171,8 @@ class FlowMirror:
             self._live.session(e.mn_id, old, e.session, now)
             if len(self._live) and not self._polling:
                 self._polling = True
-                self._out.append(SetTimer(MirrorKey(MirrorTimer.POLL, 0), now + self._live.timeout / POLLS_PER_TIMEOUT))
+                self._poll_at = now + self._live.timeout / POLLS_PER_TIMEOUT
+                self._out.append(SetTimer(MirrorKey(MirrorTimer.POLL, 0), self._poll_at))
         if old is not None and old.mac and self._at.get((old.serving, old.mac)) == e.mn_id:
             del self._at[(old.serving, old.mac)]
             self._unclaim((old.serving, old.mac))
@@ -351,8 +353,10 @@ class FlowMirror:
             if maar in self._connected and maar not in asking:
                 self._request_stats(maar, None, now, poll=True)
         self._polling = bool(len(self._live))
-        if self._polling:
-            self._out.append(SetTimer(MirrorKey(MirrorTimer.POLL, 0), now + self._live.timeout / POLLS_PER_TIMEOUT))
+        if self._polling:  # a steady cadence: a late firing does not push every later poll back
+            period = self._live.timeout / POLLS_PER_TIMEOUT
+            self._poll_at = self._poll_at + period if self._poll_at + period > now else now + period
+            self._out.append(SetTimer(MirrorKey(MirrorTimer.POLL, 0), self._poll_at))
 
     def _query(self, ev: QueryFlows, now: float) -> None:
         busy = sum(1 for r in self._stats.values() if r.token is not None) >= MAX_QUERIES

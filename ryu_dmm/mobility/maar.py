@@ -488,8 +488,9 @@ class MaarCore:
     def _withdrawn(self, b: Binding, pbu: BindingUpdate, now: float) -> list[Effect]:
         """The CMD de-registered one of our MN's old prefixes (a PBU with lifetime 0 for it, naming
         us Serving MAAR): its anchor left the session because its tunnel went idle. Drop the uplink
-        tunnel and advertise the prefix once with valid lifetime 0 from its DLIF, so that the MN
-        removes the address (docs/anchor-release.md)."""
+        tunnel and advertise the prefix once with valid lifetime 0 from its DLIF: the MN stops
+        preferring it (RFC 4862 §5.5.3(e) lets a host keep the address until its remaining valid
+        lifetime, at most 2 h, runs out: docs/anchor-release.md)."""
         b.last_cmd_ts, b.last_cmd_seq, b.last_cmd_smaar = pbu.timestamp or b.last_cmd_ts, pbu.sequence, self.address
         effects = self._answer(pbu, Status.ACCEPTED, 0, (self.cmd,))
         gone = {(a, p) for a, p in b.anchors.items() if p == pbu.hnps[0]}
