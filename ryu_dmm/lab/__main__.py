@@ -33,6 +33,9 @@ PING_INTERVAL = 0.02
 TUNNEL_FILTER = {"gre": "ip6 proto 47", "vxlan": "ip6 and udp port 4789"}
 TCP_RATE = 200_000  # bytes/s of the old TCP flow
 TCP_BUCKET = 0.1  # seconds per throughput sample in the report and the plot
+# the new flow's ping payload: its ICMPv6 length (+8) tells its packets from the old ping's (56) on the
+# underlay when both share the MN's prefix (legacy mode; back at the old prefix's anchor)
+NEW_PING_SIZE = 200
 
 
 class EventLog:
@@ -87,7 +90,7 @@ def _prefix(lab: Lab, maar: str, address: str) -> str:
 
 
 def _address_in(lab: Lab, mn: str, maar: str):
-    pool = lab.maars[maar].info.pool.network
+    pool = lab.maars[lab.pool_of(maar)].info.pool.network
     return next((a for a, s in lab.addresses(mn).items() if ipaddress.IPv6Address(a) in pool and s == "preferred"), None)
 
 
@@ -106,8 +109,12 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
         t_attach = time.time()
         lab.attach_first(mn)
         old_addr[mn] = wait_until(lambda: _address_in(lab, mn, path[0]), 15, f"{mn}'s address by SLAAC")
+        prefix = _prefix(lab, path[0], old_addr[mn])
         registrations[mn] = {"mn": mn, "mn_id": ids[mn]["mn_id"], "maar": path[0], "t_attach": t_attach,
-                             "prefix": _prefix(lab, path[0], old_addr[mn])}
+                             "prefix": prefix,
+                             # legacy: the MAAR asks with ALL_ZERO (RFC 5213 §5.3.1); away from the LMA the PBA names it
+                             "pbu_hnp": "::/0" if lab.lma else prefix,
+                             "previous": {lab.lma: prefix} if lab.lma and lab.lma != path[0] else {}}
         port = 5000 + j
         flows.append(lab.start(lab.cn_ns, [sys.executable, "-m", "ryu_dmm.lab.traffic", "sink", CN_ADDR, str(port),
                                            str(lab.work / f"tcp-{mn}.json")], f"sink-{mn}.log"))
@@ -152,15 +159,21 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
     for h in handovers:
         old = ipaddress.IPv6Network(h["old_prefix"])
         new = ipaddress.IPv6Network(h["new_prefix"])
-        window = [(src, dst) for t, src, dst in tunnelled if h["t_move"] + 0.5 <= t <= h["t_end"]]
+        window = [(src, dst, n) for t, src, dst, n in tunnelled if h["t_move"] + 0.5 <= t <= h["t_end"]]
         pings = ping_replies(lab.work / f"ping-old-{h['mn']}.log")
         # the handover's own interruption: up to the first crash in its window (measured on its own)
         gap_end = min([h["t_end"]] + [r["t_kill"] for r in crashes if r["t_kill"] > h["t_move"]])
         h.update(old_flow_gap(pings, h["t_move"] - min(1.0, topo.dwell / 2), gap_end))
         h["old_flow_survived"] = any(h["t_move"] < t <= h["t_end"] for t, _ in pings)
-        h["old_flow_local"] = old == new  # back at the MAAR anchoring the old prefix: no tunnel
-        h["old_flow_tunnelled_packets"] = sum(1 for src, dst in window if src in old or dst in old)
-        h["new_flow_tunnelled_packets"] = sum(1 for src, dst in window if src in new or dst in new)
+        # at the MAAR anchoring the old prefix (legacy: the LMA) no tunnel
+        h["old_flow_local"] = h["to"] == lab.lma if lab.lma else old == new
+        h["old_flow_tunnelled_packets"] = sum(1 for src, dst, _ in window if src in old or dst in old)
+        # the old flows share the new prefix (legacy; back at its anchor): the new ping's packets by size
+        h["new_flow_tunnelled_packets"] = sum(1 for src, dst, n in window if (src in new or dst in new)
+                                              and (old != new or n == NEW_PING_SIZE + 8))
+        # tunnels the new flow's packets crossed, each way: its tunnelled packets per request and reply
+        h["new_flow_tunnels"] = round(h["new_flow_tunnelled_packets"] / (2 * h["new_flow_replies"]), 2) \
+            if h["new_flow_replies"] else None
         # the old TCP stream in this handover's own window only (not to the end of the run)
         h["old_tcp_kbytes_in_window"] = _kbytes(tcp[h["mn"]], h["t_move"], h["t_end"])
         h["old_tcp_kbytes_after_settled"] = _kbytes(tcp[h["mn"]], h["t_settled"], h["t_end"])
@@ -169,9 +182,7 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
         dissected = wire_verdict.dissect(lab.work / "signalling.pcap", home=lab.work / "tshark-home")
         verdict = wire_verdict.judge(
             dissected, cmd=CMD_ADDR, maars=maars, mode=lab.mode.value, registrations=list(registrations.values()),
-            handovers=[{"mn": h["mn"], "mn_id": h["mn_id"], "to": h["to"], "new_prefix": h["new_prefix"],
-                        "previous": h["previous_prefixes"], "t_move": h["t_move"], "t_end": h["t_end"]}
-                       for h in handovers])
+            handovers=[wire_verdict.handover_input(h) for h in handovers])
         if release is not None:
             release_mod.on_the_wire(release, dissected.messages, maars, CMD_ADDR, ids)
     except (OSError, RuntimeError, ValueError) as exc:
@@ -189,7 +200,7 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
             a["old_ping_replies_in_window"] = sum(
                 1 for t, _ in ping_replies(lab.work / f"ping-old-{a['mn']}.log")
                 if release["t_flow_end"] <= t <= release["t_end"])
-    report = {"mode": lab.mode.value, "tunnel": lab.tunnel, "maars": list(topo.maars), "maar_addresses": maars,
+    report = {"mode": lab.mode.value, "lma": lab.lma, "tunnel": lab.tunnel, "maars": list(topo.maars), "maar_addresses": maars,
               "cmd_address": CMD_ADDR, "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
               "mn_ids": ids, "concurrent": topo.concurrent, "reattach": lab.reattach, "mn_rs": lab.rs,
               "t_start": t_start, "t_stop": t_stop,
@@ -239,10 +250,12 @@ def measure_restart(lab: Lab, r: dict, tcp: dict, handovers: list, log: EventLog
 
 
 def handover_ok(h: dict) -> bool:
+    """DMM: new flows leave natively. Legacy: they share the old flows' path, through the LMA's tunnel
+    unless the MN is at the LMA (``new_flow_tunnelled`` says which is expected)."""
     return (h["old_flow_survived"] and h["old_tcp_kbytes_after_settled"] > 0 and h["detected_after_move_ms"] >= 0
             and (h["old_flow_tunnelled_packets"] > 0) != h["old_flow_local"]
-            and h["new_flow_replies"] > 0 and h["new_flow_tunnelled_packets"] == 0 and h["rest_consistent"]
-            and h.get("wire_ok", False))
+            and h["new_flow_replies"] > 0 and (h["new_flow_tunnelled_packets"] > 0) == h["new_flow_tunnelled"]
+            and h["rest_consistent"] and h.get("wire_ok", False))
 
 
 def step_summary(handovers: list) -> list:
@@ -292,6 +305,9 @@ def run_step(lab: Lab, log: EventLog, movers: list, concurrent: bool, ids: dict,
 def handover(lab: Lab, log: EventLog, mn: str, mn_id: str, visited: tuple, to: str, old_address: str,
              prefixes: dict, barrier: threading.Barrier | None = None) -> dict:
     previous = [m for m in dict.fromkeys(visited) if m != to]
+    if lab.lma:  # legacy: the LMA is the one P-MAAR (unless the MN is there); the MAAR left is told too
+        previous = [lab.lma] if to != lab.lma else []
+    told = list(dict.fromkeys(previous + [visited[-1]] * (lab.lma is not None and visited[-1] != to)))
     if lab.anchor_idle:  # anchors go when idle: those the session still holds, and the MAAR it leaves
         kept = set(release_mod.anchors(lab, mn_id)) | {visited[-1]}
         previous = [m for m in previous if m in kept]
@@ -307,13 +323,14 @@ def handover(lab: Lab, log: EventLog, mn: str, mn_id: str, visited: tuple, to: s
         log.poll()
         trigger = log.first(to, mn_id, t_move, _is_trigger)
         conf = trigger and log.first(to, mn_id, trigger["t"], _is_served)
-        moved = [log.first(p, mn_id, t_move, _is_moved) for p in previous]
+        moved = [log.first(p, mn_id, t_move, _is_moved) for p in told]
         return (trigger, conf, moved) if trigger and conf and all(moved) else None
     trigger, conf, moved = wait_until(settled, 10, f"{mn}'s handover to {to}")
     t_settled = time.time()
     t_detected, t_conf, t_moved = trigger["t"], conf["t"], [e["t"] for e in moved]
     j, ns = lab.mns[mn]
-    new_flow = run("ip", "netns", "exec", ns, "ping", "-6", "-n", "-c", "3", "-i", "0.1", "-W", "1", CN_ADDR, check=False)
+    new_flow = run("ip", "netns", "exec", ns, "ping", "-6", "-n", "-c", "3", "-i", "0.1", "-W", "1",
+                   "-s", str(NEW_PING_SIZE), CN_ADDR, check=False)
     replies = len(re.findall(r"bytes from", new_flow))
     (lab.work / f"ping-new-{mn}-{to}.log").write_text(new_flow)
     session = wait_until(lambda: (lambda s: s if s["flows_confirmed"] and s["flows_confirmed"]["pushed_at"] > t_detected
@@ -322,7 +339,7 @@ def handover(lab: Lab, log: EventLog, mn: str, mn_id: str, visited: tuple, to: s
     t_flows = session["flows_confirmed"]["confirmed_at"]
     installed = {m: lab.rest(f"/dmm/v1/maars/{m}/flows")["installed_count"] for m in lab.topo.maars}
     new_prefix = _prefix(lab, to, new_addr)
-    previous_prefixes = {m: prefixes[m] for m in previous}
+    previous_prefixes = {m: prefixes.get(m, new_prefix) for m in previous}
     prefixes[to] = new_prefix
     return {
         "mn": mn, "mn_id": mn_id, "from": visited[-1], "to": to, "t_move": t_move, "t_settled": t_settled,
@@ -331,6 +348,11 @@ def handover(lab: Lab, log: EventLog, mn: str, mn_id: str, visited: tuple, to: s
         # pool holds other MNs' prefixes too
         "old_prefix": _prefix(lab, visited[0], old_address), "new_prefix": new_prefix,
         "previous_prefixes": previous_prefixes,
+        # the MAARs the CMD's PBU* goes to, the HNP of the new MAAR's PBU (legacy: ALL_ZERO, a MAG asking
+        # the LMA for the prefix), and whether the new flow should be tunnelled (legacy, away from the LMA)
+        "told": {m: previous_prefixes.get(m, new_prefix) for m in told},
+        "pbu_hnp": "::/0" if lab.lma else new_prefix,
+        "new_flow_tunnelled": lab.lma is not None and to != lab.lma,
         # attach trigger (the MN's first frame the new MAAR acted on) to the last of: S-MAAR
         # registration confirmed, P-MAARs switched, every switch's flows confirmed by barrier
         "signalling_ms": round((max([t_conf, t_flows] + t_moved) - t_detected) * 1000, 3),
@@ -371,6 +393,7 @@ def old_flow_gap(pings: list, start: float, end: float) -> dict:
 
 
 def gre_inner(pcap: Path) -> list:
+    """(time, inner source, inner destination, ICMPv6 echo length or None) of every tunnelled packet."""
     if not pcap.exists():
         return []
     out = run("tcpdump", "-n", "-tt", "-r", str(pcap), check=False)
@@ -386,7 +409,9 @@ def gre_inner(pcap: Path) -> list:
         if m is None:
             continue
         try:
-            found.append((float(m.group(1)), ipaddress.IPv6Address(m.group(2)), ipaddress.IPv6Address(m.group(3))))
+            echo = re.search(r"ICMP6, echo (?:request|reply).*?length (\d+)", line[m.end():])
+            found.append((float(m.group(1)), ipaddress.IPv6Address(m.group(2)), ipaddress.IPv6Address(m.group(3)),
+                          int(echo.group(1)) if echo else None))
         except ValueError:
             continue
     return found
@@ -501,6 +526,7 @@ def print_report(report: dict) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ryu_dmm.lab", description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=[m.value for m in Mode], default="proxy")
+    ap.add_argument("--lma", metavar="NAME", help="legacy mode: the MAAR acting as LMA (default: the first)")
     ap.add_argument("--topology", help="JSON topology file (default: 3 MAARs, one MN visiting them in turn)")
     ap.add_argument("--maars", type=int, default=3, help="MAARs in the default topology")
     ap.add_argument("--dwell", type=float, default=3.0, help="seconds at each MAAR (default topology)")
@@ -530,6 +556,8 @@ def main(argv=None) -> int:
         topo = topo_mod.load(args.topology) if args.topology else topo_mod.default(args.maars, args.dwell)
         if args.concurrent is not None:
             topo = topo_mod.with_concurrency(topo, args.concurrent)
+        if args.lma is not None and (args.mode != Mode.LEGACY.value or args.lma not in topo.maars):
+            raise ValueError(f"--lma {args.lma}: only with --mode legacy, naming one of {', '.join(topo.maars)}")
         if args.anchor_idle:
             Timers(anchor_idle_timeout=args.anchor_idle)  # refuses a value outside its bounds
         preflight()
@@ -539,7 +567,7 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ryu-dmm-lab-"))
-    lab = Lab(topo, Mode(args.mode), work, args.tunnel, args.reattach, args.rs, args.anchor_idle)
+    lab = Lab(topo, Mode(args.mode), work, args.tunnel, args.reattach, args.rs, args.anchor_idle, args.lma)
 
     def interrupted(_s, _f):
         raise KeyboardInterrupt

@@ -80,7 +80,7 @@ class MaarNode:
 
 class Lab:
     def __init__(self, topo: Topology, mode: Mode, work: Path, tunnel: str = "gre", reattach: str = "carrier",
-                 rs: bool = True, anchor_idle: float = 0.0) -> None:
+                 rs: bool = True, anchor_idle: float = 0.0, lma: str | None = None) -> None:
         if reattach not in REATTACH:
             raise ValueError(f"reattach must be one of {', '.join(REATTACH)}")
         self.topo, self.mode, self.work, self.tunnel = topo, mode, work, tunnel
@@ -92,7 +92,9 @@ class Lab:
         # noticed, and rebuilt by the CMD, within about a second (--restart). --anchor-idle T: an old
         # anchor is released after T idle seconds (otherwise the default, two hours: never in a run).
         idle = {"anchor_idle_timeout": anchor_idle} if anchor_idle else {}
-        self.domain = Domain(CMD_ADDR, maars, mode=mode,
+        # legacy mode: ``lma`` (default the first MAAR) anchors every MN's one prefix (docs/mode-legacy.md)
+        self.lma = (lma or maars[0].name) if mode is Mode.LEGACY else None
+        self.domain = Domain(CMD_ADDR, maars, mode=mode, lma=self.lma,
                              timers=Timers(lifetime=600, heartbeat_interval=HEARTBEAT, **idle))
         self.maars = {m.name: MaarNode(i + 1, m, f"{tag}m{i + 1}", PrivateOvs(work / f"ovs-{m.name}", f"{tag}m{i + 1}"))
                       for i, m in enumerate(maars)}
@@ -103,6 +105,10 @@ class Lab:
         self.agents: dict[str, subprocess.Popen] = {}
         self.ovs_started: list[PrivateOvs] = []
         self.where: dict[str, str] = {}  # MN -> MAAR it is attached to
+
+    def pool_of(self, maar: str) -> str:
+        """The MAAR whose pool an MN's prefix at ``maar`` comes from: the LMA's in legacy mode."""
+        return self.lma or maar
 
     # ---- helpers -------------------------------------------------------------------------------
     def ns_add(self, ns: str) -> None:

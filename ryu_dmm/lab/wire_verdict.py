@@ -189,13 +189,23 @@ def _first(msgs: Iterable[Mh], **want) -> Optional[Mh]:
     return None
 
 
+def handover_input(h: dict) -> dict:
+    """What ``judge`` needs of one handover of the lab's report (``told`` and ``pbu_hnp``: see ``judge``)."""
+    return {k: h[k] for k in ("mn", "mn_id", "to", "new_prefix", "t_move", "t_end")} | {
+        "previous": h["previous_prefixes"], "told": h.get("told"), "pbu_hnp": h.get("pbu_hnp")}
+
+
 def judge(d: Dissected, *, cmd: str, maars: dict, mode: str, registrations: list, handovers: list) -> dict:
     """The verdict over one capture.
 
     ``maars``: name -> signalling address. ``registrations``: per MN ``{"mn", "mn_id", "maar",
     "prefix", "t_end"}`` (its first attachment; ``t_end``: its first move or the end of the run).
     ``handovers``: per move ``{"mn", "mn_id", "to", "new_prefix", "previous": {maar: prefix the MN
-    got there}, "t_move", "t_end"}`` (``t_end``: that MN's next move or the end of the run).
+    got there}, "t_move", "t_end"}`` (``t_end``: that MN's next move or the end of the run). Legacy mode
+    (docs/mode-legacy.md) adds, per registration and handover, ``pbu_hnp`` (the MAAR's PBU asks with
+    ALL_ZERO, ``::/0``), per registration ``previous`` (the LMA, away from it) and per handover ``told``
+    (MAAR -> prefix: every MAAR the CMD's PBU goes to, the LMA and the MAAR left); and the CMD answers
+    the new MAAR only after the LMA has answered, as in relay mode.
 
     Checks (RFC 5213 §5.3/§6.9, RFC 8885 §3, docs FACTS): every PBU (BU with P and A) is answered by
     a PBA with the same sequence number from its destination back to its source; PBU sequence
@@ -276,8 +286,9 @@ def _judge_registration(r: dict, pbus: list, answers: dict, maars: dict, cmd: st
         p.append(f"no PBU from {r['maar']} to the CMD for {r['mn_id']}")
     else:
         out["pbu"] = u.brief()
-        if u.hnp != [prefix_text(r["prefix"])]:
-            p.append(f"PBU frame {u.frame}: HNP {u.hnp}, expected [{r['prefix']}]")
+        want = r.get("pbu_hnp") or r["prefix"]
+        if u.hnp != [prefix_text(want)]:
+            p.append(f"PBU frame {u.frame}: HNP {u.hnp}, expected [{want}]")
         a = answers.get(u.frame)
         if a is None:
             p.append(f"PBU frame {u.frame} unanswered")
@@ -287,8 +298,10 @@ def _judge_registration(r: dict, pbus: list, answers: dict, maars: dict, cmd: st
                 p.append(f"PBA frame {a.frame}: status {a.status}")
             if a.hnp != [prefix_text(r["prefix"])]:
                 p.append(f"PBA frame {a.frame}: HNP {a.hnp}, expected [{r['prefix']}]")
-            if a.previous_maar:
-                p.append(f"PBA frame {a.frame} of a first registration names previous MAARs {a.previous_maar}")
+            prev = sorted((maars[m], prefix_text(pref)) for m, pref in r.get("previous", {}).items())
+            if sorted(a.previous_maar) != prev:
+                p.append(f"PBA frame {a.frame} of a first registration names previous MAARs {a.previous_maar}, "
+                         f"expected {prev}")
     out["ok"] = not p
     return out
 
@@ -308,8 +321,9 @@ def _judge_handover(h: dict, pbus: list, pbas: list, answers: dict, maars: dict,
         out["ok"] = False
         return out
     out["pbu"] = {**u.brief(), "hnp": u.hnp}
-    if u.hnp != [prefix_text(h["new_prefix"])]:
-        p.append(f"PBU frame {u.frame}: HNP {u.hnp}, expected [{h['new_prefix']}]")
+    want = h.get("pbu_hnp") or h["new_prefix"]
+    if u.hnp != [prefix_text(want)]:
+        p.append(f"PBU frame {u.frame}: HNP {u.hnp}, expected [{want}]")
     a = answers.get(u.frame)
     expected_prev = sorted((maars[m], prefix_text(pref)) for m, pref in h["previous"].items())
     if a is None:
@@ -323,7 +337,7 @@ def _judge_handover(h: dict, pbus: list, pbas: list, answers: dict, maars: dict,
         if sorted(a.previous_maar) != expected_prev:
             p.append(f"PBA frame {a.frame}: Previous MAAR options {a.previous_maar}, expected {expected_prev}")
     pm_out, pmaar_answers = [], []
-    for name, pref in h["previous"].items():
+    for name, pref in (h.get("told") or h["previous"]).items():
         addr = maars[name]
         row = {"maar": name, "prefix": pref}
         v = next((m for m in pbus if within(m) and m.frame > u.frame and m.src == cmd and m.dst == addr), None)
@@ -364,8 +378,8 @@ def _judge_handover(h: dict, pbus: list, pbas: list, answers: dict, maars: dict,
         # capture order on the one bridge: did the S-MAAR's answer cross it before any P-MAAR's?
         out["s_maar_answered_first"] = a.frame < min(b.frame for b in pmaar_answers)
         last = max(b.frame for b in pmaar_answers)
-        if mode == "relay" and not a.frame > last:
-            p.append(f"relay: the CMD answered the S-MAAR (frame {a.frame}) before every P-MAAR had (frame {last})")
+        if mode in ("relay", "legacy") and not a.frame > last:
+            p.append(f"{mode}: the CMD answered the S-MAAR (frame {a.frame}) before every P-MAAR had (frame {last})")
     out["ok"] = not p
     return out
 
@@ -379,9 +393,7 @@ def judge_report(report: dict, pcap: Path, home: Optional[Path] = None) -> dict:
     """The verdict over ``pcap`` for the run ``report`` describes (the lab's report.json)."""
     return judge(dissect(pcap, home=home), cmd=report["cmd_address"], maars=report["maar_addresses"],
                  mode=report["mode"], registrations=report["registrations"],
-                 handovers=[{"mn": h["mn"], "mn_id": h["mn_id"], "to": h["to"], "new_prefix": h["new_prefix"],
-                             "previous": h["previous_prefixes"], "t_move": h["t_move"], "t_end": h["t_end"]}
-                            for h in report["handovers"]])
+                 handovers=[handover_input(h) for h in report["handovers"]])
 
 
 def main(argv=None) -> int:
