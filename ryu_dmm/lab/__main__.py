@@ -210,6 +210,10 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
               "anchor_idle_timeout": lab.anchor_idle or None, "anchor_release": release,
               "max_pmaars_seen": max((h["pmaars_after"] for h in handovers), default=0)}
     report["tcp"] = {mn: tcp_series(samples, t_stop) for mn, samples in tcp.items()}
+    # path length and handover latency per handover, to set runs of other modes beside this one
+    report["comparison"] = [{"handover": f"{h['mn']}: {h['from']}->{h['to']}", "new_flow_tunnels": h["new_flow_tunnels"],
+                             "signalling_ms": h["signalling_ms"], "s_maar_confirmed_ms": h["s_maar_confirmed_ms"]}
+                            for h in handovers]
     report["ok"] = (bool(verdict["ok"]) and all(handover_ok(h) for h in handovers)
                     and all(restart_mod.restart_ok(r) for r in crashes) and len(crashes) == len(restarts)
                     and (release is None or release["ok"]))
@@ -482,17 +486,18 @@ def print_report(report: dict) -> None:
     print("move started) until its registration is confirmed, the P-MAARs have switched and every switch has")
     print("confirmed its flows by barrier (flows: that last part alone); move: the link move itself, until the")
     print("MN can reach the new switch; old TCP: kB the CN received on the old flow from the handover settling to")
-    print("that MN's next move (or the run's end); wire: tshark's verdict")
+    print("that MN's next move (or the run's end); new tunnels: tunnels the new flow's packets crossed each way")
+    print("(its tunnelled packets on the underlay per ping and reply); wire: tshark's verdict")
     print(f"{'handover':22} {'signalling':>10} {'flows':>7} {'move':>6} {'detected':>12} {'old flow':>9} {'lost':>5} "
-          f"{'old via':>8} {'new flow':>9} {'new via':>8} {'old TCP':>8}  REST  wire")
+          f"{'old via':>8} {'new flow':>9} {'new via':>8} {'new':>7} {'old TCP':>8}  REST  wire")
     print(f"{'':22} {'ms':>10} {'ms':>7} {'ms':>6} {'ms':>12} {'gap ms':>9} {'pings':>5} {'tunnel':>8} {'replies':>9} "
-          f"{'tunnel':>8} {'kB':>8}")
+          f"{'tunnel':>8} {'tunnels':>7} {'kB':>8}")
     for h in report["handovers"]:
         detected = f"{h['detected_after_move_ms']:.1f} {h['detected_by']}"
         print(f"{h['mn'] + ': ' + h['from'] + '->' + h['to']:22} {h['signalling_ms']:10.3f} "
               f"{h['flows_confirmed_ms']:7.3f} {h['link_move_ms']:6.1f} {detected:>12} {h['old_flow_interruption_ms']!s:>9} "
               f"{h['old_flow_lost_pings']!s:>5} {h['old_flow_tunnelled_packets']:8d} {h['new_flow_replies']:9d} "
-              f"{h['new_flow_tunnelled_packets']:8d} {h['old_tcp_kbytes_after_settled']:8.1f}  "
+              f"{h['new_flow_tunnelled_packets']:8d} {h['new_flow_tunnels']!s:>7} {h['old_tcp_kbytes_after_settled']:8.1f}  "
               f"{'ok' if h['rest_consistent'] else 'BAD':4}  {'ok' if h.get('wire_ok') else 'BAD'}")
     for st in report["steps"]:
         if len(st["mns"]) > 1:
