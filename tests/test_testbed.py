@@ -159,6 +159,45 @@ def test_lab_scenario(tmp_path, mode, tunnel):
 
 @pytest.mark.root
 @pytest.mark.tshark
+def test_lab_legacy_mode(tmp_path):
+    """Legacy PMIPv6 (docs/mode-legacy.md), LMA maar1 by default: the MN keeps maar1's prefix at every
+    MAAR; away from maar1 its new flow too crosses one tunnel each way (3 pings and 3 replies: 6
+    tunnelled packets); each MAAR asks with ALL_ZERO; the CMD tells the LMA (and the MAAR left, if
+    not the LMA) and answers the new MAAR, naming the LMA, only after the LMA has answered."""
+    need(available() and shutil.which("tshark") is not None, "the lab needs root, Open vSwitch and tshark")
+    report = run_lab(tmp_path, "--mode", "legacy", "--dwell", "1.5")
+    assert report["ok"] and report["lma"] == "maar1"
+    prefix = str(ipaddress.IPv6Network(f"{report['old_addresses']['mn1']}/64", strict=False))
+    assert ipaddress.IPv6Network(prefix).subnet_of(ipaddress.IPv6Network("2001:db8:1::/48"))  # maar1's pool
+    hos = report["handovers"]
+    assert [(h["from"], h["to"]) for h in hos] == [("maar1", "maar2"), ("maar2", "maar3")]
+    for h in hos:
+        assert h["new_prefix"] == prefix and h["old_flow_survived"] and h["old_flow_tunnelled_packets"] > 0
+        assert h["new_flow_replies"] == 3 and h["new_flow_tunnelled_packets"] == 6 and h["new_flow_tunnels"] == 1
+        assert h["rest_consistent"] and h["pmaars_after"] == 1
+    assert [c["new_flow_tunnels"] for c in report["comparison"]] == [1, 1]
+    msgs = tshark_messages(tmp_path / "logs" / "signalling.pcap", tmp_path / "home")
+    assert msgs and not any(m["bad"] for m in msgs)
+    pbus, pbas = [m for m in msgs if m["type"] == 5], [m for m in msgs if m["type"] == 6]
+    reg = next(m for m in pbus if m["src"] == maar_addr("maar1") and m["dst"] == CMD)
+    assert reg["hnp"] == ["::/0"]
+    lma = maar_addr("maar1")
+    for h, told in zip(hos, (["maar1"], ["maar1", "maar2"])):
+        to = maar_addr(h["to"])
+        u = next(m for m in pbus if m["src"] == to and m["dst"] == CMD and m["t"] >= h["t_move"])
+        assert u["hnp"] == ["::/0"] and u["mn"] == h["mn_id"]
+        a = next(m for m in pbas if m["src"] == CMD and m["dst"] == to and m["seq"] == u["seq"] and m["t"] >= u["t"])
+        assert a["previous"] == [(lma, prefix)] and a["hnp"] == [prefix] and int(a["status"]) < 128
+        for m in told:
+            v = next(v for v in pbus if v["src"] == CMD and v["dst"] == maar_addr(m) and v["t"] >= u["t"])
+            assert v["serving"] == [to] and v["hnp"] == [prefix]
+            b = next(b for b in pbas if b["src"] == maar_addr(m) and b["dst"] == CMD and b["seq"] == v["seq"])
+            if m == "maar1":
+                assert b["t"] <= a["t"]  # the LMA answered before the CMD answered the new MAAR
+
+
+@pytest.mark.root
+@pytest.mark.tshark
 def test_lab_mns_that_never_solicit(tmp_path):
     """MNs whose kernels never send a Router Solicitation (router_solicitations=0), re-associating by
     a link bounce, which would make them solicit: each is attached and moved from the other frames it
@@ -232,6 +271,14 @@ def test_bad_topology_and_not_root(tmp_path):
             f"sys.exit(m.main(['--out', '{tmp_path}']))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "must run as root" in out.stderr
+
+
+@pytest.mark.parametrize("args", [["--lma", "maar2"], ["--mode", "legacy", "--lma", "maar9"]])
+def test_lma_option_refused(tmp_path, args):
+    """--lma names a MAAR of the topology, in legacy mode only; refused before anything is built."""
+    from ryu_dmm.lab.__main__ import main
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "report.json").exists()
 
 
 @pytest.mark.parametrize("value", ["0.5", "-1", str(8 * 86400)])
