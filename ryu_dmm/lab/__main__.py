@@ -112,7 +112,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
         prefix = _prefix(lab, path[0], old_addr[mn])
         registrations[mn] = {"mn": mn, "mn_id": ids[mn]["mn_id"], "maar": path[0], "t_attach": t_attach,
                              "prefix": prefix,
-                             # legacy: the MAAR asks with ALL_ZERO (RFC 5213 §5.3.1); away from the LMA the PBA names it
+                             # legacy: the MAAR asks with ALL_ZERO (RFC 5213 §5.3.1); away from the LMA
+                             # the PBA names it
                              "pbu_hnp": "::/0" if lab.lma else prefix,
                              "previous": {lab.lma: prefix} if lab.lma and lab.lma != path[0] else {}}
         port = 5000 + j
@@ -200,7 +201,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
             a["old_ping_replies_in_window"] = sum(
                 1 for t, _ in ping_replies(lab.work / f"ping-old-{a['mn']}.log")
                 if release["t_flow_end"] <= t <= release["t_end"])
-    report = {"mode": lab.mode.value, "lma": lab.lma, "tunnel": lab.tunnel, "maars": list(topo.maars), "maar_addresses": maars,
+    report = {"mode": lab.mode.value, "lma": lab.lma, "tunnel": lab.tunnel, "maars": list(topo.maars),
+              "maar_addresses": maars,
               "cmd_address": CMD_ADDR, "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
               "mn_ids": ids, "concurrent": topo.concurrent, "reattach": lab.reattach, "mn_rs": lab.rs,
               "t_start": t_start, "t_stop": t_stop,
@@ -211,7 +213,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
               "max_pmaars_seen": max((h["pmaars_after"] for h in handovers), default=0)}
     report["tcp"] = {mn: tcp_series(samples, t_stop) for mn, samples in tcp.items()}
     # path length and handover latency per handover, to set runs of other modes beside this one
-    report["comparison"] = [{"handover": f"{h['mn']}: {h['from']}->{h['to']}", "new_flow_tunnels": h["new_flow_tunnels"],
+    report["comparison"] = [{"handover": f"{h['mn']}: {h['from']}->{h['to']}",
+                             "new_flow_tunnels": h["new_flow_tunnels"],
                              "signalling_ms": h["signalling_ms"], "s_maar_confirmed_ms": h["s_maar_confirmed_ms"]}
                             for h in handovers]
     report["ok"] = (bool(verdict["ok"]) and all(handover_ok(h) for h in handovers)
@@ -497,7 +500,8 @@ def print_report(report: dict) -> None:
         print(f"{h['mn'] + ': ' + h['from'] + '->' + h['to']:22} {h['signalling_ms']:10.3f} "
               f"{h['flows_confirmed_ms']:7.3f} {h['link_move_ms']:6.1f} {detected:>12} {h['old_flow_interruption_ms']!s:>9} "
               f"{h['old_flow_lost_pings']!s:>5} {h['old_flow_tunnelled_packets']:8d} {h['new_flow_replies']:9d} "
-              f"{h['new_flow_tunnelled_packets']:8d} {h['new_flow_tunnels']!s:>7} {h['old_tcp_kbytes_after_settled']:8.1f}  "
+              f"{h['new_flow_tunnelled_packets']:8d} {h['new_flow_tunnels']!s:>7} "
+              f"{h['old_tcp_kbytes_after_settled']:8.1f}  "
               f"{'ok' if h['rest_consistent'] else 'BAD':4}  {'ok' if h.get('wire_ok') else 'BAD'}")
     for st in report["steps"]:
         if len(st["mns"]) > 1:
