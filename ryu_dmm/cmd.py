@@ -10,6 +10,7 @@ import itertools
 import logging
 import sys
 import time
+from typing import NoReturn
 
 from . import domainconf, httpaccess, metrics, ofsync, packetin, pipeline, rest, store
 from .logsafe import Guard, SafeLog, contained
@@ -46,6 +47,14 @@ def config_path():
     """The last ``--config-file`` given to ryu-manager (it is also read by Ryu), or None."""
     files = list(getattr(cfg.CONF, "config_file", None) or [])
     return files[-1] if files else None
+
+
+def _store_unusable(exc) -> NoReturn:
+    """Stop start-up before anything is bound, saying why (and, for a corrupt file, what to do)."""
+    advice = (" Nothing was changed; fix or remove the file, or set [store] on_corrupt = move-aside to start "
+              "empty and keep it aside." if exc.kind == "corrupt" else " Nothing was changed.")
+    print(f"ryu_dmm.cmd: cannot use the binding store: {exc}.{advice}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
 
 
 def switches(domain, settings) -> dict:
@@ -164,25 +173,20 @@ class CmdApp(App):
                 loaded = self.store.load()
         except store.StoreError as exc:
             if st.on_corrupt != "move-aside" or exc.kind != "corrupt":
-                print(f"ryu_dmm.cmd: cannot use the binding store: {exc}. Nothing was changed; fix or remove "
-                      f"the file, or set [store] on_corrupt = move-aside to start empty and keep it aside.",
-                      file=sys.stderr, flush=True)
-                raise SystemExit(2) from None
+                _store_unusable(exc)
             aside = move_aside(st.path)
             self.logger.error("binding store unusable (%s): moved to %s; starting with no sessions", exc, aside)
             self._store_info["moved_aside"] = aside
             try:
                 loaded = self.store.load()
             except store.StoreError as again:
-                print(f"ryu_dmm.cmd: cannot use the binding store: {again}", file=sys.stderr, flush=True)
-                raise SystemExit(2) from None
+                _store_unusable(again)
         seqs = {k: v for k, v in loaded.meta.items() if k.startswith("seq:")}
         if seqs:  # this run may use a block from each stored start: reserve it before anything is sent
             try:
                 self.store.write(store.Batch(0, meta={k: str((int(v) + SEQ_BLOCK) & 0xFFFF) for k, v in seqs.items()}))
             except store.StoreError as exc:
-                print(f"ryu_dmm.cmd: cannot use the binding store: {exc}", file=sys.stderr, flush=True)
-                raise SystemExit(2) from None
+                _store_unusable(exc)
         self._store_info.update(self.store.describe(), restart_counter=loaded.restart_counter,
                                 load_seconds=round(time.monotonic() - started, 3),
                                 restored_sessions=len(loaded.sessions), new=loaded.fresh)
