@@ -355,7 +355,8 @@ def _judge_handover(h: dict, pbus: list, pbas: list, answers: dict, maars: dict,
             p.append(f"PBU frame {v.frame} to {name} unanswered")
         else:
             row["pba"] = {**b.brief(), "serving_maar": b.serving_maar, "hnp": b.hnp}
-            pmaar_answers.append(b)
+            if name in h["previous"]:  # an anchor the handover waits for (legacy: the LMA, not the MAAR left)
+                pmaar_answers.append(b)
             if b.status is None or b.status >= 128:
                 p.append(f"PBA frame {b.frame} from {name}: status {b.status}")
             if b.hnp != [prefix_text(pref)]:
@@ -375,7 +376,7 @@ def _judge_handover(h: dict, pbus: list, pbas: list, answers: dict, maars: dict,
         pm_out.append(row)
     out["pmaars"] = pm_out
     if a is not None and pmaar_answers:
-        # capture order on the one bridge: did the S-MAAR's answer cross it before any P-MAAR's?
+        # capture order on the one bridge: did the S-MAAR's answer cross it before any anchor's?
         out["s_maar_answered_first"] = a.frame < min(b.frame for b in pmaar_answers)
         last = max(b.frame for b in pmaar_answers)
         if mode in ("relay", "legacy") and not a.frame > last:
