@@ -17,8 +17,8 @@ from .logsafe import Guard, SafeLog, contained
 from .domainview import DomainView
 from .flowmirror import (
     ApplyDiff, BarrierReplied, CoreOutput, FlowMirror, FlowsConfirmed, FlowStatsReady, FlowStatsReplied, MirrorKey,
-    Noted, NoteKind, PortBound, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, Switch, SwitchDown,
-    SwitchUp,
+    Noted, NoteKind, PortBound, PortLearnt, QueryFlows, ReplaceFlows, RequestFlowStats, SwitchDown, SwitchUp,
+    configured_switches,
 )
 from .hubexit import install_clean_exit
 from .hubtimers import HubTimers
@@ -57,17 +57,6 @@ def _store_unusable(exc) -> NoReturn:
     raise SystemExit(2) from None
 
 
-def switches(domain, settings) -> dict:
-    """MAAR address -> its edge switch, for the MAARs whose switch ports are configured."""
-    dlif = {m.address: m.mac for m in domain.maars}
-    out = {}
-    for sw in settings.switches:
-        m = domain.maar(sw.maar)
-        ports = pipeline.SwitchPorts(sw.core_port, sw.tunnel_port, sw.agent_port, sw.access_ports)
-        out[m.address] = Switch(ports, pipeline.MaarView(m.mac, sw.core_gateway_mac, settings.tunnel_key, dlif))
-    return out
-
-
 class CmdApp(App):
     """The CMD process: PMIPv6 signalling, OpenFlow towards the MAARs' switches, REST."""
 
@@ -97,7 +86,9 @@ class CmdApp(App):
         self._store_info: dict = {}
         self.loaded = self._load_store()  # a bad store stops start-up here, before anything is bound
         self.core = CmdCore(self.domain, self.loaded.restart_counter)
-        self.mirror = FlowMirror(self.pipeline, switches(self.domain, self.settings),
+        # flow_control = maar: each MAAR's agent drives its own switch; we drive none (signalling only)
+        own = self.settings.flow_control == "cmd"
+        self.mirror = FlowMirror(self.pipeline, configured_switches(self.domain, self.settings) if own else {},
                                  # (legacy mode: the LMA is never released, so no counters are polled)
                                  anchor_idle_timeout=0.0 if self.domain.lma else self.domain.timers.anchor_idle_timeout)
         self.stats = Stats(self.domain.mode.value, peers=self.core.maars)  # by MAAR; others as "other"
@@ -105,7 +96,7 @@ class CmdApp(App):
         self.endpoint = self.timers = self._flusher = self.metrics = self.writer = None
         self.gate = store.DurabilityGate(self.settings.store.max_batch) if self.store.backend != "memory" else None
         self._datapaths = {}  # MAAR address -> its connected datapath
-        self._maar_of = {m.datapath_id: m.address for m in self.domain.maars if m.datapath_id is not None}
+        self._maar_of = {m.datapath_id: m.address for m in self.domain.maars if own and m.datapath_id is not None}
         self._queries = {}  # token -> (hub.Event, [flows]) of REST requests waiting for flow stats
         self._tokens = itertools.count(1)
         self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,

@@ -18,6 +18,7 @@ from .mobility.config import Dereg, Domain, MaarInfo, Mode, Timers
 from .wire import Prefix, canonical6, mac_text, parse_mac
 
 TUNNEL_TYPES = ("gre", "vxlan")
+FLOW_CONTROL = ("cmd", "maar")  # who programs the MAARs' switches (docs/flow-control.md)
 
 
 class ConfigError(ValueError):
@@ -100,6 +101,9 @@ class CmdSettings:
     store: StoreSettings = field(default_factory=StoreSettings)
     rest: RestSettings = field(default_factory=RestSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)  # for the agents
+    # "cmd": the CMD programs every MAAR's switch from its sessions; "maar": each MAAR's agent
+    # programs its own switch from its own state, and the CMD only signals (docs/flow-control.md)
+    flow_control: str = "cmd"
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ class SwitchSettings:
 
 
 _DMM_KEYS = {"cmd_address", "mode", "lma", "dereg", "listen", "port", "raw_mh", "tunnel", "tunnel_key", "rcvbuf",
-             "metrics_listen", "metrics_port"}
+             "metrics_listen", "metrics_port", "flow_control"}
 _SWITCH_KEYS = {"core_port", "tunnel_port", "agent_port", "access_ports", "core_gateway_mac"}
 _MAAR_KEYS = {"address", "pool", "prefix_length", "mac", "datapath_id"} | _SWITCH_KEYS
 _TIMER_KEYS = {f.name: f.type for f in fields(Timers)}
@@ -250,6 +254,9 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     rcvbuf = _int("dmm", "rcvbuf", dmm.get("rcvbuf", str(CmdSettings.rcvbuf)), 0, 2**30)
     metrics_listen = _ip("dmm", "metrics_listen", dmm.get("metrics_listen", CmdSettings.metrics_listen))
     metrics_port = _int("dmm", "metrics_port", dmm["metrics_port"], 0, 65535) if "metrics_port" in dmm else None
+    flow_control = dmm.get("flow_control", "cmd").strip()
+    if flow_control not in FLOW_CONTROL:
+        raise ConfigError(f"[dmm] flow_control: {flow_control!r} is not one of {', '.join(FLOW_CONTROL)}")
     timers_kw: dict = {}
     if parser.has_section("timers"):
         items = dict(parser.items("timers"))
@@ -308,7 +315,7 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     auth = _auth(dict(parser.items("auth")) if parser.has_section("auth") else {}, source)
     return domain, CmdSettings(listen, port, raw_mh, tunnel, tunnel_key, tuple(switches), rcvbuf=rcvbuf,
                                metrics_listen=metrics_listen, metrics_port=metrics_port, store=store, rest=rest,
-                               auth=auth)
+                               auth=auth, flow_control=flow_control)
 
 
 def _auth(items: dict, source: str) -> AuthSettings:
@@ -427,7 +434,7 @@ def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[
               f"dereg = {domain.dereg.value}", f"listen = {settings.listen}", f"port = {settings.port}",
               f"raw_mh = {str(settings.raw_mh).lower()}", f"tunnel = {settings.tunnel}",
               f"tunnel_key = {settings.tunnel_key:#x}", f"rcvbuf = {settings.rcvbuf}",
-              f"metrics_listen = {settings.metrics_listen}"]
+              f"metrics_listen = {settings.metrics_listen}", f"flow_control = {settings.flow_control}"]
     if settings.metrics_port is not None:
         lines.append(f"metrics_port = {settings.metrics_port}")
     st = store or StoreSettings(dir="dmm-state", backend=settings.store.backend)

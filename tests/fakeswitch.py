@@ -10,7 +10,8 @@ installed entries.
 
 Strictness: what the fake does not implement raises ``Unsupported``; what a real switch would refuse
 with an OFPT_ERROR raises ``Rejected``. No test passes because the fake quietly ignored something.
-Accepted silently, as a switch does (no reply is due): HELLO and SET_CONFIG. ECHO_REQUEST is answered.
+Accepted silently, as a switch does (no reply is due): HELLO and SET_CONFIG. ECHO_REQUEST and
+FEATURES_REQUEST (datapath id, 255 tables) are answered.
 
 Faults are injected by the caller, deterministically: barrier replies dropped or held until released
 (``FakeSwitch.barrier_mode``), and ``FakeSwitch.disconnect`` (flows lost, like an ovs-vswitchd
@@ -228,6 +229,8 @@ class FakeDatapath:
             return parser.OFPBarrierRequest.parser(self, version, msg_type, msg_len, xid, buf)
         if msg_type == ofp.OFPT_MULTIPART_REQUEST:
             return self._decode_multipart_request(version, msg_type, msg_len, xid, buf)
+        if msg_type == ofp.OFPT_FEATURES_REQUEST:
+            return parser.OFPFeaturesRequest.parser(self, version, msg_type, msg_len, xid, buf)
         if msg_type == ofp.OFPT_SET_CONFIG:
             msg = parser.OFPSetConfig.parser(self, version, msg_type, msg_len, xid, buf)
             msg.flags, msg.miss_send_len = struct.unpack_from(ofp.OFP_SWITCH_CONFIG_PACK_STR, buf, ofp.OFP_HEADER_SIZE)
@@ -299,6 +302,9 @@ class FakeSwitch:
             dp._replies += self._flow_stats(dp, msg)
         elif isinstance(msg, parser.OFPEchoRequest):
             dp._replies.append(dp._reply(ofp.OFPT_ECHO_REPLY, msg.xid, bytes(msg.data or b"")))
+        elif isinstance(msg, parser.OFPFeaturesRequest):
+            body = struct.pack("!QIBB2xII", self.dpid, 0, self.n_tables, 0, 0, 0)  # ofp_switch_features
+            dp._replies.append(dp._reply(ofp.OFPT_FEATURES_REPLY, msg.xid, body))
         elif not isinstance(msg, (parser.OFPHello, parser.OFPSetConfig)):
             raise Unsupported(f"message {type(msg).__name__}")
 

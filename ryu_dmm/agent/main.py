@@ -22,6 +22,7 @@ from collections import deque
 from typing import Optional
 
 from .. import domainconf
+from ..flowmirror import FlowsConfirmed, MirrorKey, Noted
 from ..mobility.events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, Send, SetTimer, TimerFired,
 )
@@ -30,6 +31,7 @@ from ..stats import Stats
 from ..wire import DecodeError, decode, encode, mac_text, parse_mac, peer_address
 from . import authz, guard, metrics, nd, restart
 from .loop import Loop
+from .switch import OwnSwitch
 
 MAX_EVENTS = 10_000  # events kept for the control socket's "events" (older ones are dropped)
 REPLY_BUDGET = 60_000  # bytes of events or bindings in one control reply (a Unix datagram holds ~200 kB)
@@ -37,6 +39,7 @@ MN_LL_MAX = 4096  # MNs whose (MAC, link-local) from their RS is remembered for 
 MAX_MN_ID = 254  # bytes of an MN identifier: the MN-ID option's one-byte length minus its subtype (RFC 4283)
 MAX_PORT = 0xFFFFFFFF  # OpenFlow 1.3 port numbers are 32 bits
 CONTROL_OPS = ("attach", "detach", "events", "state")
+OPENFLOW_LISTEN = ("::1", 6653)  # flow_control = maar: where our switch connects (docs/flow-control.md)
 
 
 class BadRequest(ValueError):
@@ -55,6 +58,11 @@ def describe(effect) -> Optional[dict]:
                 "local": [str(r.prefix) for r in s.local],
                 "to_serving": [[str(t.prefix), t.serving_maar] for t in s.to_serving],
                 "to_anchor": [[str(t.prefix), t.anchor_maar] for t in s.to_anchor]}
+    if kind is FlowsConfirmed:  # flow_control = maar: our switch confirmed the MN's flows (barrier)
+        return {"event": "flows-confirmed", "mn": effect.mn_id, "pushed_at": effect.pushed_at,
+                "confirmed_at": effect.confirmed_at}
+    if kind is Noted:
+        return {"event": "switch-note", "kind": effect.kind.value, "detail": effect.detail}
     if kind is Advertise:
         return {"event": "advertise", "mn": effect.mn_id, "port": effect.port,
                 "router_lifetime": effect.router_lifetime, "prefixes": [{"prefix": str(p.prefix), "preferred": p.preferred, "valid": p.valid,
@@ -70,7 +78,8 @@ def mn_id_of(mac: bytes, realm: str = "dmm") -> str:
 class Agent:
     def __init__(self, config: str, name: str, port: int, control: str, cmd_port: int,
                  access_iface: Optional[str] = None, access_port: int = 0,
-                 limiter: Optional[guard.AttachLimiter] = None, restart_counter: int = 0) -> None:
+                 limiter: Optional[guard.AttachLimiter] = None, restart_counter: int = 0,
+                 openflow_listen: tuple[str, int] = OPENFLOW_LISTEN) -> None:
         self.domain, settings = domainconf.load(config)
         self.auth = settings.auth
         self.policy = load_policy(self.auth)  # PolicyError if its allow_file cannot be used
@@ -110,6 +119,12 @@ class Agent:
             self.access = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(nd.ETH_IPV6))
             self.access.bind((access_iface, 0))
             self.loop.add_reader(self.access, self._on_access, "access")
+        # flow_control = maar: we are our switch's OpenFlow controller (agent/switch.py)
+        self.switch: Optional[OwnSwitch] = None
+        if settings.flow_control == "maar":
+            self.switch = OwnSwitch(self.domain, settings, self.core.address, openflow_listen, self.loop,
+                                    lambda effects: self._apply_all(effects, time.time()), self._on_frame,
+                                    lambda kind, view: self._line(kind, view))
 
     def start(self) -> None:
         """The core's start-up effects (Heartbeats to the CMD begin)."""
@@ -122,6 +137,8 @@ class Agent:
         if type(key) is metrics.HttpKey:
             if self.metrics is not None:
                 self.metrics.on_timer(key)
+        elif type(key) is MirrorKey and self.switch is not None:
+            self.switch.on_timer(key, time.time())
         else:
             self._handle(TimerFired(key))
 
@@ -129,9 +146,14 @@ class Agent:
         now = time.time()
         try:
             effects = self.core.handle(event, now)
+            if self.switch is not None:  # flows rendered; RAs and PBAs may wait for their barrier
+                effects = self.switch.through(effects, now)
         except Exception as exc:  # noqa: BLE001 - a core bug must cost one event, not the agent
             self._internal_error(f"core: {type(event).__name__}", exc)
             return
+        self._apply_all(effects, now)
+
+    def _apply_all(self, effects, now: float) -> None:
         for e in effects:
             try:
                 self._apply(e, now)
@@ -254,11 +276,17 @@ class Agent:
     # ---- the access link -------------------------------------------------------------------------
     def _on_access(self) -> None:
         """A frame the switch copied to us from an access port (openflow_pipelines/dmm_edge.toml,
-        [punt]): an RS attaches (and is answered) as always; any other frame from an MN not attached
-        here, a DAD probe, an MLD report, or its first data frame, attaches it at once."""
+        [punt]). With flow_control = maar only NSs are answered from here: attachments come from the
+        same frames' packet-ins, which name the MN's port."""
         frame, addr = self.access.recvfrom(65535)
         if addr[2] == socket.PACKET_OUTGOING:
             return  # our own RAs and NAs (some from peers' DLIF MACs), and the kernel's on this port
+        self._on_frame(frame, None if self.switch is not None else self.access_port)
+
+    def _on_frame(self, frame: bytes, port: Optional[int]) -> None:
+        """An MN's frame from access port ``port``: an RS attaches (and is answered) as always; any
+        other frame from an MN not attached here, a DAD probe, an MLD report, or its first data frame,
+        attaches it at once. ``port`` None: only an NS is answered."""
         got = nd.classify(frame)
         if isinstance(got, str):
             self._bad("bad_frames", "bad-frame", {"reason": got, "mac": mac_text(frame[6:12]) if len(frame) >= 12 else None})
@@ -266,13 +294,15 @@ class Agent:
         mac = got.src_mac if got is not None else nd.unicast_source(frame)
         if mac is None or mac == self.core.info.mac:
             return
-        if type(got) is nd.Solicitation and got.kind == nd.RS:
-            self._detected(mac, got.src_ip, "rs")
+        if port is not None and type(got) is nd.Solicitation and got.kind == nd.RS:
+            self._detected(mac, got.src_ip, "rs", port)
             return
-        if not self._attached_here(mn_id_of(mac)):
+        if port is not None and not self._attached_here(mn_id_of(mac)):
             via = ("dad" if got.src_ip == "::" else "ns") if type(got) is nd.Solicitation else \
                 "mld" if type(got) is nd.MldReport else "frame"
-            self._detected(mac, got.src_ip if got is not None else "::", via)
+            self._detected(mac, got.src_ip if got is not None else "::", via, port)
+        if self.access is None or self.switch is not None and port is not None:
+            return  # (NSs are answered once, from the agent port)
         if type(got) is nd.Solicitation and got.kind == nd.NS and got.src_ip != "::":
             self._answer_ns(got)
 
@@ -281,14 +311,14 @@ class Agent:
         b = self.core.bindings.get(mn)
         return b is not None and b.attached and b.role is not Role.ANCHOR
 
-    def _detected(self, mac: bytes, src_ip: str, via: str) -> None:
+    def _detected(self, mac: bytes, src_ip: str, via: str, port: int) -> None:
         """An attach trigger from the access link, under the attach limits. The event ``rs`` for an
         RS (as before), ``detected`` with ``via`` (dad, ns, mld, frame) for the others."""
         mn = mn_id_of(mac)
         note = {"event": "rs" if via == "rs" else "detected", "mn": mn, "mac": mac_text(mac)}
         if via != "rs":
             note["via"] = via
-        if self._attach(mn, mac, self.access_port, via, note) is None and src_ip.startswith("fe80:"):
+        if self._attach(mn, mac, port, via, note) is None and src_ip.startswith("fe80:"):
             if mn in self.core.bindings:
                 self._mn_ll[mn] = (mac, src_ip)  # its link-local: unicast RAs
 
@@ -423,11 +453,14 @@ class Agent:
                            "tracked_macs": len(lim.macs), "tracked_ports": len(lim.ports),
                            "known_mn_ll": len(self._mn_ll), "events_kept": len(self.events)},
                 "auth": {**self.policy.describe(), "max_prefixes_per_port": self.auth.max_prefixes_per_port,
-                         **self.auth_state}}
+                         **self.auth_state},
+                **({"switch": self.switch.state()} if self.switch is not None else {})}
 
     def close(self) -> None:
         if self.metrics is not None:
             self.metrics.close()
+        if self.switch is not None:
+            self.switch.close()
         self.sock.close()
         self.control.close()
         self._wake_r.close()
@@ -504,6 +537,15 @@ def _positive(kind):
     return parse
 
 
+def _listen(text: str) -> tuple[str, int]:
+    """``[ADDR]:PORT`` or ``ADDR:PORT`` (IPv4) -> (address, port)."""
+    host, _, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"not [ADDRESS]:PORT: {text!r}")
+    return host, int(port)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="ryu-dmm-maar", description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, help="the domain configuration file (as for the CMD)")
@@ -528,6 +570,10 @@ def main(argv=None) -> int:
                      help=f"attach triggers (RS or control attach) per MAC per window (default {guard.MAC_LIMIT})")
     lim.add_argument("--mac-window", type=_positive(float), default=guard.MAC_WINDOW, metavar="SECONDS",
                      help=f"that window (default {guard.MAC_WINDOW:g} s)")
+    ap.add_argument("--openflow-listen", type=_listen, default=f"[{OPENFLOW_LISTEN[0]}]:{OPENFLOW_LISTEN[1]}",
+                    metavar="[ADDR]:PORT",
+                    help="with [dmm] flow_control = maar: where this MAAR's switch connects to us, its OpenFlow "
+                         "controller (default %(default)s)")
     mx = ap.add_argument_group("Prometheus metrics (docs/observability.md)")
     mx.add_argument("--metrics-port", type=metrics.tcp_port, default=None, metavar="PORT",
                     help=f"TCP port of GET /metrics (default {metrics.DEFAULT_PORT_BASE} + the position of this "
@@ -551,8 +597,8 @@ def main(argv=None) -> int:
         agent = Agent(args.config, args.name, args.port, args.control or f"/tmp/ryu-dmm-{args.name}.sock",
                       args.cmd_port or settings.port, args.access_iface, args.access_port,
                       guard.AttachLimiter(args.new_mn_limit, args.new_mn_window, args.mac_limit, args.mac_window),
-                      counter)
-    except authz.PolicyError as exc:
+                      counter, args.openflow_listen)
+    except (authz.PolicyError, ValueError) as exc:  # ValueError: flow_control = maar without switch ports
         print(f"ryu-dmm-maar: bad configuration: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -1,13 +1,18 @@
-"""The flow mirror: what the CMD knows about every MAAR switch, as a sans-IO state machine.
+"""The flow mirror: what a controller knows about the MAAR switches it drives, as a sans-IO state machine.
 
-The CMD core decides where each MN is served and anchored; this module turns that into OpenFlow
-work and keeps track of it: the flows wanted and pushed per switch and MN, the MNs' access ports
+With ``flow_control = cmd`` (the default) the CMD runs one for every MAAR's switch: the CMD core
+decides where each MN is served and anchored (``BindingChanged``). With ``flow_control = maar`` each
+MAAR agent runs one for its own switch (``local``): its ``MaarCore``'s ``DataPlaneChanged`` is
+rendered, with the same pipeline, barriers and reconciliation (docs/flow-control.md). This module
+turns that into OpenFlow work and keeps track of it: the flows wanted and pushed per switch and MN, the MNs' access ports
 learnt from packet-ins, barriers outstanding, PBAs held until their switch has confirmed the flows
 they announce, and reconciliation of a (re)connected switch from its flow stats. Events in
 (``events.py``), effects out; the Ryu shell turns effects into OpenFlow messages and timers.
 
 Why hold PBAs: a MAAR sends the MN its Router Advertisement when its PBA arrives, so a PBA that
 overtakes its switch's flows lets the MN's first packets meet a switch that cannot forward them yet.
+In a MAAR's own mirror the same rule holds its RAs (``Advertise``) and the PBAs it sends as a
+P-MAAR (RFC 8885 §3.2: the P-MAAR sets up its tunnel, then answers) until its switch confirms.
 A hold never outlasts ``hold_timeout``: a switch that does not answer cannot stall signalling.
 """
 from __future__ import annotations
@@ -17,7 +22,9 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from ..mobility.events import AnchorIdle, BindingChanged, Send, SetTimer, CancelTimer, TimerFired
+from ..mobility.dataplane import MnDataPlane
+from ..mobility.events import Advertise, AnchorIdle, BindingChanged, DataPlaneChanged, Send, SetTimer, CancelTimer, \
+    TimerFired
 from ..mobility.views import Session, dataplanes
 from ..pipeline import Flow, InstalledFlow, MaarView, Pipeline, SwitchPorts, base_flows, cookie_of, diff, mn_flows, \
     undeclared
@@ -44,6 +51,19 @@ class Switch:
     view: MaarView
 
 
+def configured_switches(domain, settings, only: Optional[str] = None) -> dict[str, Switch]:
+    """MAAR address -> its edge switch, for the MAARs whose switch ports are configured (``only``:
+    that MAAR's alone, for its own agent)."""
+    dlif = {m.address: m.mac for m in domain.maars}
+    out = {}
+    for sw in settings.switches:
+        m = domain.maar(sw.maar)
+        if only is None or m.address == only:
+            ports = SwitchPorts(sw.core_port, sw.tunnel_port, sw.agent_port, sw.access_ports)
+            out[m.address] = Switch(ports, MaarView(m.mac, sw.core_gateway_mac, settings.tunnel_key, dlif))
+    return out
+
+
 @dataclass
 class _Stats:
     maar: str
@@ -54,7 +74,7 @@ class _Stats:
 
 @dataclass
 class _Hold:
-    send: Send
+    send: object  # a Send (PBA) or, in a MAAR's own mirror, an Advertise
     on: tuple  # ("barrier", maar, xid) or ("port", mn_id)
 
 
@@ -69,11 +89,21 @@ class FlowMirror:
     ``AnchorIdle``, an event for the CMD core, for an anchor idle that long.
     Read-only queries: ``wanted_flows``, ``flows_confirmed``, ``connected``, ``has_switch``,
     ``anchor_traffic``.
+
+    ``local``: the address of the MAAR whose agent runs this mirror for its own switch (the one entry
+    of ``switches``): it renders that MAAR core's ``DataPlaneChanged`` effects (passed on too), and
+    holds that MAAR's PBAs and ``Advertise`` effects about an MN until its switch confirms the MN's
+    flows. The MN's port is in the core's state, so nothing waits for a packet-in.
     """
 
     def __init__(self, pipeline: Pipeline, switches: dict[str, Switch], hold_timeout: float = HOLD_TIMEOUT,
-                 stats_timeout: float = STATS_TIMEOUT, anchor_idle_timeout: float = 0.0) -> None:
+                 stats_timeout: float = STATS_TIMEOUT, anchor_idle_timeout: float = 0.0,
+                 local: Optional[str] = None) -> None:
+        if local is not None and set(switches) != {local}:
+            raise ValueError("a MAAR's own mirror drives its own switch only")
         self.pipeline = pipeline
+        self._local = local
+        self._local_state: dict[str, MnDataPlane] = {}  # MN -> what our MAAR core wants (local mirror)
         self._switches = dict(switches)
         self._hold_timeout, self._stats_timeout = hold_timeout, stats_timeout
         self._connected: set[str] = set()
@@ -153,12 +183,15 @@ class FlowMirror:
             return
         rest = []
         for e in effects:
-            if type(e) is BindingChanged:
+            kind = type(e)
+            if kind is BindingChanged:
                 self._binding_changed(e, now)
-            else:
-                rest.append(e)
-        for e in rest:  # flows first: a PBA may have to wait for them
-            if type(e) is Send and type(e.msg) is BindingAck:
+                continue
+            if kind is DataPlaneChanged and self._local is not None:
+                self._local_changed(e, now)
+            rest.append(e)
+        for e in rest:  # flows first: a PBA (or, at a MAAR, an RA) may have to wait for them
+            if type(e) is Send and type(e.msg) is BindingAck or type(e) is Advertise and self._local is not None:
                 on = self._hold_reason(e)
                 if on is not None:
                     self._hold(e, on, now)
@@ -187,11 +220,26 @@ class FlowMirror:
                 if port is not None and (old is None or (old.serving, old.mac) != key):
                     self._out.append(PortBound(s.serving, s.mac, port))
         else:
-            self._confirmed.pop(e.mn_id, None)
-            _, waiting = self._confirming.pop(e.mn_id, (0.0, {}))
-            for maar, xid in waiting.items():  # their replies no longer confirm anything
-                self._barrier_mn.pop((maar, xid), None)
+            self._forget(e.mn_id)
         self._resync(e.mn_id, now)
+
+    def _local_changed(self, e: DataPlaneChanged, now: float) -> None:
+        if e.state.empty:
+            self._local_state.pop(e.mn_id, None)
+            self._forget(e.mn_id)
+        else:
+            self._local_state[e.mn_id] = e.state
+        self._resync(e.mn_id, now)
+
+    def _forget(self, mn_id: str) -> None:
+        """The MN has no state any more: nothing of it is confirmed or waited for."""
+        self._confirmed.pop(mn_id, None)
+        _, waiting = self._confirming.pop(mn_id, (0.0, {}))
+        for maar, xid in waiting.items():  # their replies no longer confirm anything
+            self._barrier_mn.pop((maar, xid), None)
+
+    def _tracked(self, mn_id: str) -> bool:
+        return mn_id in self._sessions or mn_id in self._local_state
 
     def _unclaim(self, key: tuple[str, bytes]) -> None:
         """A learnt port no session is served at: kept, but only the newest MAX_UNCLAIMED_PORTS."""
@@ -213,12 +261,17 @@ class FlowMirror:
                 self._out.append(Noted(NoteKind.FLOW_REFUSED, maar, why))
         return ok
 
-    def _wanted(self, mn_id: str) -> dict[str, tuple[Flow, ...]]:
+    def _states(self, mn_id: str) -> dict[str, MnDataPlane]:
+        """MAAR -> its state for the MN: derived from the CMD's session, or our own MAAR core's."""
+        if self._local is not None:
+            state = self._local_state.get(mn_id)
+            return {self._local: state} if state is not None else {}
         s = self._sessions.get(mn_id)
-        if s is None:
-            return {}
+        return {} if s is None else dataplanes(s, self._ports.get((s.serving, s.mac)))
+
+    def _wanted(self, mn_id: str) -> dict[str, tuple[Flow, ...]]:
         out = {}
-        for maar, state in dataplanes(s, self._ports.get((s.serving, s.mac))).items():
+        for maar, state in self._states(mn_id).items():
             sw = self._switches.get(maar)
             if sw is not None:
                 out[maar] = tuple(self._checked(maar, mn_flows(mn_id, state, sw.ports, sw.view)))
@@ -242,7 +295,7 @@ class FlowMirror:
             self._installed[mn_id] = want
         else:
             self._installed.pop(mn_id, None)
-        if barriers and mn_id in self._sessions:  # a removal confirms nothing anyone waits for
+        if barriers and self._tracked(mn_id):  # a removal confirms nothing anyone waits for
             for maar, xid in barriers.items():
                 self._barrier_mn[(maar, xid)] = mn_id
             pushed, waiting = self._confirming.get(mn_id, (now, {}))
@@ -252,12 +305,15 @@ class FlowMirror:
         return barriers
 
     # ---- held answers -----------------------------------------------------------------------------
-    def _hold_reason(self, send: Send) -> Optional[tuple]:
-        mn_id = send.msg.mn_id
+    def _hold_reason(self, send) -> Optional[tuple]:
+        """What a PBA (or a local RA) must wait for: the barrier of the switch whose flows it
+        announces (the PBA's destination's; in a local mirror, our own), or the MN's port."""
+        mn_id = send.mn_id if type(send) is Advertise else send.msg.mn_id
+        switch = self._local if self._local is not None else send.dst
         confirming = self._confirming.get(mn_id)
-        xid = confirming[1].get(send.dst) if confirming else None
+        xid = confirming[1].get(switch) if confirming else None
         if xid is not None:
-            return ("barrier", send.dst, xid)
+            return ("barrier", switch, xid)
         s = self._sessions.get(mn_id)
         if (s is not None and s.serving == send.dst and s.mac and send.dst in self._connected
                 and (s.serving, s.mac) not in self._ports):
@@ -266,7 +322,7 @@ class FlowMirror:
             return ("port", mn_id)
         return None
 
-    def _hold(self, send: Send, on: tuple, now: float) -> None:
+    def _hold(self, send, on: tuple, now: float) -> None:
         ident = next(self._ids)
         self._holds[ident] = _Hold(send, on)
         self._waiting[on].append(ident)
@@ -295,7 +351,7 @@ class FlowMirror:
         del waiting[maar]
         if not waiting:
             del self._confirming[mn_id]
-            if mn_id in self._sessions:
+            if self._tracked(mn_id):
                 self._confirmed[mn_id] = (pushed, now)
                 self._out.append(FlowsConfirmed(mn_id, pushed, now))
 
