@@ -23,7 +23,7 @@ test-osken: venv-osken
 	DMM_RUNTIME=osken $(PY) -m pytest $(OSKEN_TESTS)
 
 lab: venv
-	$(PY) -m ryu_dmm.lab --mode $(MODE) $(if $(TOPOLOGY),--topology $(TOPOLOGY))
+	$(PY) -m ryu_dmm.lab --mode $(MODE) $(if $(TOPOLOGY),--topology $(TOPOLOGY)) $(if $(FLOW_CONTROL),--flow-control $(FLOW_CONTROL))
 
 demo: venv
 	$(PY) -m ryu_dmm.lab.sigdemo --mode $(MODE)

@@ -317,3 +317,21 @@ def test_an_access_port_that_comes_up_is_asked_who_is_there(app):
     maar1 = app.domain.maar("maar1")
     assert (q.src, q[IPv6].src, q[IPv6].dst, q[IPv6].hlim) == (maar1.mac.hex(":"), maar1.link_local, "ff02::1", 1)
     assert q[ICMPv6MLQuery2].mladdr == "::"
+
+
+def test_with_flow_control_maar_the_cmd_only_signals(tmp_path, monkeypatch):
+    """flow_control = maar (docs/flow-control.md): the CMD drives no switch; a switch that connects
+    to it anyway gets nothing, and PBAs are not held for any barrier."""
+    (tmp_path / "d.ini").write_text(CONFIG.replace("mode = proxy", "mode = proxy\nflow_control = maar"))
+    monkeypatch.setattr(cmd, "config_path", lambda: str(tmp_path / "d.ini"))
+    app = cmd.CmdApp(wsgi=Wsgi())
+    app.endpoint, app.timers = Endpoint(), Timers()
+    sw1 = FakeSwitch(1)
+    dp1 = connect(app, sw1)
+    assert sw1.entries == [] and dp1.sent == []
+    app.on_datagram(pbu(1, P1, 1), A1, (A1, 5436))
+    (dst, pba), = app.endpoint.take()  # at once: nothing to wait for
+    assert dst == A1 and pba.status == 0 and not [k for k in app.timers.armed if type(k) is MirrorKey]
+    app.on_datagram(pbu(1, P2, 3), A2, (A2, 5436))
+    sent = app.endpoint.take()  # proxy: the PBA to maar2 and the PBU with Serving MAAR to maar1, at once
+    assert sorted(d for d, _ in sent) == sorted([A1, A2]) and sw1.entries == [] and dp1.sent == []

@@ -65,6 +65,13 @@ def test_bad_store_section(line, message):
 def test_embedded_default_runs_with_no_maars():
     domain, settings = load(None)
     assert domain.maars == () and domain.mode is Mode.PROXY and settings.port == 5436
+    assert settings.flow_control == "cmd"  # the default: the CMD programs the switches
+
+
+def test_flow_control_maar_round_trips():
+    domain, settings = parse(GOOD.replace("port = 5436", "port = 5436\nflow_control = maar"))
+    assert settings.flow_control == "maar"
+    assert parse(render(domain, settings, store=settings.store)) == (domain, settings)
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -84,6 +91,7 @@ def test_embedded_default_runs_with_no_maars():
     (("[timers]", "[timer]"), "[timer]: unknown section"),
     (("[maar:maar2]", "[maar:]"), "needs a name"),
     (("[dmm]", "[dmm"), "<config>"),
+    (("port = 5436", "port = 5436\nflow_control = switch"), "[dmm] flow_control: 'switch' is not one of cmd, maar"),
 ])
 def test_bad_files_name_the_key(edit, message):
     with pytest.raises(ConfigError) as err:

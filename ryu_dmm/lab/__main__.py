@@ -27,7 +27,7 @@ from . import restarts as restart_mod
 from . import topology as topo_mod
 from . import wire_verdict
 from .common import LabError, wait_until
-from .net import CMD_ADDR, CN_ADDR, REATTACH, Lab, preflight, run
+from .net import CMD_ADDR, CN_ADDR, FLOW_CONTROL, REATTACH, Lab, preflight, run
 
 PING_INTERVAL = 0.02
 TUNNEL_FILTER = {"gre": "ip6 proto 47", "vxlan": "ip6 and udp port 4789"}
@@ -83,6 +83,19 @@ def _is_served(e: dict) -> bool:
 
 def _is_moved(e: dict) -> bool:
     return e["event"] == "report" and e["kind"] == "moved"
+
+
+def dataplane_ready(log: EventLog, mn_id: str, maars: list, since: float) -> dict:
+    """flow_control = maar: MAAR -> when its own switch confirmed (barrier) the MN's flows it pushed
+    after ``since``, from that agent's ``flows-confirmed`` event."""
+    def pushed(e: dict) -> bool:
+        return e["event"] == "flows-confirmed" and e["pushed_at"] >= since
+
+    def found():
+        log.poll()
+        got = {m: log.first(m, mn_id, since, pushed) for m in maars}
+        return got if all(got.values()) else None
+    return {m: e["confirmed_at"] for m, e in wait_until(found, 5, f"{mn_id}'s flows confirmed at {maars}").items()}
 
 
 def _prefix(lab: Lab, maar: str, address: str) -> str:
@@ -201,7 +214,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
             a["old_ping_replies_in_window"] = sum(
                 1 for t, _ in ping_replies(lab.work / f"ping-old-{a['mn']}.log")
                 if release["t_flow_end"] <= t <= release["t_end"])
-    report = {"mode": lab.mode.value, "lma": lab.lma, "tunnel": lab.tunnel, "maars": list(topo.maars),
+    report = {"mode": lab.mode.value, "flow_control": lab.flow_control, "lma": lab.lma, "tunnel": lab.tunnel,
+              "maars": list(topo.maars),
               "maar_addresses": maars,
               "cmd_address": CMD_ADDR, "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
               "mn_ids": ids, "concurrent": topo.concurrent, "reattach": lab.reattach, "mn_rs": lab.rs,
@@ -215,7 +229,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
     # path length and handover latency per handover, to set runs of other modes beside this one
     report["comparison"] = [{"handover": f"{h['mn']}: {h['from']}->{h['to']}",
                              "new_flow_tunnels": h["new_flow_tunnels"],
-                             "signalling_ms": h["signalling_ms"], "s_maar_confirmed_ms": h["s_maar_confirmed_ms"]}
+                             "signalling_ms": h["signalling_ms"], "s_maar_confirmed_ms": h["s_maar_confirmed_ms"],
+                             "dataplane_ready_ms": h["dataplane_ready_ms"]}
                             for h in handovers]
     report["ok"] = (bool(verdict["ok"]) and all(handover_ok(h) for h in handovers)
                     and all(restart_mod.restart_ok(r) for r in crashes) and len(crashes) == len(restarts)
@@ -340,11 +355,19 @@ def handover(lab: Lab, log: EventLog, mn: str, mn_id: str, visited: tuple, to: s
                    "-s", str(NEW_PING_SIZE), CN_ADDR, check=False)
     replies = len(re.findall(r"bytes from", new_flow))
     (lab.work / f"ping-new-{mn}-{to}.log").write_text(new_flow)
-    session = wait_until(lambda: (lambda s: s if s["flows_confirmed"] and s["flows_confirmed"]["pushed_at"] > t_detected
-                                 else None)(lab.rest(f"/dmm/v1/sessions/{mn_id}")), 5,
-                        f"{mn}'s flows confirmed by barrier")
-    t_flows = session["flows_confirmed"]["confirmed_at"]
-    installed = {m: lab.rest(f"/dmm/v1/maars/{m}/flows")["installed_count"] for m in lab.topo.maars}
+    involved = list(dict.fromkeys([to] + previous))
+    if lab.flow_control == "maar":  # each MAAR's own switch, confirmed to its own agent
+        ready = dataplane_ready(log, mn_id, involved, t_detected)
+        t_flows = max(ready.values())
+        session = lab.rest(f"/dmm/v1/sessions/{mn_id}")
+        installed = {m: len(lab.maars[m].flows()) for m in lab.topo.maars}
+    else:  # the CMD pushes every switch's flows at once and confirms them together
+        session = wait_until(lambda: (lambda s: s if s["flows_confirmed"] and s["flows_confirmed"]["pushed_at"] > t_detected
+                                     else None)(lab.rest(f"/dmm/v1/sessions/{mn_id}")), 5,
+                            f"{mn}'s flows confirmed by barrier")
+        t_flows = session["flows_confirmed"]["confirmed_at"]
+        ready = {m: t_flows for m in involved}
+        installed = {m: lab.rest(f"/dmm/v1/maars/{m}/flows")["installed_count"] for m in lab.topo.maars}
     new_prefix = _prefix(lab, to, new_addr)
     previous_prefixes = {m: prefixes.get(m, new_prefix) for m in previous}
     prefixes[to] = new_prefix
@@ -365,6 +388,9 @@ def handover(lab: Lab, log: EventLog, mn: str, mn_id: str, visited: tuple, to: s
         "signalling_ms": round((max([t_conf, t_flows] + t_moved) - t_detected) * 1000, 3),
         "flows_confirmed_ms": round((t_flows - t_detected) * 1000, 3),
         "s_maar_confirmed_ms": round((t_conf - t_detected) * 1000, 3),
+        # per MAAR involved (the new one first): detected -> its switch's flows for this MN confirmed;
+        # with flow_control = cmd one time for all (the CMD confirms every switch's push together)
+        "dataplane_ready_ms": {m: round((t - t_detected) * 1000, 3) for m, t in ready.items()},
         # the link move (the floor of any interruption): when each step ended; link_move_ms: the MN
         # can reach the new switch from then on
         "move_steps_ms": steps, "link_move_ms": max(steps.values()),
@@ -482,7 +508,7 @@ def plot(report: dict, path: Path) -> None:
 
 
 def print_report(report: dict) -> None:
-    print(f"\nryu-dmm lab, {report['mode']} mode, {report['tunnel']}, "
+    print(f"\nryu-dmm lab, {report['mode']} mode, flows by the {report['flow_control'].upper()}, {report['tunnel']}, "
           f"{'concurrent' if report['concurrent'] else 'sequential'} moves, re-attachment by {report['reattach']}"
           f"{'' if report['mn_rs'] else ', MNs never solicit'}; old addresses: {report['old_addresses']}")
     print("signalling: from the MN's first frame the new MAAR acted on (detected: by what, and when after the")
@@ -503,6 +529,11 @@ def print_report(report: dict) -> None:
               f"{h['new_flow_tunnelled_packets']:8d} {h['new_flow_tunnels']!s:>7} "
               f"{h['old_tcp_kbytes_after_settled']:8.1f}  "
               f"{'ok' if h['rest_consistent'] else 'BAD':4}  {'ok' if h.get('wire_ok') else 'BAD'}")
+    if report["flow_control"] == "maar":
+        print("data plane ready (each MAAR's own switch confirmed the MN's flows), ms after detection:")
+        for h in report["handovers"]:
+            print(f"  {h['mn'] + ': ' + h['from'] + '->' + h['to']:22} "
+                  + ", ".join(f"{m}{' (S-MAAR)' if m == h['to'] else ''} {ms:.3f}" for m, ms in h["dataplane_ready_ms"].items()))
     for st in report["steps"]:
         if len(st["mns"]) > 1:
             print(f"step {st['step']}: {', '.join(st['mns'])} moved within {st['move_spread_ms']} ms of each other"
@@ -555,6 +586,9 @@ def main(argv=None) -> int:
                     help="after the first step's handovers, kill -9 the CMD and start it again (cmd), then kill -9 "
                          "the agent and OVS of the MAAR anchoring the first moved MN's old prefix and bring them "
                          "back (maar); the report's \"restarts\" shows what each cost the old flows")
+    ap.add_argument("--flow-control", choices=list(FLOW_CONTROL), default="cmd",
+                    help="who programs the MAARs' switches: the CMD (the default) or each MAAR's agent its own "
+                         "([dmm] flow_control, docs/flow-control.md)")
     ap.add_argument("--anchor-idle", type=float, default=0.0, metavar="T",
                     help="[timers] anchor_idle_timeout (1..): old anchors go after T idle seconds; after the last "
                          "step the first MN that moved has its old flows stopped, the others' keep running, and the "
@@ -569,6 +603,9 @@ def main(argv=None) -> int:
             raise ValueError(f"--lma {args.lma}: only with --mode legacy, naming one of {', '.join(topo.maars)}")
         if args.anchor_idle:
             Timers(anchor_idle_timeout=args.anchor_idle)  # refuses a value outside its bounds
+        if args.flow_control == "maar" and (args.anchor_idle or restarts):
+            # idle anchors are found from the CMD's flow counters; restarts are not adapted (docs/flow-control.md)
+            raise ValueError("--flow-control maar: not with --anchor-idle or --restart")
         preflight()
     except (ValueError, LabError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
@@ -576,7 +613,8 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ryu-dmm-lab-"))
-    lab = Lab(topo, Mode(args.mode), work, args.tunnel, args.reattach, args.rs, args.anchor_idle, args.lma)
+    lab = Lab(topo, Mode(args.mode), work, args.tunnel, args.reattach, args.rs, args.anchor_idle, args.lma,
+              args.flow_control)
 
     def interrupted(_s, _f):
         raise KeyboardInterrupt

@@ -32,6 +32,8 @@ CORE, TUNNEL, AGENT = 1, 2, 3  # OpenFlow port numbers on every MAAR's access br
 PACKET_IN_RATE, PACKET_IN_BURST = 1000, 100
 REATTACH = ("carrier", "bounce")  # how an MN re-associates at a move (Lab.move)
 HEARTBEAT = 1.0  # [timers] heartbeat_interval, seconds
+FLOW_CONTROL = ("cmd", "maar")  # who programs the switches ([dmm] flow_control, docs/flow-control.md)
+AGENT_OPENFLOW = "[::1]:6653"  # flow_control = maar: the agent, its switch's controller, in the MAAR's namespace
 
 
 def run(*args: str, check: bool = True) -> str:
@@ -80,9 +82,12 @@ class MaarNode:
 
 class Lab:
     def __init__(self, topo: Topology, mode: Mode, work: Path, tunnel: str = "gre", reattach: str = "carrier",
-                 rs: bool = True, anchor_idle: float = 0.0, lma: str | None = None) -> None:
+                 rs: bool = True, anchor_idle: float = 0.0, lma: str | None = None, flow_control: str = "cmd") -> None:
         if reattach not in REATTACH:
             raise ValueError(f"reattach must be one of {', '.join(REATTACH)}")
+        if flow_control not in FLOW_CONTROL:
+            raise ValueError(f"flow_control must be one of {', '.join(FLOW_CONTROL)}")
+        self.flow_control = flow_control
         self.topo, self.mode, self.work, self.tunnel = topo, mode, work, tunnel
         self.reattach, self.rs, self.anchor_idle = reattach, rs, anchor_idle
         tag = f"dmm{os.getpid() % 100000}"
@@ -172,12 +177,17 @@ class Lab:
             self.ns_add(ns)
         self._write_config()
         self.start_cmd()
+        own = self.flow_control == "maar"  # each agent is its switch's controller: it listens first
         for m in self.maars.values():
+            if own:
+                self.start_agent(m.info.name)
             self._connect(m)
-        wait_until(lambda: all(x["connected"] for x in self.rest("/dmm/v1/maars")["maars"]), 20, "switches connected")
+        if not own:
+            wait_until(lambda: all(x["connected"] for x in self.rest("/dmm/v1/maars")["maars"]), 20, "switches connected")
         for m in self.maars.values():
             wait_until(lambda m=m: len(m.flows()) >= 6, 10, f"base flows on {m.info.name}")
-            self.start_agent(m.info.name)
+            if not own:
+                self.start_agent(m.info.name)
         for m in self.maars.values():  # the CN reaches each pool through its MAAR
             run("ip", "-n", self.cn_ns, "route", "add", str(m.info.pool), "via", m.info.link_local, "dev", "brwan")
             run("ip", "-n", self.cn_ns, "neigh", "add", m.info.link_local, "lladdr", m.info.mac.hex(":"), "dev", "brwan")
@@ -219,7 +229,8 @@ class Lab:
         m.sh("ip", "link", "set", f"g{i}", "up")
 
     def _connect(self, m: MaarNode) -> None:
-        m.vsctl("set-controller", m.bridge, f"tcp:[{CMD_ADDR}]:6653", "--", "set", "controller", m.bridge,
+        target = f"tcp:{AGENT_OPENFLOW}" if self.flow_control == "maar" else f"tcp:[{CMD_ADDR}]:6653"
+        m.vsctl("set-controller", m.bridge, target, "--", "set", "controller", m.bridge,
                 f"controller_rate_limit={PACKET_IN_RATE}", f"controller_burst_limit={PACKET_IN_BURST}")
 
     def start_agent(self, name: str) -> None:
@@ -227,7 +238,8 @@ class Lab:
         m = self.maars[name]
         self.agents[name] = self.start(m.ns, [str(BIN / "ryu-dmm-maar"), "--config", str(self.work / "domain.ini"),
                                               "--name", name, "--control", self.control(name), "--access-iface",
-                                              f"g{m.index}", "--access-port", "10", "--state-dir", str(self.work)],
+                                              f"g{m.index}", "--access-port", "10", "--state-dir", str(self.work),
+                                              "--openflow-listen", AGENT_OPENFLOW],
                                        f"agent-{name}.log")
         wait_until(lambda: request(self.control(name), {"op": "state"}, 0.3)["ok"], 10, f"agent {name}")
 
@@ -236,7 +248,8 @@ class Lab:
                                                    tuple(10 + j for j, _ in self.mns.values()),
                                                    bytes.fromhex(CN_MAC.replace(":", "")))
                          for m in self.maars.values())
-        settings = domainconf.CmdSettings(listen=CMD_ADDR, tunnel=self.tunnel, switches=switches)
+        settings = domainconf.CmdSettings(listen=CMD_ADDR, tunnel=self.tunnel, switches=switches,
+                                          flow_control=self.flow_control)
         (self.work / "domain.ini").write_text(domainconf.render(
             self.domain, settings, ryu={"wsapi_host": "127.0.0.1", "wsapi_port": REST_PORT}))
 
