@@ -11,6 +11,10 @@ OpenFlow 1.3 messages, serialized and parsed back. Barrier replies can be lost o
 (``barrier_loss``, ``of_jitter``), switches can be away for a while (``disconnect_switch``,
 ``connect_switch``), and an MN's attachment
 reaches the mirror as the packet-in of its Router Solicitation would.
+
+``flow_control="maar"`` (with ``switches``): each MAAR's effects pass through a flow mirror of its
+own (``local``), which drives that MAAR's switch, as the agent does (docs/flow-control.md); the
+CMD's mirror drives none.
 """
 from __future__ import annotations
 
@@ -76,12 +80,17 @@ class Net:
     of_latency: float = 0.001
     of_jitter: float = 0.0
     barrier_loss: float = 0.0
+    flow_control: str = "cmd"
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.cmd = CmdCore(self.domain)
-        self.mirror = FlowMirror(pipeline.load(), self._switch_config() if self.switches else {},
+        own = self.switches and self.flow_control == "maar"
+        self.mirror = FlowMirror(pipeline.load(), self._switch_config() if self.switches and not own else {},
                                  anchor_idle_timeout=self.domain.timers.anchor_idle_timeout)
+        # flow_control = maar: MAAR address -> the mirror its agent runs for its own switch
+        self.mirrors = {a: FlowMirror(self.mirror.pipeline, {a: sw}, local=a)
+                        for a, sw in self._switch_config().items()} if own else {}
         self.fake = {}  # MAAR address -> FakeSwitch
         self._dp = {}  # MAAR address -> its current FakeDatapath
         self.maars = {m.name: MaarCore(self.domain, m.name) for m in self.domain.maars}
@@ -116,24 +125,26 @@ class Net:
         mac = bytes((2, 0, 0, 0, 0, int(mn.strip("mn") or 0) & 0xFF))
         addr = self.maars[maar].address
         self.inject(addr, Attach(mn, mac, port))
-        if self.switches:  # the RS also reaches the CMD as a packet-in, before or after the PBU
+        if self.switches and not self.mirrors:  # the RS also reaches the CMD as a packet-in, before or after the PBU
             self._push(self.now + self.of_latency + self.rng.random() * self.of_jitter, "mirror",
                        PortLearnt(addr, mac, port))
 
     # ---- switches -----------------------------------------------------------------------------
     def connect_switch(self, maar: str) -> None:
         self._dp[maar] = self.fake[maar].connect()
-        self._mirror(SwitchUp(maar))
+        self._mirror(SwitchUp(maar), maar)
 
     def disconnect_switch(self, maar: str, clear_flows: bool) -> None:
         """The switch's controller connection drops (with an ovs-vswitchd restart: ``clear_flows``)."""
         self._dp.pop(maar)
         self.fake[maar].disconnect(clear_flows=clear_flows)
-        self._mirror(SwitchDown(maar))
+        self._mirror(SwitchDown(maar), maar)
 
-    def _mirror(self, event) -> None:
-        cmd = self.domain.cmd_address
-        self._apply(cmd, self.mirror.handle(event, self.clock(cmd)), mirrored=True)
+    def _mirror(self, event, about: Optional[str] = None) -> None:
+        """``event`` to the mirror driving switch ``about`` (the CMD's unless MAARs drive their own)."""
+        owner = about if about in self.mirrors else self.domain.cmd_address
+        mirror = self.mirrors.get(owner, self.mirror)
+        self._apply(owner, mirror.handle(event, self.clock(owner)), mirrored=True)
 
     def _openflow(self, effect) -> None:
         """Send the effect's bytes on the switch's connection, as the Ryu shell does (ofwire's struct
@@ -149,10 +160,10 @@ class Net:
         if self._dp.get(maar) is not dp:
             return  # that connection is gone, and its replies with it
         if type(reply).__name__ == "OFPBarrierReply":
-            self._mirror(BarrierReplied(maar, reply.xid))
+            self._mirror(BarrierReplied(maar, reply.xid), maar)
         else:
             more = bool(reply.flags & dp.ofproto.OFPMPF_REPLY_MORE)
-            self._mirror(FlowStatsReplied(maar, reply.xid, ofsync.installed(reply.body), more))
+            self._mirror(FlowStatsReplied(maar, reply.xid, ofsync.installed(reply.body), more), maar)
 
     def forward(self, maar: str, packet: dict):
         return self.fake[self.maars[maar].address].forward(packet)
@@ -199,7 +210,7 @@ class Net:
                 if self._timers.get((addr, key)) == token:
                     del self._timers[(addr, key)]
                     if type(key) is MirrorKey:
-                        self._mirror(TimerFired(key))
+                        self._mirror(TimerFired(key), addr)
                     elif addr in self.nodes:  # a node taken away (crashed) has no timers
                         self._apply(addr, self.nodes[addr].handle(TimerFired(key), self.clock(addr, at)))
         self.now = max(self.now, end)
@@ -207,6 +218,8 @@ class Net:
     def _apply(self, addr: str, effects, mirrored: bool = False) -> None:
         if addr == self.domain.cmd_address and not mirrored:  # as the Ryu shell: core -> mirror -> I/O
             effects = self.mirror.handle(CoreOutput(tuple(effects)), self.clock(addr))
+        elif addr in self.mirrors and not mirrored:  # as the agent with flow_control = maar
+            effects = self.mirrors[addr].handle(CoreOutput(tuple(effects)), self.clock(addr))
         for e in effects:
             kind = type(e)
             if kind in (ReplaceFlows, ApplyDiff, RequestFlowStats):

@@ -172,19 +172,19 @@ class SwitchLink:
         self.sock.sendall(data)
 
 
-@pytest.fixture
-def maar_agent(tmp_path):
+@pytest.fixture(params=["proxy", "relay"])
+def maar_agent(tmp_path, request):
     cmd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     cmd.bind(("127.0.0.1", 0))
     cmd.settimeout(3)
-    (tmp_path / "d.ini").write_text(config(cmd.getsockname()[1]))
+    (tmp_path / "d.ini").write_text(config(cmd.getsockname()[1], request.param))
     port, of = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port()
     control = str(tmp_path / "maar1.sock")
     with running_agent(tmp_path / "d.ini", "maar1", port, control, tmp_path / "agent.log",
                        "--openflow-listen", f"127.0.0.1:{of}"):
         sw = FakeSwitch(dpid=1)
         link = SwitchLink(of, sw)
-        yield {"cmd": cmd, "control": control, "switch": sw, "link": link, "port": port}
+        yield {"cmd": cmd, "control": control, "switch": sw, "link": link, "port": port, "mode": request.param}
         link.sock.close()
 
 

@@ -127,15 +127,31 @@ def check_forwarding(n: Net, attached: dict[str, str]) -> None:
                                                                            t.mac.hex(":")), (name, mn, prefix, back)
 
 
+GIVEN = dict(mode=st.sampled_from(DMM_MODES), dereg=st.sampled_from(list(Dereg)), steps=moves,
+             loss=st.sampled_from([0.0, 0.05, 0.15]), dup=st.sampled_from([0.0, 0.1]),
+             jitter=st.sampled_from([0.0, 0.02, 0.1, 0.5]), skew=skews, max_pmaars=st.sampled_from([8, 1, 2]),
+             seed=st.integers(0, 2**16), barrier_loss=st.sampled_from([0.0, 0.2, 1.0]),
+             of_jitter=st.sampled_from([0.0, 0.05, 1.5]),
+             outages=st.lists(st.tuples(st.integers(0, 13), st.integers(0, 3), st.booleans()), max_size=3))
+
+
 @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
-@given(mode=st.sampled_from(DMM_MODES), dereg=st.sampled_from(list(Dereg)), steps=moves,
-       loss=st.sampled_from([0.0, 0.05, 0.15]), dup=st.sampled_from([0.0, 0.1]),
-       jitter=st.sampled_from([0.0, 0.02, 0.1, 0.5]), skew=skews, max_pmaars=st.sampled_from([8, 1, 2]),
-       seed=st.integers(0, 2**16), barrier_loss=st.sampled_from([0.0, 0.2, 1.0]),
-       of_jitter=st.sampled_from([0.0, 0.05, 1.5]),
-       outages=st.lists(st.tuples(st.integers(0, 13), st.integers(0, 3), st.booleans()), max_size=3))
+@given(**GIVEN)
 def test_domain_converges(mode, dereg, steps, loss, dup, jitter, skew, max_pmaars, seed, barrier_loss, of_jitter,
                           outages):
+    converges(mode, dereg, steps, loss, dup, jitter, skew, max_pmaars, seed, barrier_loss, of_jitter, outages, "cmd")
+
+
+@settings(max_examples=EXAMPLES // 3, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+@given(**GIVEN)
+def test_domain_converges_with_maars_programming_their_switches(mode, dereg, steps, loss, dup, jitter, skew,
+                                                                max_pmaars, seed, barrier_loss, of_jitter, outages):
+    """flow_control = maar: each MAAR's own mirror drives its switch (docs/flow-control.md)."""
+    converges(mode, dereg, steps, loss, dup, jitter, skew, max_pmaars, seed, barrier_loss, of_jitter, outages, "maar")
+
+
+def converges(mode, dereg, steps, loss, dup, jitter, skew, max_pmaars, seed, barrier_loss, of_jitter, outages,
+              flow_control):
     # delays up to half a second need a wider timestamp window than the 300 ms default
     window = 0.3 if jitter <= 0.1 else 1.0
     d = domain(4, mode=mode, dereg=dereg,
@@ -154,7 +170,7 @@ def test_domain_converges(mode, dereg, steps, loss, dup, jitter, skew, max_pmaar
         jitter = min(jitter, 0.1)
         min_gap = spread + jitter + 0.01
     n = Net(d, loss=loss, dup=dup, jitter=jitter, seed=seed, skew={m.address: s for m, s in zip(d.maars, skew)},
-            switches=True, barrier_loss=barrier_loss, of_jitter=of_jitter)
+            switches=True, barrier_loss=barrier_loss, of_jitter=of_jitter, flow_control=flow_control)
     where = {}
     for i, (mn_i, maar_i, gap, leave) in enumerate(steps):
         gap = max(gap, min_gap)
