@@ -1,7 +1,15 @@
-"""Handover figures from the real lab, per mode: runs ``python -m ryu_dmm.lab`` on a 10-handover
-path (docs/lab/long-path.json) for each mode and prints medians and maxima. Needs root and OVS.
+"""Handover figures from the real lab, per mode and flow control: runs ``python -m ryu_dmm.lab`` on
+a 10-handover path (docs/lab/long-path.json) for each and prints medians and maxima. Needs root and OVS.
 
-Usage: python benchmarks/lab_handovers.py [--modes proxy,locator,relay] [--runs 1] [--reattach carrier|bounce]
+Besides the handover's timings: when the new MAAR's data plane (``s_maar_ready``) and the last
+previous MAAR's (``p_maars_ready``) were ready, ms after detection (with ``--flow-control maar``
+each MAAR's own barrier reply; with ``cmd`` the CMD confirms every switch together, so both are its
+one confirmation), and the signalling messages per handover on the wire (PBUs and PBAs that
+tshark found for that handover: the S-MAAR's PBU and PBA, each P-MAAR's PBU and PBA, and in
+locator mode each direct PBA).
+
+Usage: python benchmarks/lab_handovers.py [--modes proxy,locator,relay] [--flow-control cmd,maar] [--runs 1]
+       [--reattach carrier|bounce]
 """
 import argparse
 import json
@@ -13,8 +21,25 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-KEYS = ("signalling_ms", "flows_confirmed_ms", "old_flow_interruption_ms", "old_flow_lost_pings", "link_move_ms",
-        "link_gap_ms", "detected_after_move_ms")
+KEYS = ("signalling_ms", "s_maar_ready_ms", "p_maars_ready_ms", "messages", "old_flow_interruption_ms",
+        "old_flow_lost_pings", "link_move_ms", "detected_after_move_ms")
+
+
+def messages(w: dict) -> int:
+    """PBUs and PBAs of one handover in tshark's verdict (wire_verdict.per_handover)."""
+    n = ("pbu" in w) + ("pba" in w)
+    return n + sum(("pbu" in r) + ("pba" in r) + ("direct_pba" in r) for r in w.get("pmaars", []))
+
+
+def derived(report: dict) -> list:
+    """The report's handovers with the figures this benchmark adds."""
+    out = []
+    for h, w in zip(report["handovers"], report["wire_verdict"]["per_handover"]):
+        ready = dict(h["dataplane_ready_ms"])
+        s_ready = ready.pop(h["to"])
+        out.append({**h, "s_maar_ready_ms": s_ready, "p_maars_ready_ms": max(ready.values(), default=None),
+                    "messages": messages(w)})
+    return out
 
 
 def p90(vals: list) -> float:
@@ -29,35 +54,42 @@ def p90(vals: list) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--modes", default="proxy,locator,relay")
+    ap.add_argument("--flow-control", default="cmd,maar", help="who programs the switches, as a list (cmd, maar)")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--topology", default=str(ROOT / "docs" / "lab" / "long-path.json"))
     ap.add_argument("--reattach", default="carrier", choices=("carrier", "bounce"))
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (the lab builds namespaces and Open vSwitch instances)")
-    print(f"{'mode':8} {'n':>3} " + " ".join(f"{k[:-3] if k.endswith('_ms') else k:>34}" for k in KEYS))
-    for mode in args.modes.split(","):
-        rows = []
-        for _ in range(args.runs):
-            with tempfile.TemporaryDirectory() as out:
-                p = subprocess.run([sys.executable, "-m", "ryu_dmm.lab", "--mode", mode, "--topology",
-                                    args.topology, "--reattach", args.reattach, "--out", out],
-                                   capture_output=True, text=True, timeout=600)
-                report = json.loads((Path(out) / "report.json").read_text())
-                if p.returncode != 0 or not report["ok"]:
-                    sys.exit(f"{mode}: the lab run failed:\n{p.stdout}\n{p.stderr}")
-                rows += report["handovers"]
-        cells = []
-        for k in KEYS:
-            vals = [h[k] for h in rows if h[k] is not None]
-            cells.append(f"{statistics.median(vals):>8.1f} (p90 {p90(vals):>6.1f}, max {max(vals):>6.1f})")
-        detected = sorted({h["detected_by"] for h in rows})
-        print(f"{mode:8} {len(rows):3d} " + " ".join(f"{c:>34}" for c in cells) + f"  detected by {', '.join(detected)}")
-    print("signalling: the MN detected at the new MAAR -> registration confirmed, P-MAARs switched and all flows "
-          "confirmed by barrier; flows_confirmed: detected -> last barrier reply; old_flow_interruption: largest gap "
+    print(f"{'mode':8} {'flows':5} {'n':>3} " + " ".join(f"{k[:-3] if k.endswith('_ms') else k:>25}" for k in KEYS))
+    for fc in args.flow_control.split(","):
+        for mode in args.modes.split(","):
+            rows = []
+            for _ in range(args.runs):
+                with tempfile.TemporaryDirectory() as out:
+                    p = subprocess.run([sys.executable, "-m", "ryu_dmm.lab", "--mode", mode, "--flow-control", fc,
+                                        "--topology", args.topology, "--reattach", args.reattach, "--out", out],
+                                       capture_output=True, text=True, timeout=600)
+                    try:
+                        report = json.loads((Path(out) / "report.json").read_text())
+                    except OSError:
+                        report = {"ok": False}
+                    if p.returncode != 0 or not report["ok"]:
+                        sys.exit(f"{mode}, flows by {fc}: the lab run failed:\n{p.stdout}\n{p.stderr}")
+                    rows += derived(report)
+            cells = []
+            for k in KEYS:
+                vals = [h[k] for h in rows if h[k] is not None]
+                cells.append(f"{statistics.median(vals):>7.1f} (max {max(vals):>6.1f})" if vals else f"{'-':>25}")
+            detected = sorted({h["detected_by"] for h in rows})
+            print(f"{mode:8} {fc:5} {len(rows):3d} " + " ".join(f"{c:>25}" for c in cells)
+                  + f"  detected by {', '.join(detected)}", flush=True)
+    print("medians (and maxima); signalling: the MN detected at the new MAAR -> registration confirmed, P-MAARs "
+          "switched and all flows confirmed by barrier; s_maar_ready / p_maars_ready: detected -> the new MAAR's / the "
+          "last previous MAAR's flows confirmed (flows by cmd: one confirmation for all); messages: PBUs and PBAs per "
+          "handover on the wire; old_flow_interruption: largest gap "
           "between replies of a 20 ms ping on the old address; link_move: the link move itself (the floor), until the "
-          "MN can reach the new switch; link_gap: the MN on no switch (old port deleted -> link up at the new one), "
-          "the floor; detected_after_move: link move started -> the new MAAR's agent acts on the "
+          "MN can reach the new switch; detected_after_move: link move started -> the new MAAR's agent acts on the "
           "MN's first frame (an RS, MLD report, DAD probe or data)")
 
 
