@@ -9,7 +9,7 @@ tshark found for that handover: the S-MAAR's PBU and PBA, each P-MAAR's PBU and 
 locator mode each direct PBA).
 
 Usage: python benchmarks/lab_handovers.py [--modes proxy,locator,relay] [--flow-control cmd,maar] [--runs 1]
-       [--reattach carrier|bounce]
+       [--reattach carrier|bounce] [--store sqlite|memory]
 """
 import argparse
 import json
@@ -55,6 +55,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--modes", default="proxy,locator,relay")
     ap.add_argument("--flow-control", default="cmd,maar", help="who programs the switches, as a list (cmd, maar)")
+    ap.add_argument("--store", default="sqlite", choices=("sqlite", "memory"),
+                    help="the CMD's binding store (memory: no PBA waits for a commit)")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--topology", default=str(ROOT / "docs" / "lab" / "long-path.json"))
     ap.add_argument("--reattach", default="carrier", choices=("carrier", "bounce"))
@@ -67,7 +69,7 @@ def main() -> None:
             rows = []
             for _ in range(args.runs):
                 with tempfile.TemporaryDirectory() as out:
-                    p = subprocess.run([sys.executable, "-m", "ryu_dmm.lab", "--mode", mode, "--flow-control", fc,
+                    p = subprocess.run([sys.executable, "-m", "ryu_dmm.lab", "--mode", mode, "--flow-control", fc, "--store", args.store,
                                         "--topology", args.topology, "--reattach", args.reattach, "--out", out],
                                        capture_output=True, text=True, timeout=600)
                     try:

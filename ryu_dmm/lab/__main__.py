@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from .. import domainconf
 from ..agent.main import mn_id_of, request
 from ..mobility.config import Mode, Timers
 from . import release as release_mod
@@ -214,7 +215,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
             a["old_ping_replies_in_window"] = sum(
                 1 for t, _ in ping_replies(lab.work / f"ping-old-{a['mn']}.log")
                 if release["t_flow_end"] <= t <= release["t_end"])
-    report = {"mode": lab.mode.value, "flow_control": lab.flow_control, "lma": lab.lma, "tunnel": lab.tunnel,
+    report = {"mode": lab.mode.value, "flow_control": lab.flow_control, "store": lab.store, "lma": lab.lma,
+              "tunnel": lab.tunnel,
               "maars": list(topo.maars),
               "maar_addresses": maars,
               "cmd_address": CMD_ADDR, "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
@@ -589,6 +591,9 @@ def main(argv=None) -> int:
     ap.add_argument("--flow-control", choices=list(FLOW_CONTROL), default="cmd",
                     help="who programs the MAARs' switches: the CMD (the default) or each MAAR's agent its own "
                          "([dmm] flow_control, docs/flow-control.md)")
+    ap.add_argument("--store", choices=list(domainconf.STORE_BACKENDS), default="sqlite",
+                    help="the CMD's binding store ([store] backend): sqlite (the default; an accepted PBA waits for "
+                         "its commit, docs/store.md) or memory (nothing waits; for timing the modes alone)")
     ap.add_argument("--anchor-idle", type=float, default=0.0, metavar="T",
                     help="[timers] anchor_idle_timeout (1..): old anchors go after T idle seconds; after the last "
                          "step the first MN that moved has its old flows stopped, the others' keep running, and the "
@@ -614,7 +619,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ryu-dmm-lab-"))
     lab = Lab(topo, Mode(args.mode), work, args.tunnel, args.reattach, args.rs, args.anchor_idle, args.lma,
-              args.flow_control)
+              args.flow_control, args.store)
 
     def interrupted(_s, _f):
         raise KeyboardInterrupt

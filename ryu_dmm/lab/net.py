@@ -82,12 +82,13 @@ class MaarNode:
 
 class Lab:
     def __init__(self, topo: Topology, mode: Mode, work: Path, tunnel: str = "gre", reattach: str = "carrier",
-                 rs: bool = True, anchor_idle: float = 0.0, lma: str | None = None, flow_control: str = "cmd") -> None:
+                 rs: bool = True, anchor_idle: float = 0.0, lma: str | None = None, flow_control: str = "cmd",
+                 store: str = "sqlite") -> None:
         if reattach not in REATTACH:
             raise ValueError(f"reattach must be one of {', '.join(REATTACH)}")
         if flow_control not in FLOW_CONTROL:
             raise ValueError(f"flow_control must be one of {', '.join(FLOW_CONTROL)}")
-        self.flow_control = flow_control
+        self.flow_control, self.store = flow_control, store
         self.topo, self.mode, self.work, self.tunnel = topo, mode, work, tunnel
         self.reattach, self.rs, self.anchor_idle = reattach, rs, anchor_idle
         tag = f"dmm{os.getpid() % 100000}"
@@ -249,7 +250,8 @@ class Lab:
                                                    bytes.fromhex(CN_MAC.replace(":", "")))
                          for m in self.maars.values())
         settings = domainconf.CmdSettings(listen=CMD_ADDR, tunnel=self.tunnel, switches=switches,
-                                          flow_control=self.flow_control)
+                                          flow_control=self.flow_control,
+                                          store=domainconf.StoreSettings(backend=self.store))
         (self.work / "domain.ini").write_text(domainconf.render(
             self.domain, settings, ryu={"wsapi_host": "127.0.0.1", "wsapi_port": REST_PORT}))
 
