@@ -1,0 +1,230 @@
+"""The fully distributed MAAR (docs/mode-distributed.md), message by message.
+
+Every message crosses the real codec. Expected messages, statuses and states are worked out by hand
+from the design in docs/mode-distributed.md, RFC 5213 (status codes 153, 154, 157, 129; lifetimes;
+retransmission at 1 s doubling, FACTS.md) and RFC 8885 (Serving MAAR, Anchored Prefix, DLIF).
+"""
+import heapq
+import itertools
+
+import pytest
+
+from ryu_dmm.mobility.config import Domain, MaarInfo, Timers
+from ryu_dmm.mobility.dataplane import LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
+from ryu_dmm.mobility.distributed import DistributedMaar, DRole
+from ryu_dmm.mobility.events import Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, \
+    Send, SetTimer, TimerFired
+from ryu_dmm.mobility import messages as M
+from ryu_dmm.wire import AnchoredPrefix, BindingAck, BindingUpdate, Prefix, decode, encode
+
+T0 = 1_700_000_000.0
+ADDR = {f"maar{i}": f"2001:db8:ff::{i}" for i in (1, 2, 3)}
+PREF = {f"maar{i}": Prefix.parse(f"2001:db8:{i}::/64") for i in (1, 2, 3)}  # each pool's first /64
+MAC = bytes.fromhex("02000000000a")
+MN = "mn-1@dmm"
+
+
+class Mesh:
+    """Three DistributedMaars; messages delivered in order after ``latency``, timers on a virtual clock."""
+
+    def __init__(self, latency=0.001, lifetime=400, **timers):
+        maars = tuple(MaarInfo(n, a, Prefix.parse(f"2001:db8:{n[-1]}::/48"), mac=bytes.fromhex(f"02000000ff0{n[-1]}"))
+                      for n, a in ADDR.items())
+        self.domain = Domain("2001:db8:ff::100", maars, timers=Timers(lifetime=lifetime, **timers))
+        self.nodes = {a: DistributedMaar(self.domain, n) for n, a in ADDR.items()}
+        self.name = {a: n for n, a in ADDR.items()}
+        self.now, self.latency = T0, latency
+        self.queue, self.count, self.timers = [], itertools.count(), {}
+        self.log, self.effects, self.down = [], [], set()
+        self.latency_of = {}  # source address -> its own one-way latency
+
+    def node(self, name):
+        return self.nodes[ADDR[name]]
+
+    def inject(self, name, event):
+        self._apply(ADDR[name], self.node(name).handle(event, self.now))
+
+    def _apply(self, addr, effects):
+        for e in effects:
+            self.effects.append((self.now, self.name[addr], e))
+            if type(e) is Send:
+                delay = self.latency_of.get(addr, self.latency)
+                heapq.heappush(self.queue, (self.now + delay, next(self.count), "msg", (addr, e.dst, encode(e.msg))))
+            elif type(e) is SetTimer:
+                token = next(self.count)
+                self.timers[(addr, e.key)] = token
+                heapq.heappush(self.queue, (e.at, token, "timer", (addr, e.key)))
+            elif type(e) is CancelTimer:
+                self.timers.pop((addr, e.key), None)
+
+    def run(self, seconds):
+        end = self.now + seconds
+        while self.queue and self.queue[0][0] <= end:
+            at, token, kind, payload = heapq.heappop(self.queue)
+            self.now = at
+            if kind == "msg":
+                src, dst, raw = payload
+                msg = decode(raw)
+                if dst in self.down:
+                    continue
+                self.log.append((at, self.name[src], self.name[dst], msg))
+                self._apply(dst, self.nodes[dst].handle(Received(src, msg), at))
+            elif self.timers.get(payload) == token:
+                del self.timers[payload]
+                self._apply(payload[0], self.nodes[payload[0]].handle(TimerFired(payload[1]), at))
+        self.now = end
+
+    def messages(self, since=0):
+        """(src, dst, 'PBU'|'PBA', status or None) in delivery order."""
+        return [(s, d, "PBU" if type(m) is BindingUpdate else "PBA", getattr(m, "status", None))
+                for _, s, d, m in self.log[since:]]
+
+    def last(self, name, kind):
+        return [e for _, n, e in self.effects if n == name and type(e) is kind][-1]
+
+    def reports(self, name, kind):
+        return [e for _, n, e in self.effects if n == name and type(e) is Report and e.kind == kind]
+
+
+def test_first_attachment_serves_at_once_and_asks_every_peer():
+    m = Mesh()
+    m.inject("maar1", Attach(MN, MAC, 5))
+    # served at once: route and RA before any answer
+    assert m.last("maar1", DataPlaneChanged).state == MnDataPlane(local=(LocalRoute(PREF["maar1"], MAC, 5),))
+    ra = m.last("maar1", Advertise)
+    assert [(p.prefix, p.preferred, p.valid) for p in ra.prefixes] == [(PREF["maar1"], 400, 400)]
+    m.run(0.01)
+    assert m.messages() == [("maar1", "maar2", "PBU", None), ("maar1", "maar3", "PBU", None),
+                            ("maar2", "maar1", "PBA", 153), ("maar3", "maar1", "PBA", 153)]
+    pbu = m.log[0][3]
+    assert pbu.mn_id == MN and pbu.hnps == (PREF["maar1"],) and pbu.serving_maar == ADDR["maar1"]
+    assert pbu.handoff == 4 and pbu.lifetime == 400 and pbu.mn_ll_id == MAC and pbu.timestamp is not None
+    assert [r.detail for r in m.reports("maar1", "registered")] == ["at maar1 with 0 P-MAAR(s)"]
+    assert not m.node("maar2").bindings and not m.node("maar3").bindings
+
+
+def test_handover_the_previous_maar_tunnels_and_the_new_one_learns_its_prefix():
+    m = Mesh()
+    m.inject("maar1", Attach(MN, MAC, 5))
+    m.run(1)
+    m.inject("maar1", Detach(MN))
+    since = len(m.log)
+    m.inject("maar2", Attach(MN, MAC, 7))
+    m.run(0.01)
+    assert m.messages(since) == [("maar2", "maar1", "PBU", None), ("maar2", "maar3", "PBU", None),
+                                 ("maar1", "maar2", "PBA", 0), ("maar3", "maar2", "PBA", 153)]
+    pba = m.log[since + 2][3]
+    assert pba.find(AnchoredPrefix).prefix == PREF["maar1"] and pba.serving_maar == ADDR["maar2"]
+    assert pba.hnps == (PREF["maar2"],)  # the echo of the asker's HNP (RFC 5213 §6.9.1)
+    assert M.dlif_of(pba, None)[0] == bytes.fromhex("02000000ff01")  # maar1's DLIF link-layer address
+    assert m.node("maar1").dataplane(MN) == MnDataPlane(to_serving=(TunnelToServing(PREF["maar1"], ADDR["maar2"]),))
+    assert m.node("maar2").dataplane(MN) == MnDataPlane(local=(LocalRoute(PREF["maar2"], MAC, 7),),
+                                                        to_anchor=(TunnelToAnchor(PREF["maar1"], ADDR["maar1"], MAC, 7),))
+    ra = m.last("maar2", Advertise)  # old prefix deprecated, from maar1's DLIF (RFC 8885 §3.7)
+    assert [(p.prefix, p.preferred > 0, p.valid > 0, p.dlif) for p in ra.prefixes] == [
+        (PREF["maar2"], True, True, None), (PREF["maar1"], False, True, ADDR["maar1"])]
+    assert [r.detail for r in m.reports("maar2", "handover")] == ["at maar2 with 1 P-MAAR(s)"]
+    assert [r.detail for r in m.reports("maar1", "moved")] == ["now at maar2"]
+
+
+def test_return_to_an_earlier_maar_reuses_its_prefix_and_the_others_tunnel_to_it():
+    m = Mesh()
+    for name, port in (("maar1", 5), ("maar2", 6), ("maar3", 7), ("maar1", 8)):
+        m.inject(name, Attach(MN, MAC, port))
+        m.run(1)
+    assert m.node("maar1").dataplane(MN) == MnDataPlane(
+        local=(LocalRoute(PREF["maar1"], MAC, 8),),
+        to_anchor=(TunnelToAnchor(PREF["maar2"], ADDR["maar2"], MAC, 8),
+                   TunnelToAnchor(PREF["maar3"], ADDR["maar3"], MAC, 8)))
+    for name in ("maar2", "maar3"):
+        assert m.node(name).dataplane(MN) == MnDataPlane(to_serving=(TunnelToServing(PREF[name], ADDR["maar1"]),))
+    assert m.node("maar1").pool.in_use == 1  # the same prefix, not a new one
+
+
+def test_a_duplicated_discovery_is_answered_again_and_changes_nothing():
+    m = Mesh()
+    m.inject("maar1", Attach(MN, MAC, 5))
+    m.run(1)
+    m.inject("maar2", Attach(MN, MAC, 7))
+    m.run(0.01)  # a copy within the timestamp window (a later one is refused 156, as any stale PBU)
+    pbu = next(msg for _, s, d, msg in m.log if (s, d) == ("maar2", "maar1") and type(msg) is BindingUpdate)
+    before = len([e for _, n, e in m.effects if n == "maar1" and type(e) is DataPlaneChanged])
+    out = m.node("maar1").handle(Received(ADDR["maar2"], pbu), m.now)
+    (send,) = [e for e in out if type(e) is Send]  # (and its lifetime restarts)
+    assert send.dst == ADDR["maar2"] and send.msg.status == 0 and send.msg.find(AnchoredPrefix).prefix == PREF["maar1"]
+    assert before == len([e for _, n, e in m.effects if n == "maar1" and type(e) is DataPlaneChanged])
+
+
+@pytest.mark.parametrize("first", ["maar2", "maar3"])
+def test_concurrent_attachments_are_ordered_by_timestamp(first):
+    """The MN attaches at maar2 and 10 ms later at maar3, while maar2's discovery is still in flight
+    (50 ms one way): the later attachment wins everywhere, whatever reaches maar1 first."""
+    m = Mesh(latency=0.05)
+    m.inject("maar1", Attach(MN, MAC, 5))
+    m.run(1)
+    m.inject("maar2", Attach(MN, MAC, 6))
+    m.now += 0.01
+    m.latency_of[ADDR["maar3"]] = 0.05 if first == "maar2" else 0.02  # maar3's discovery overtakes maar2's
+    m.inject("maar3", Attach(MN, MAC, 7))
+    m.run(2)
+    at_maar1 = [s for _, s, d, msg in m.log if d == "maar1" and type(msg) is BindingUpdate]
+    assert at_maar1[0] == first
+    assert m.node("maar3").bindings[MN].role is DRole.SERVING
+    assert m.node("maar3").bindings[MN].anchors == {ADDR["maar1"]: PREF["maar1"], ADDR["maar2"]: PREF["maar2"]}
+    for name in ("maar1", "maar2"):
+        assert m.node(name).dataplane(MN) == MnDataPlane(to_serving=(TunnelToServing(PREF[name], ADDR["maar3"]),))
+    statuses = [st for s, d, kind, st in m.messages() if (s, d) == ("maar3", "maar2") and kind == "PBA"]
+    assert statuses == [157]  # maar2's older discovery refused by maar3 (RFC 5213 status 157)
+
+
+def test_a_peer_that_never_answers_is_given_up_after_the_retransmissions():
+    m = Mesh()
+    m.down.add(ADDR["maar3"])
+    m.inject("maar1", Attach(MN, MAC, 5))
+    m.run(40)
+    tries = [e for t, n, e in m.effects if n == "maar1" and type(e) is Send and e.dst == ADDR["maar3"]]
+    times = [round(t - T0, 3) for t, n, e in m.effects if n == "maar1" and type(e) is Send and e.dst == ADDR["maar3"]]
+    assert len(tries) == 5 and times == [0.0, 1.0, 3.0, 7.0, 15.0]  # 1 s, doubling (RFC 5213 §6.9.4)
+    assert [r.detail for r in m.reports("maar1", "failed")] == ["maar3 did not answer"]
+    assert [r.detail for r in m.reports("maar1", "registered")] == ["at maar1 with 0 P-MAAR(s)"]
+
+
+def test_refresh_while_attached_and_deregistration_after_the_mn_left():
+    m = Mesh(lifetime=100)
+    m.inject("maar1", Attach(MN, MAC, 5))
+    m.run(1)
+    m.inject("maar2", Attach(MN, MAC, 7))
+    m.run(1)
+    since = len(m.log)
+    m.run(100)  # refreshed at 0.8 x 100 s: maar1 still anchors after the first lifetime
+    refresh = [(s, d, msg) for _, s, d, msg in m.log[since:] if type(msg) is BindingUpdate]
+    assert [(s, d, msg.handoff, msg.lifetime) for s, d, msg in refresh] == [("maar2", "maar1", 5, 100)]
+    assert m.node("maar1").bindings[MN].role is DRole.ANCHOR
+    m.inject("maar2", Detach(MN))
+    since = len(m.log)
+    m.run(200)  # no more refreshes; at expiry maar2 de-registers maar1, and both forget the MN
+    dereg = [(s, d, kind, st) for s, d, kind, st in m.messages(since)]
+    assert dereg == [("maar2", "maar1", "PBU", None), ("maar1", "maar2", "PBA", 0)]
+    assert m.log[since][3].lifetime == 0
+    assert MN not in m.node("maar1").bindings and MN not in m.node("maar2").bindings
+    assert m.node("maar1").dataplane(MN).empty and m.node("maar2").dataplane(MN).empty
+
+
+def test_an_anchor_whose_serving_maar_went_silent_expires_on_its_own():
+    m = Mesh(lifetime=100)
+    m.inject("maar1", Attach(MN, MAC, 5))
+    m.run(1)
+    m.inject("maar2", Attach(MN, MAC, 7))
+    m.run(1)
+    m.down.add(ADDR["maar1"])  # maar1 hears nothing more (maar2's refreshes are lost)
+    m.run(100 + 10 + 1)  # lifetime + MinDelayBeforeBCEDelete (10 s, RFC 5213 §9)
+    assert MN not in m.node("maar1").bindings
+
+
+def test_pbus_from_outside_the_domain_or_for_another_serving_maar_are_refused():
+    m = Mesh()
+    pbu = M.pbu(1, m.now, MN, PREF["maar2"], 400, 4, 3, MAC, serving=ADDR["maar2"])
+    (out,) = m.node("maar1").handle(Received("2001:db8:ff::99", pbu), m.now)
+    assert out.msg.status == 154  # MAG_NOT_AUTHORIZED_FOR_PROXY_REG
+    (out,) = m.node("maar1").handle(Received(ADDR["maar3"], pbu), m.now)
+    assert out.msg.status == 129  # administratively prohibited: maar3 speaking for maar2
