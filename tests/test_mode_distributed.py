@@ -6,8 +6,11 @@ retransmission at 1 s doubling, FACTS.md) and RFC 8885 (Serving MAAR, Anchored P
 """
 import heapq
 import itertools
+import os
+import random
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ryu_dmm.mobility.config import Domain, MaarInfo, Timers
 from ryu_dmm.mobility.dataplane import LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
@@ -27,7 +30,7 @@ MN = "mn-1@dmm"
 class Mesh:
     """Three DistributedMaars; messages delivered in order after ``latency``, timers on a virtual clock."""
 
-    def __init__(self, latency=0.001, lifetime=400, **timers):
+    def __init__(self, latency=0.001, lifetime=400, loss=0.0, dup=0.0, jitter=0.0, seed=0, skew=None, **timers):
         maars = tuple(MaarInfo(n, a, Prefix.parse(f"2001:db8:{n[-1]}::/48"), mac=bytes.fromhex(f"02000000ff0{n[-1]}"))
                       for n, a in ADDR.items())
         self.domain = Domain("2001:db8:ff::100", maars, timers=Timers(lifetime=lifetime, **timers))
@@ -37,23 +40,31 @@ class Mesh:
         self.queue, self.count, self.timers = [], itertools.count(), {}
         self.log, self.effects, self.down = [], [], set()
         self.latency_of = {}  # source address -> its own one-way latency
+        self.loss, self.dup, self.jitter, self.rng = loss, dup, jitter, random.Random(seed)
+        self.skew = {ADDR[n]: s for n, s in (skew or {}).items()}  # node -> seconds its clock is ahead
 
     def node(self, name):
         return self.nodes[ADDR[name]]
 
+    def clock(self, addr, at=None):
+        return (self.now if at is None else at) + self.skew.get(addr, 0.0)
+
     def inject(self, name, event):
-        self._apply(ADDR[name], self.node(name).handle(event, self.now))
+        self._apply(ADDR[name], self.node(name).handle(event, self.clock(ADDR[name])))
 
     def _apply(self, addr, effects):
         for e in effects:
             self.effects.append((self.now, self.name[addr], e))
             if type(e) is Send:
-                delay = self.latency_of.get(addr, self.latency)
-                heapq.heappush(self.queue, (self.now + delay, next(self.count), "msg", (addr, e.dst, encode(e.msg))))
+                if self.rng.random() < self.loss:
+                    continue
+                for _ in range(2 if self.rng.random() < self.dup else 1):
+                    delay = self.latency_of.get(addr, self.latency) + self.rng.random() * self.jitter
+                    heapq.heappush(self.queue, (self.now + delay, next(self.count), "msg", (addr, e.dst, encode(e.msg))))
             elif type(e) is SetTimer:
                 token = next(self.count)
                 self.timers[(addr, e.key)] = token
-                heapq.heappush(self.queue, (e.at, token, "timer", (addr, e.key)))
+                heapq.heappush(self.queue, (max(self.now, e.at - self.skew.get(addr, 0.0)), token, "timer", (addr, e.key)))
             elif type(e) is CancelTimer:
                 self.timers.pop((addr, e.key), None)
 
@@ -68,10 +79,10 @@ class Mesh:
                 if dst in self.down:
                     continue
                 self.log.append((at, self.name[src], self.name[dst], msg))
-                self._apply(dst, self.nodes[dst].handle(Received(src, msg), at))
+                self._apply(dst, self.nodes[dst].handle(Received(src, msg), self.clock(dst, at)))
             elif self.timers.get(payload) == token:
                 del self.timers[payload]
-                self._apply(payload[0], self.nodes[payload[0]].handle(TimerFired(payload[1]), at))
+                self._apply(payload[0], self.nodes[payload[0]].handle(TimerFired(payload[1]), self.clock(payload[0], at)))
         self.now = end
 
     def messages(self, since=0):
@@ -228,3 +239,78 @@ def test_pbus_from_outside_the_domain_or_for_another_serving_maar_are_refused():
     assert out.msg.status == 154  # MAG_NOT_AUTHORIZED_FOR_PROXY_REG
     (out,) = m.node("maar1").handle(Received(ADDR["maar3"], pbu), m.now)
     assert out.msg.status == 129  # administratively prohibited: maar3 speaking for maar2
+
+
+# ---- random movement (the property test of tests/test_mobility_properties.py, for this mode) ----
+LIFETIME = 400
+EXAMPLES = int(os.environ.get("DMM_SOAK", "300"))
+moves = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2), st.floats(0.001, 1.5), st.booleans()),
+                 min_size=1, max_size=12)
+skews = st.one_of(st.just((0.0,) * 3), st.tuples(*[st.sampled_from([-0.1, -0.05, 0.0, 0.05, 0.1])] * 3))
+
+
+def settle(m: Mesh, limit: int = 4000) -> None:
+    for _ in range(limit):
+        if not any(k == "msg" for _, _, k, _ in m.queue) and not any(n.retx.pending for n in m.nodes.values()):
+            return
+        m.run(0.05)
+    raise AssertionError("the network never went quiet")
+
+
+def check(m: Mesh, where: dict, after_lifetimes: bool) -> None:
+    """Every MN attached somewhere has exactly one serving MAAR (where it is); every other MAAR that
+    holds a binding for it tunnels its prefix to that MAAR and is in its P-MAAR list, or, if the
+    serving MAAR never heard its answer, lasts no longer than its lifetime (no stale tunnel then)."""
+    owner = {}
+    for node in m.nodes.values():
+        for b in node.bindings.values():
+            assert b.prefix not in owner and node.pool.contains(b.prefix), (b.prefix, node.info.name)
+            owner[b.prefix] = node.address
+    for mn in {b.mn_id for node in m.nodes.values() for b in node.bindings.values()} | set(where):
+        here = {node.info.name: node.bindings[mn] for node in m.nodes.values() if mn in node.bindings}
+        serving = [n for n, b in here.items() if b.role is DRole.SERVING and b.attached]
+        if mn not in where:
+            assert serving == [], (mn, serving)
+            if after_lifetimes:
+                assert here == {}, (mn, here)
+            continue
+        assert serving == [where[mn]], (mn, serving, where[mn])
+        s = here[where[mn]]
+        failed = {r.detail.split()[0] for _, n, r in m.effects if n == where[mn] and type(r) is Report
+                  and r.kind == "failed" and r.mn_id == mn}
+        for name, b in here.items():
+            if name == where[mn]:
+                continue
+            if not after_lifetimes and (name in failed or b.role is DRole.SERVING):
+                continue  # its answer never came: it expires (checked after the lifetimes)
+            assert b.role is DRole.ANCHOR and b.serving_maar == ADDR[where[mn]], (mn, name, b)
+            assert s.anchors.get(ADDR[name]) == b.prefix, (mn, name, s.anchors)
+        for addr, prefix in s.anchors.items():  # nothing listed that does not tunnel to us
+            b = m.nodes[addr].bindings.get(mn)
+            assert b is not None and b.prefix == prefix and b.serving_maar == ADDR[where[mn]], (mn, addr, b)
+
+
+@settings(max_examples=EXAMPLES, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+@given(steps=moves, loss=st.sampled_from([0.0, 0.05, 0.15]), dup=st.sampled_from([0.0, 0.1]),
+       jitter=st.sampled_from([0.0, 0.02, 0.1]), skew=skews, seed=st.integers(0, 2**16))
+def test_random_moves_converge(steps, loss, dup, jitter, skew, seed):
+    spread = max(skew) - min(skew)
+    min_gap = spread + jitter + 0.01 if spread and jitter else 0.0  # as in test_mobility_properties.py
+    m = Mesh(lifetime=LIFETIME, loss=loss, dup=dup, jitter=jitter, seed=seed,
+             skew=dict(zip(ADDR, skew)), timestamp_window=0.3)
+    where = {}
+    for mn_i, maar_i, gap, leave in steps:
+        mn, maar = f"mn{mn_i + 1}", f"maar{maar_i + 1}"
+        if mn in where:
+            m.inject(where.pop(mn), Detach(mn))
+        if not leave:
+            m.inject(maar, Attach(mn, bytes((2, 0, 0, 0, 0, mn_i + 1)), mn_i + 1))
+            where[mn] = maar
+        m.run(max(gap, min_gap))
+    m.loss = m.dup = m.jitter = 0.0  # the network goes quiet
+    m.run(35)
+    settle(m)
+    check(m, where, after_lifetimes=False)
+    m.run(3 * LIFETIME)
+    settle(m)
+    check(m, where, after_lifetimes=True)
