@@ -6,6 +6,7 @@ sends and answers as a switch) over TCP. Expected forwarding is worked out by ha
 pipeline table in docs/pipeline.md and RFC 8885 §3 (the P-MAAR tunnels its prefix to the S-MAAR;
 the serving MAAR routes its own prefix natively).
 """
+import contextlib
 import ipaddress
 import socket
 import struct
@@ -172,20 +173,30 @@ class SwitchLink:
         self.sock.sendall(data)
 
 
-@pytest.fixture(params=["proxy", "relay"])
-def maar_agent(tmp_path, request):
+@contextlib.contextmanager
+def agent_and_switch(tmp_path, mode: str = "proxy", dpid: int = 1):
+    """maar1's agent process (flow_control = maar), a socket playing the CMD, and a fake switch of
+    datapath id ``dpid`` connected to the agent."""
     cmd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     cmd.bind(("127.0.0.1", 0))
     cmd.settimeout(3)
-    (tmp_path / "d.ini").write_text(config(cmd.getsockname()[1], request.param))
+    (tmp_path / "d.ini").write_text(config(cmd.getsockname()[1], mode))
     port, of = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port()
     control = str(tmp_path / "maar1.sock")
     with running_agent(tmp_path / "d.ini", "maar1", port, control, tmp_path / "agent.log",
                        "--openflow-listen", f"127.0.0.1:{of}"):
-        sw = FakeSwitch(dpid=1)
+        sw = FakeSwitch(dpid=dpid)
         link = SwitchLink(of, sw)
-        yield {"cmd": cmd, "control": control, "switch": sw, "link": link, "port": port, "mode": request.param}
-        link.sock.close()
+        try:
+            yield {"cmd": cmd, "control": control, "switch": sw, "link": link, "port": port, "mode": mode}
+        finally:
+            link.sock.close()
+
+
+@pytest.fixture(params=["proxy", "relay"])
+def maar_agent(tmp_path, request):
+    with agent_and_switch(tmp_path, request.param) as got:
+        yield got
 
 
 def events(control, kind):
@@ -263,14 +274,6 @@ def test_a_silent_switch_holds_the_pba_no_longer_than_the_hold_timeout(maar_agen
 
 
 def test_a_switch_with_another_datapath_id_is_refused(tmp_path):
-    cmd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    cmd.bind(("127.0.0.1", 0))
-    (tmp_path / "d.ini").write_text(config(cmd.getsockname()[1]))
-    port, of = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port()
-    control = str(tmp_path / "maar1.sock")
-    with running_agent(tmp_path / "d.ini", "maar1", port, control, tmp_path / "agent.log",
-                       "--openflow-listen", f"127.0.0.1:{of}"):
-        sw = FakeSwitch(dpid=9)
-        link = SwitchLink(of, sw)
-        assert link.until(lambda: events(control, "switch-disconnected"))
-        assert not sw.entries and request(control, {"op": "state"})["switch"]["refused"] == 1
+    with agent_and_switch(tmp_path, dpid=9) as got:
+        assert got["link"].until(lambda: events(got["control"], "switch-disconnected"))
+        assert not got["switch"].entries and request(got["control"], {"op": "state"})["switch"]["refused"] == 1

@@ -15,15 +15,14 @@ from scapy.layers.l2 import Ether
 
 from ryu_dmm.agent.main import request
 from ryu_dmm.mobility import messages as M
-from ryu_dmm.pipeline import SwitchPorts, base_flows
 from ryu_dmm.wire import BindingAck, BindingUpdate, decode, encode
 from tests.conftest import need
+from tests.test_maar_flow_control import BASE, config
 from tests.ovs import Ovs, available
 from tests.procs import free_port, running_agent, wait_for
 
 pytestmark = pytest.mark.root
 MN_MAC = "02:00:00:00:0a:01"
-BASE = len(base_flows(SwitchPorts(1, 2, 3, (10,))))
 
 
 @pytest.fixture
@@ -32,23 +31,7 @@ def switch_and_agent(tmp_path):
     cmd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     cmd.bind(("127.0.0.1", 0))
     cmd.settimeout(3)
-    (tmp_path / "d.ini").write_text(f"""
-[dmm]
-cmd_address = ::ffff:127.0.0.1
-port = {cmd.getsockname()[1]}
-flow_control = maar
-[timers]
-heartbeat_interval = 0
-""" + "".join(f"""
-[maar:maar{i}]
-address = ::ffff:127.0.0.{i + 1}
-pool = 2001:db8:{i}::/48
-datapath_id = {i}
-core_port = 1
-tunnel_port = 2
-agent_port = 3
-access_ports = 10
-""" for i in (1, 2)))
+    (tmp_path / "d.ini").write_text(config(cmd.getsockname()[1]))  # access ports 10 and 11
     ovs = Ovs(tmp_path / "ovs")
     (tmp_path / "ovs").mkdir()
     port, of = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port()

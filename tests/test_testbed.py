@@ -478,3 +478,25 @@ def test_wire_verdict_flags_malformed_options(tmp_path):
     bad[at + 1] = 30  # a wrong length, as tshark's plugin must see it
     v = _judge(tmp_path, relay_handover(pba=(101.03, CMD, M2, bytes(bad))))
     assert not v["ok"] and (v["malformed"] or v["expert_errors"])
+
+
+@pytest.mark.root
+@pytest.mark.tshark
+@pytest.mark.parametrize("mode", ["relay", "proxy"])
+def test_lab_maars_program_their_own_switches(tmp_path, mode):
+    """flow_control = maar (docs/flow-control.md), 4 MAARs and 3 MNs moving at once: each MAAR's agent
+    programs its own switch, the CMD none. In relay mode (RFC 8885 §3.2) the CMD answers the new MAAR
+    only after every P-MAAR's PBA, which a P-MAAR sends once its own switch confirmed its tunnel: the
+    new MAAR's data plane is ready after every P-MAAR's, in every handover."""
+    need(available() and shutil.which("tshark") is not None, "the lab needs root, Open vSwitch and tshark")
+    (tmp_path / "t.json").write_text(json.dumps(THREE_MNS))
+    report = run_lab(tmp_path / "out", "--mode", mode, "--flow-control", "maar", "--topology", str(tmp_path / "t.json"))
+    assert report["ok"] and report["flow_control"] == "maar" and len(report["handovers"]) == 6
+    assert not report["cmd_stats"]["messages"].get("flow_groups_pushed")  # the CMD pushed nothing
+    for h in report["handovers"]:
+        ready = h["dataplane_ready_ms"]
+        assert set(ready) == {h["to"], *h["previous_prefixes"]} and all(ms > 0 for ms in ready.values())
+        if mode == "relay":
+            assert all(ready[h["to"]] > ms for m, ms in ready.items() if m != h["to"]), ready
+        assert h["old_flow_survived"] and h["new_flow_replies"] == 3 and h["new_flow_tunnelled_packets"] == 0
+    check_on_the_wire(report, tmp_path / "out" / "logs", tmp_path / "home")
