@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ryu_dmm.mobility.config import Domain, MaarInfo, Timers
 from ryu_dmm.mobility.dataplane import LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
-from ryu_dmm.mobility.distributed import DistributedMaar, DRole
+from ryu_dmm.mobility.distributed import DistributedMaar
+from ryu_dmm.mobility.maar import Role
 from ryu_dmm.mobility.events import Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, \
     Send, SetTimer, TimerFired
 from ryu_dmm.mobility import messages as M
@@ -180,7 +181,7 @@ def test_concurrent_attachments_are_ordered_by_timestamp(first):
     m.run(2)
     at_maar1 = [s for _, s, d, msg in m.log if d == "maar1" and type(msg) is BindingUpdate]
     assert at_maar1[0] == first
-    assert m.node("maar3").bindings[MN].role is DRole.SERVING
+    assert m.node("maar3").bindings[MN].role is Role.SERVING
     assert m.node("maar3").bindings[MN].anchors == {ADDR["maar1"]: PREF["maar1"], ADDR["maar2"]: PREF["maar2"]}
     for name in ("maar1", "maar2"):
         assert m.node(name).dataplane(MN) == MnDataPlane(to_serving=(TunnelToServing(PREF[name], ADDR["maar3"]),))
@@ -210,7 +211,7 @@ def test_refresh_while_attached_and_deregistration_after_the_mn_left():
     m.run(100)  # refreshed at 0.8 x 100 s: maar1 still anchors after the first lifetime
     refresh = [(s, d, msg) for _, s, d, msg in m.log[since:] if type(msg) is BindingUpdate]
     assert [(s, d, msg.handoff, msg.lifetime) for s, d, msg in refresh] == [("maar2", "maar1", 5, 100)]
-    assert m.node("maar1").bindings[MN].role is DRole.ANCHOR
+    assert m.node("maar1").bindings[MN].role is Role.ANCHOR
     m.inject("maar2", Detach(MN))
     since = len(m.log)
     m.run(200)  # no more refreshes; at expiry maar2 de-registers maar1, and both forget the MN
@@ -268,7 +269,7 @@ def check(m: Mesh, where: dict, after_lifetimes: bool) -> None:
             owner[b.prefix] = node.address
     for mn in {b.mn_id for node in m.nodes.values() for b in node.bindings.values()} | set(where):
         here = {node.info.name: node.bindings[mn] for node in m.nodes.values() if mn in node.bindings}
-        serving = [n for n, b in here.items() if b.role is DRole.SERVING and b.attached]
+        serving = [n for n, b in here.items() if b.role is Role.SERVING and b.attached]
         if mn not in where:
             assert serving == [], (mn, serving)
             if after_lifetimes:
@@ -281,9 +282,9 @@ def check(m: Mesh, where: dict, after_lifetimes: bool) -> None:
         for name, b in here.items():
             if name == where[mn]:
                 continue
-            if not after_lifetimes and (name in failed or b.role is DRole.SERVING):
+            if not after_lifetimes and (name in failed or b.role is Role.SERVING):
                 continue  # its answer never came: it expires (checked after the lifetimes)
-            assert b.role is DRole.ANCHOR and b.serving_maar == ADDR[where[mn]], (mn, name, b)
+            assert b.role is Role.ANCHOR and b.serving_maar == ADDR[where[mn]], (mn, name, b)
             assert s.anchors.get(ADDR[name]) == b.prefix, (mn, name, s.anchors)
         for addr, prefix in s.anchors.items():  # nothing listed that does not tunnel to us
             b = m.nodes[addr].bindings.get(mn)

@@ -22,13 +22,13 @@ departs from RFC 8885 are in docs/mode-distributed.md. In short:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Optional
 
 from ..wire import AnchoredPrefix, BindingAck, BindingUpdate, Prefix, Status, missing_mandatory
 from . import messages as M
 from .config import Domain
 from .dataplane import EMPTY, LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
+from .maar import Role  # SERVING: the MN attached here (last known); ANCHOR: it is at serving_maar
 from .events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Effect, RaPrefix, Received, Report, ReportKind,
     RetxKey, Send, SetTimer, TimerFired, TimerKey, TimerKind,
@@ -40,16 +40,11 @@ HI_UNKNOWN = M.HI_UNKNOWN  # a discovery: the new MAAR does not know whether the
 COUNTERS = ("discoveries", "anchors_found", "not_anchored", "superseded", "unanswered", "refused", "echo_mismatch")
 
 
-class DRole(Enum):
-    SERVING = "serving"  # the MN attached here (last known): we route our prefix, tunnel to anchors
-    ANCHOR = "anchor"  # the MN is at ``serving_maar``: we tunnel our prefix there
-
-
 @dataclass(slots=True)
 class DBinding:
     mn_id: str
     prefix: Prefix
-    role: DRole
+    role: Role  # never REGISTERING here: an attachment is served at once
     mac: bytes = b""
     port: int = 0
     att: int = 3
@@ -82,7 +77,7 @@ class DistributedMaar:
         b = self.bindings.get(mn_id)
         if b is None:
             return EMPTY
-        if b.role is DRole.ANCHOR:
+        if b.role is Role.ANCHOR:
             return MnDataPlane(to_serving=(TunnelToServing(b.prefix, b.serving_maar),))
         return MnDataPlane(local=(LocalRoute(b.prefix, b.mac, b.port),),
                            to_anchor=tuple(TunnelToAnchor(p, a, b.mac, b.port) for a, p in sorted(b.anchors.items())))
@@ -116,7 +111,7 @@ class DistributedMaar:
     # ---- the MN on our access link -------------------------------------------------------------
     def _on_attach(self, ev: Attach, now: float) -> list[Effect]:
         b = self.bindings.get(ev.mn_id)
-        if b is not None and b.role is DRole.SERVING and b.attached:  # the same attachment again
+        if b is not None and b.role is Role.SERVING and b.attached:  # the same attachment again
             moved = (b.mac, b.port) != (ev.mac, ev.port)
             b.mac, b.port = ev.mac, ev.port
             return ([self._changed(b)] if moved else []) + [self._advertise(b, now)]
@@ -128,11 +123,11 @@ class DistributedMaar:
             prefix = self.pool.allocate(now)
             if prefix is None:
                 return [Report(ReportKind.FAILED, ev.mn_id, f"prefix pool {self.info.pool} exhausted")]
-            b = self.bindings[ev.mn_id] = DBinding(ev.mn_id, prefix, DRole.SERVING)
+            b = self.bindings[ev.mn_id] = DBinding(ev.mn_id, prefix, Role.SERVING)
         else:  # back at a MAAR anchoring a prefix for the MN (or attached again): serve it, ask again
             effects += self._forget_queries(b)
             withdrawn = b.anchors
-            b.role, b.serving_maar, b.anchors, b.dlif = DRole.SERVING, None, {}, {}
+            b.role, b.serving_maar, b.anchors, b.dlif = Role.SERVING, None, {}, {}
             del withdrawn  # the discovery below finds the anchors again
         b.mac, b.port, b.att, b.attached = ev.mac, ev.port, ev.att, True
         b.stamp = int(now * 65536)
@@ -203,12 +198,12 @@ class DistributedMaar:
         b = self.bindings.get(pbu.mn_id)
         if b is None:
             return self._answer(pbu, src, Status.NOT_LMA_FOR_THIS_MOBILE_NODE, 0)
-        copy = ts == b.stamp and b.role is DRole.ANCHOR and b.serving_maar == src
+        copy = ts == b.stamp and b.role is Role.ANCHOR and b.serving_maar == src
         if ts < b.stamp or ts == b.stamp and not copy:
             self.counters["superseded"] += 1  # a newer attachment of this MN is known here
             return self._answer(pbu, src, Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, 0)
         if pbu.lifetime == 0:  # the serving MAAR de-registers us: the MN left the domain
-            if b.role is DRole.ANCHOR and b.serving_maar == src:
+            if b.role is Role.ANCHOR and b.serving_maar == src:
                 return self._answer(pbu, src, Status.ACCEPTED, 0) + self._remove(b, now, "de-registered by "
                                                                                    f"{self.peers[src].name}")
             return self._answer(pbu, src, Status.ACCEPTED, 0)
@@ -218,12 +213,12 @@ class DistributedMaar:
         """The MN is at ``src`` (attached there after anything we know): tunnel our prefix there and
         say which prefix we anchor."""
         effects: list[Effect] = []
-        moved = b.role is not DRole.ANCHOR or b.serving_maar != src
-        if b.role is DRole.SERVING:
+        moved = b.role is not Role.ANCHOR or b.serving_maar != src
+        if b.role is Role.SERVING:
             effects += self._forget_queries(b)
             effects += [CancelTimer(TimerKey(TimerKind.REREGISTER, b.mn_id)),
                         CancelTimer(TimerKey(TimerKind.ADVERTISE, b.mn_id))]
-        b.role, b.serving_maar, b.anchors, b.dlif, b.attached = DRole.ANCHOR, src, {}, {}, False
+        b.role, b.serving_maar, b.anchors, b.dlif, b.attached = Role.ANCHOR, src, {}, {}, False
         b.stamp = ts
         b.expires = now + pbu.lifetime + self.timers.min_delay_before_bce_delete
         effects.append(SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), b.expires))
@@ -250,7 +245,7 @@ class DistributedMaar:
             return effects
         anchored = pba.find(AnchoredPrefix)
         if (pba.status == Status.ACCEPTED and pba.lifetime > 0 and anchored is not None
-                and self._peer_pools[src].contains(anchored.prefix) and b.role is DRole.SERVING):
+                and self._peer_pools[src].contains(anchored.prefix) and b.role is Role.SERVING):
             self.counters["anchors_found"] += 1
             if b.anchors.get(src) != anchored.prefix:
                 b.anchors[src] = anchored.prefix
@@ -293,9 +288,9 @@ class DistributedMaar:
         b = self.bindings.get(key.mn_id)
         if b is None:
             return []
-        if key.kind is TimerKind.ADVERTISE and b.role is DRole.SERVING and b.attached:
+        if key.kind is TimerKind.ADVERTISE and b.role is Role.SERVING and b.attached:
             return [self._advertise(b, now), SetTimer(key, now + self.timers.ra_interval)]
-        if key.kind is TimerKind.REREGISTER and b.role is DRole.SERVING and b.attached:
+        if key.kind is TimerKind.REREGISTER and b.role is Role.SERVING and b.attached:
             b.expires = now + self.timers.lifetime
             effects: list[Effect] = [SetTimer(key, self._refresh_at(now)),
                                      SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), b.expires)]
@@ -304,7 +299,7 @@ class DistributedMaar:
             return effects
         if key.kind is TimerKind.EXPIRE and b.expires <= now:
             effects = []
-            if b.role is DRole.SERVING:  # the MN left and did not come back: free the anchors too
+            if b.role is Role.SERVING:  # the MN left and did not come back: free the anchors too
                 for peer in sorted(b.anchors):
                     effects += self._ask(b, peer, HI_UNKNOWN, 0, now)
             return effects + self._remove(b, now, "lifetime expired")
