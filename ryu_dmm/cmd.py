@@ -23,6 +23,7 @@ from .flowmirror import (
 from .hubexit import install_clean_exit
 from .hubtimers import HubTimers
 from .mobility.cmd import SEQ_BLOCK, CmdCore
+from .mobility.config import Mode
 from .mobility.events import (
     AnchorIdle, CancelTimer, Persist, PersistMeta, Received, Report, ReportKind, Send, SetTimer, TimerFired,
 )
@@ -70,6 +71,9 @@ class CmdApp(App):
         cfg.CONF.set_default("wsapi_host", httpaccess.DEFAULT_HOST)
         try:
             self.domain, self.settings = domainconf.load(path)
+            if self.domain.mode is Mode.DISTRIBUTED:
+                raise domainconf.ConfigError("[dmm] mode = distributed has no CMD: start only the MAAR agents "
+                                             "(docs/mode-distributed.md)")
             self.pipeline = pipeline.load()
             limits = rest.ServerLimits.from_conf(cfg.CONF)
             access = self.settings.rest

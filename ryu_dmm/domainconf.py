@@ -229,13 +229,15 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
         raise ConfigError("[dmm]: section missing")
     dmm = dict(parser.items("dmm"))
     _check_keys("dmm", dmm, _DMM_KEYS)
-    if "cmd_address" not in dmm:
-        raise ConfigError("[dmm] cmd_address: missing")
-    cmd_address = _address("dmm", "cmd_address", dmm["cmd_address"])
     try:
         mode = Mode(dmm.get("mode", "proxy"))
     except ValueError:
-        raise ConfigError(f"[dmm] mode: {dmm['mode']!r} is not one of relay, locator, proxy, legacy") from None
+        raise ConfigError(f"[dmm] mode: {dmm['mode']!r} is not one of relay, locator, proxy, legacy, "
+                          "distributed") from None
+    if "cmd_address" not in dmm and mode is not Mode.DISTRIBUTED:
+        raise ConfigError("[dmm] cmd_address: missing")
+    # distributed: there is no CMD (docs/mode-distributed.md); "::" stands for none
+    cmd_address = _address("dmm", "cmd_address", dmm.get("cmd_address", "::"))
     lma = dmm.get("lma")
     if (mode is Mode.LEGACY) != (lma is not None):
         raise ConfigError("[dmm] lma: missing: mode = legacy needs the MAAR acting as LMA (lma = maar1)"
@@ -254,9 +256,11 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     rcvbuf = _int("dmm", "rcvbuf", dmm.get("rcvbuf", str(CmdSettings.rcvbuf)), 0, 2**30)
     metrics_listen = _ip("dmm", "metrics_listen", dmm.get("metrics_listen", CmdSettings.metrics_listen))
     metrics_port = _int("dmm", "metrics_port", dmm["metrics_port"], 0, 65535) if "metrics_port" in dmm else None
-    flow_control = dmm.get("flow_control", "cmd").strip()
+    flow_control = dmm.get("flow_control", "maar" if mode is Mode.DISTRIBUTED else "cmd").strip()
     if flow_control not in FLOW_CONTROL:
         raise ConfigError(f"[dmm] flow_control: {flow_control!r} is not one of {', '.join(FLOW_CONTROL)}")
+    if mode is Mode.DISTRIBUTED and flow_control != "maar":
+        raise ConfigError("[dmm] flow_control: mode = distributed has no CMD to program the switches: maar only")
     timers_kw: dict = {}
     if parser.has_section("timers"):
         items = dict(parser.items("timers"))

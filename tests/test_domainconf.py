@@ -102,3 +102,13 @@ def test_bad_files_name_the_key(edit, message):
 def test_missing_file():
     with pytest.raises(ConfigError, match="No such file"):
         load("/nonexistent/domain.ini")
+
+
+def test_distributed_mode_needs_no_cmd_and_programs_switches_from_the_maars():
+    text = GOOD.replace("cmd_address = 2001:db8:ff::100\n", "").replace("mode = relay", "mode = distributed")
+    domain, settings = parse(text)
+    assert domain.mode is Mode.DISTRIBUTED and settings.flow_control == "maar"  # no CMD to do it
+    with pytest.raises(ConfigError, match=r"\[dmm\] flow_control: mode = distributed has no CMD"):
+        parse(text.replace("port = 5436", "port = 5436\nflow_control = cmd"))
+    with pytest.raises(ConfigError, match=r"\[dmm\] cmd_address: missing"):
+        parse(text.replace("mode = distributed", "mode = proxy"))

@@ -5,6 +5,7 @@ from the design in docs/mode-distributed.md, RFC 5213 (status codes 153, 154, 15
 retransmission at 1 s doubling, FACTS.md) and RFC 8885 (Serving MAAR, Anchored Prefix, DLIF).
 """
 import heapq
+import socket
 import itertools
 import os
 import random
@@ -315,3 +316,52 @@ def test_random_moves_converge(steps, loss, dup, jitter, skew, seed):
     m.run(3 * LIFETIME)
     settle(m)
     check(m, where, after_lifetimes=True)
+
+
+# ---- the agents, with no CMD ----------------------------------------------------------------------
+def distributed_config(port: int) -> str:
+    return "[dmm]\nmode = distributed\n[timers]\nheartbeat_interval = 0\n" + "".join(f"""
+[maar:maar{i}]
+address = ::ffff:127.0.0.{i + 1}
+pool = 2001:db8:{i}::/48
+datapath_id = {i}
+core_port = 1
+tunnel_port = 2
+agent_port = 3
+access_ports = 10
+""" for i in (1, 2))
+
+
+def test_two_agents_find_the_previous_maar_without_a_cmd(tmp_path):
+    from ryu_dmm.agent.main import request
+    from tests.procs import free_port, running_agent, wait_for
+
+    port = free_port(socket.AF_INET, socket.SOCK_DGRAM)
+    (tmp_path / "d.ini").write_text(distributed_config(port))
+    ctl = {n: str(tmp_path / f"{n}.sock") for n in ("maar1", "maar2")}
+    with running_agent(tmp_path / "d.ini", "maar1", port, ctl["maar1"], tmp_path / "a1.log",
+                       "--openflow-listen", f"127.0.0.1:{free_port()}"), \
+            running_agent(tmp_path / "d.ini", "maar2", port, ctl["maar2"], tmp_path / "a2.log",
+                          "--openflow-listen", f"127.0.0.1:{free_port()}"):
+        def reports(n, kind):
+            return [e["detail"] for e in request(ctl[n], {"op": "events"})["events"]
+                    if e["event"] == "report" and e["kind"] == kind]
+        assert request(ctl["maar1"], {"op": "attach", "mn": MN, "mac": "02:00:00:00:00:0a", "port": 10})["ok"]
+        assert wait_for(lambda: reports("maar1", "registered") == ["at maar1 with 0 P-MAAR(s)"], 5)
+        assert request(ctl["maar1"], {"op": "detach", "mn": MN})["ok"]
+        assert request(ctl["maar2"], {"op": "attach", "mn": MN, "mac": "02:00:00:00:00:0a", "port": 10})["ok"]
+        assert wait_for(lambda: reports("maar2", "handover") == ["at maar2 with 1 P-MAAR(s)"], 5)
+        s2 = request(ctl["maar2"], {"op": "state"})["bindings"][MN]
+        s1 = request(ctl["maar1"], {"op": "state"})["bindings"][MN]
+        assert s2["local"] == ["2001:db8:2::/64"] and s2["to_anchor"] == [["2001:db8:1::/64", "::ffff:127.0.0.2"]]
+        assert s1["local"] == [] and s1["to_serving"] == [["2001:db8:1::/64", "::ffff:127.0.0.3"]]
+
+
+def test_the_cmd_refuses_a_distributed_domain(tmp_path):
+    import subprocess
+    from tests.procs import MANAGER, clean_env
+
+    (tmp_path / "d.ini").write_text(distributed_config(5436))
+    out = subprocess.run([*MANAGER, "--config-file", str(tmp_path / "d.ini"), "ryu_dmm.cmd"], cwd=tmp_path,
+                         env=clean_env(tmp_path / "state"), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "mode = distributed has no CMD" in out.stderr

@@ -26,6 +26,8 @@ from ..flowmirror import FlowsConfirmed, MirrorKey, Noted
 from ..mobility.events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, Send, SetTimer, TimerFired,
 )
+from ..mobility.config import Mode
+from ..mobility.distributed import DistributedMaar
 from ..mobility.maar import MaarCore, Role
 from ..stats import Stats
 from ..wire import DecodeError, decode, encode, mac_text, parse_mac, peer_address
@@ -84,7 +86,9 @@ class Agent:
         self.auth = settings.auth
         self.policy = load_policy(self.auth)  # PolicyError if its allow_file cannot be used
         self.auth_state = {"reloads": 0, "reload_errors": 0, "detached": 0}
-        self.core = MaarCore(self.domain, name, restart_counter, access_port)
+        # mode = distributed: no CMD; the MAARs find an MN's previous MAARs themselves (docs/mode-distributed.md)
+        self.core = (DistributedMaar(self.domain, name, restart_counter) if self.domain.mode is Mode.DISTRIBUTED
+                     else MaarCore(self.domain, name, restart_counter, access_port))
         self.port, self.cmd_port = port, cmd_port
         self.loop = Loop(self._on_timer, self._on_loop_error)
         # For the metrics (agent/metrics.py): messages by peer and status, reports, attaches.

@@ -12,12 +12,15 @@ from ..wire import constants as C
 
 class Mode(str, Enum):
     """The CMD's role in a handover (RFC 8885 §3.2-3.4), or ``legacy``: the domain runs as plain
-    Proxy Mobile IPv6 with one MAAR as LMA (the draft's Appendix A.5 fallback; docs/mode-legacy.md)."""
+    Proxy Mobile IPv6 with one MAAR as LMA (the draft's Appendix A.5 fallback; docs/mode-legacy.md),
+    or ``distributed``: no CMD, the MAARs find an MN's previous MAARs among themselves (draft §4;
+    docs/mode-distributed.md)."""
 
     RELAY = "relay"
     LOCATOR = "locator"
     PROXY = "proxy"
     LEGACY = "legacy"
+    DISTRIBUTED = "distributed"
 
 
 # RFC 5213 §2.2 ALL_ZERO: the Home Network Prefix a MAG sends when it asks the LMA to assign one.

@@ -33,6 +33,7 @@ from .events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Effect, RaPrefix, Received, Report, ReportKind,
     RetxKey, Send, SetTimer, TimerFired, TimerKey, TimerKind,
 )
+from .heartbeat import Heartbeats
 from .pool import PrefixPool
 from .retransmit import Outstanding, Retransmitter
 
@@ -61,8 +62,11 @@ class DBinding:
 class DistributedMaar:
     """One MAAR of a domain without a CMD (see the module docstring)."""
 
-    def __init__(self, domain: Domain, name: str) -> None:
+    def __init__(self, domain: Domain, name: str, restart_counter: int = 0) -> None:
         self.domain, self.timers = domain, domain.timers
+        self.cmd = domain.cmd_address  # "::": there is no CMD, nothing is sent there (the agent's views)
+        # RFC 5847 among MAARs is not built yet (docs/mode-distributed.md): the monitor watches no one
+        self.heartbeats = Heartbeats(restart_counter, 0, domain.timers.missing_heartbeats_allowed)
         self.info = domain.maar(name)
         self.address = self.info.address
         self.peers = {m.address: m for m in domain.maars if m.address != self.address}
@@ -92,6 +96,9 @@ class DistributedMaar:
         return Advertise(b.mn_id, b.mac, b.port, tuple(ras), min(self.timers.router_lifetime, valid))
 
     # ---- dispatch ----------------------------------------------------------------------------
+    def start(self, now: float) -> list[Effect]:
+        return []
+
     def handle(self, event, now: float) -> list[Effect]:
         kind = type(event)
         if kind is Received:
