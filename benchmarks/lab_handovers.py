@@ -26,7 +26,10 @@ KEYS = ("signalling_ms", "s_maar_ready_ms", "p_maars_ready_ms", "messages", "old
 
 
 def messages(w: dict) -> int:
-    """PBUs and PBAs of one handover in tshark's verdict (wire_verdict.per_handover)."""
+    """PBUs and PBAs of one handover in tshark's verdict (wire_verdict.per_handover; distributed mode:
+    distributed_verdict counts them)."""
+    if "messages" in w:
+        return w["messages"]
     n = ("pbu" in w) + ("pba" in w)
     return n + sum(("pbu" in r) + ("pba" in r) + ("direct_pba" in r) for r in w.get("pmaars", []))
 

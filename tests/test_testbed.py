@@ -500,3 +500,31 @@ def test_lab_maars_program_their_own_switches(tmp_path, mode):
             assert all(ready[h["to"]] > ms for m, ms in ready.items() if m != h["to"]), ready
         assert h["old_flow_survived"] and h["new_flow_replies"] == 3 and h["new_flow_tunnelled_packets"] == 0
     check_on_the_wire(report, tmp_path / "out" / "logs", tmp_path / "home")
+
+
+RETURNING = {"maars": 3, "mns": {"mn1": ["maar1", "maar2", "maar3", "maar1"], "mn2": ["maar3", "maar1", "maar2"]},
+             "dwell": 1.5}
+
+
+@pytest.mark.root
+@pytest.mark.tshark
+def test_lab_distributed_mode(tmp_path):
+    """No CMD (docs/mode-distributed.md): two MNs moving at once, one back to its first MAAR. Every old
+    TCP flow survives every move through a real tunnel, every new flow leaves locally, and on the wire
+    each attachment is a discovery PBU from the new MAAR to every other MAAR, answered with an Anchored
+    Prefix by the MAARs the MN left and 153 by the others."""
+    need(available() and shutil.which("tshark") is not None, "the lab needs root, Open vSwitch and tshark")
+    (tmp_path / "t.json").write_text(json.dumps(RETURNING))
+    report = run_lab(tmp_path / "out", "--mode", "distributed", "--topology", str(tmp_path / "t.json"))
+    assert report["ok"] and report["mode"] == "distributed" and report["flow_control"] == "maar"
+    assert report["cmd_stats"] is None and not (tmp_path / "out" / "logs" / "cmd.log").exists()
+    hos = report["handovers"]
+    assert len(hos) == 5 and ("maar3", "maar1") in [(h["from"], h["to"]) for h in hos if h["mn"] == "mn1"]
+    for h in hos:
+        assert h["old_flow_survived"] and h["old_tcp_kbytes_after_settled"] > 0
+        assert (h["old_flow_tunnelled_packets"] > 0) != h["old_flow_local"]
+        assert h["new_flow_replies"] == 3 and h["new_flow_tunnelled_packets"] == 0 and h["rest_consistent"]
+    back = next(h for h in hos if h["mn"] == "mn1" and h["to"] == "maar1")
+    assert back["old_flow_local"] and back["new_prefix"] == back["old_prefix"]  # its first prefix, local again
+    w = report["wire_verdict"]
+    assert w["ok"] and all(x["messages"] == 4 for x in w["per_handover"] + w["registrations"])  # 2 (3 - 1)

@@ -26,7 +26,7 @@ from ..mobility.config import Mode, Timers
 from . import release as release_mod
 from . import restarts as restart_mod
 from . import topology as topo_mod
-from . import wire_verdict
+from . import distributed_verdict, wire_verdict
 from .common import LabError, wait_until
 from .net import CMD_ADDR, CN_ADDR, FLOW_CONTROL, REATTACH, Lab, preflight, run
 
@@ -86,17 +86,30 @@ def _is_moved(e: dict) -> bool:
     return e["event"] == "report" and e["kind"] == "moved"
 
 
-def dataplane_ready(log: EventLog, mn_id: str, maars: list, since: float) -> dict:
-    """flow_control = maar: MAAR -> when its own switch confirmed (barrier) the MN's flows it pushed
-    after ``since``, from that agent's ``flows-confirmed`` event."""
+def dataplane_ready(log: EventLog, mn_id: str, maars: list, since: float, until: float) -> dict:
+    """flow_control = maar: MAAR -> when its own switch confirmed (barrier) the last of the MN's flow
+    pushes made between ``since`` (detection) and ``until`` (the handover settled), from that agent's
+    ``flows-confirmed`` events: a MAAR may push more than once in one handover (locator: per direct
+    PBA, then the CMD's PBA; distributed: its own prefix at once, then per anchor that answers)."""
     def pushed(e: dict) -> bool:
-        return e["event"] == "flows-confirmed" and e["pushed_at"] >= since
+        return e["event"] == "flows-confirmed" and since <= e["pushed_at"] <= until
 
     def found():
         log.poll()
-        got = {m: log.first(m, mn_id, since, pushed) for m in maars}
+        with log.lock:
+            got = {m: [e for e in log.seen[m] if e.get("mn") == mn_id and pushed(e)] for m in maars}
         return got if all(got.values()) else None
-    return {m: e["confirmed_at"] for m, e in wait_until(found, 5, f"{mn_id}'s flows confirmed at {maars}").items()}
+    got = wait_until(found, 5, f"{mn_id}'s flows confirmed at {maars}")
+    return {m: max(e["confirmed_at"] for e in events) for m, events in got.items()}
+
+
+def agent_session(lab: Lab, maar: str, mn_id: str) -> dict:
+    """Distributed mode (no CMD, no REST): the MN's session as its serving MAAR's agent holds it, in
+    the shape of the CMD's REST session (serving MAAR and previous MAARs by name)."""
+    b = request(lab.control(maar), {"op": "state", "mn": mn_id})["bindings"].get(mn_id, {})
+    names = {m.info.address: name for name, m in lab.maars.items()}
+    return {"serving_maar": {"name": maar if b.get("local") else None},
+            "previous_maars": [{"name": names.get(a, a), "prefix": p} for p, a in b.get("to_anchor", [])]}
 
 
 def _prefix(lab: Lab, maar: str, address: str) -> str:
@@ -195,7 +208,10 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
     maars = {m: lab.maars[m].info.address for m in topo.maars}
     try:
         dissected = wire_verdict.dissect(lab.work / "signalling.pcap", home=lab.work / "tshark-home")
-        verdict = wire_verdict.judge(
+        verdict = distributed_verdict.judge(
+            dissected, maars=maars, registrations=list(registrations.values()),
+            handovers=[wire_verdict.handover_input(h) for h in handovers]) if lab.mode is Mode.DISTRIBUTED else \
+            wire_verdict.judge(
             dissected, cmd=CMD_ADDR, maars=maars, mode=lab.mode.value, registrations=list(registrations.values()),
             handovers=[wire_verdict.handover_input(h) for h in handovers])
         if release is not None:
@@ -224,7 +240,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
               "t_start": t_start, "t_stop": t_stop,
               "old_addresses": old_addr, "registrations": list(registrations.values()), "handovers": handovers,
               "steps": step_summary(handovers), "tunnel_packets_seen": len(tunnelled),
-              "cmd_stats": lab.rest("/dmm/v1/stats"), "wire_verdict": verdict, "restarts": crashes,
+              "cmd_stats": None if lab.mode is Mode.DISTRIBUTED else lab.rest("/dmm/v1/stats"),
+              "wire_verdict": verdict, "restarts": crashes,
               "anchor_idle_timeout": lab.anchor_idle or None, "anchor_release": release,
               "max_pmaars_seen": max((h["pmaars_after"] for h in handovers), default=0)}
     report["tcp"] = {mn: tcp_series(samples, t_stop) for mn, samples in tcp.items()}
@@ -359,9 +376,10 @@ def handover(lab: Lab, log: EventLog, mn: str, mn_id: str, visited: tuple, to: s
     (lab.work / f"ping-new-{mn}-{to}.log").write_text(new_flow)
     involved = list(dict.fromkeys([to] + previous))
     if lab.flow_control == "maar":  # each MAAR's own switch, confirmed to its own agent
-        ready = dataplane_ready(log, mn_id, involved, t_detected)
+        ready = dataplane_ready(log, mn_id, involved, t_detected, t_settled)
         t_flows = max(ready.values())
-        session = lab.rest(f"/dmm/v1/sessions/{mn_id}")
+        session = agent_session(lab, to, mn_id) if lab.mode is Mode.DISTRIBUTED else \
+            lab.rest(f"/dmm/v1/sessions/{mn_id}")
         installed = {m: len(lab.maars[m].flows()) for m in lab.topo.maars}
     else:  # the CMD pushes every switch's flows at once and confirms them together
         session = wait_until(lambda: (lambda s: s if s["flows_confirmed"] and s["flows_confirmed"]["pushed_at"] > t_detected
@@ -608,7 +626,7 @@ def main(argv=None) -> int:
             raise ValueError(f"--lma {args.lma}: only with --mode legacy, naming one of {', '.join(topo.maars)}")
         if args.anchor_idle:
             Timers(anchor_idle_timeout=args.anchor_idle)  # refuses a value outside its bounds
-        if args.flow_control == "maar" and (args.anchor_idle or restarts):
+        if (args.flow_control == "maar" or args.mode == Mode.DISTRIBUTED.value) and (args.anchor_idle or restarts):
             # idle anchors are found from the CMD's flow counters; restarts are not adapted (docs/flow-control.md)
             raise ValueError("--flow-control maar: not with --anchor-idle or --restart")
         preflight()

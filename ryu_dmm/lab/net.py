@@ -88,7 +88,9 @@ class Lab:
             raise ValueError(f"reattach must be one of {', '.join(REATTACH)}")
         if flow_control not in FLOW_CONTROL:
             raise ValueError(f"flow_control must be one of {', '.join(FLOW_CONTROL)}")
-        self.flow_control, self.store = flow_control, store
+        # distributed mode: no CMD; each agent programs its own switch (docs/mode-distributed.md)
+        self.flow_control = "maar" if mode is Mode.DISTRIBUTED else flow_control
+        self.store = store
         self.topo, self.mode, self.work, self.tunnel = topo, mode, work, tunnel
         self.reattach, self.rs, self.anchor_idle = reattach, rs, anchor_idle
         tag = f"dmm{os.getpid() % 100000}"
@@ -177,7 +179,8 @@ class Lab:
         for mn, (j, ns) in self.mns.items():
             self.ns_add(ns)
         self._write_config()
-        self.start_cmd()
+        if self.mode is not Mode.DISTRIBUTED:
+            self.start_cmd()
         own = self.flow_control == "maar"  # each agent is its switch's controller: it listens first
         for m in self.maars.values():
             if own:

@@ -47,6 +47,7 @@ class Mh:
     hnp: list = field(default_factory=list)  # "prefix/len" of every Home Network Prefix option
     serving_maar: list = field(default_factory=list)  # rfc8885.serving_maar
     previous_maar: list = field(default_factory=list)  # (rfc8885.previous_maar.address, .prefix)
+    anchored: list = field(default_factory=list)  # rfc8885.anchored_prefix ("prefix/len")
 
     @property
     def kind(self) -> str:
@@ -170,6 +171,9 @@ def _message(packet: ET.Element, mip: ET.Element, frame: int) -> Mh:
             serving = _show(el, "rfc8885.serving_maar")
             if serving is not None:
                 m.serving_maar.append(_addr(serving))
+            anchored = _show(el, "rfc8885.anchored_prefix")
+            if anchored is not None:
+                m.anchored.append(prefix_text(anchored))
             pmaar = _show(el, "rfc8885.previous_maar.address")
             if pmaar is not None:
                 m.previous_maar.append((_addr(pmaar), prefix_text(_show(el, "rfc8885.previous_maar.prefix") or "")))
