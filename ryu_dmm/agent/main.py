@@ -22,7 +22,7 @@ from collections import deque
 from typing import Optional
 
 from .. import domainconf
-from ..flowmirror import FlowsConfirmed, MirrorKey, Noted
+from ..flowmirror import FlowsConfirmed, MirrorKey, Noted, NoteKind
 from ..mobility.events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, Send, SetTimer, TimerFired,
 )
@@ -63,7 +63,7 @@ def describe(effect) -> Optional[dict]:
     if kind is FlowsConfirmed:  # flow_control = maar: our switch confirmed the MN's flows (barrier)
         return {"event": "flows-confirmed", "mn": effect.mn_id, "pushed_at": effect.pushed_at,
                 "confirmed_at": effect.confirmed_at}
-    if kind is Noted:
+    if kind is Noted and effect.kind is not NoteKind.GROUP_PUSHED:  # (a push per change: routine)
         return {"event": "switch-note", "kind": effect.kind.value, "detail": effect.detail}
     if kind is Advertise:
         return {"event": "advertise", "mn": effect.mn_id, "port": effect.port,
