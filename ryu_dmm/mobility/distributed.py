@@ -133,9 +133,7 @@ class DistributedMaar:
             b = self.bindings[ev.mn_id] = DBinding(ev.mn_id, prefix, Role.SERVING)
         else:  # back at a MAAR anchoring a prefix for the MN (or attached again): serve it, ask again
             effects += self._forget_queries(b)
-            withdrawn = b.anchors
-            b.role, b.serving_maar, b.anchors, b.dlif = Role.SERVING, None, {}, {}
-            del withdrawn  # the discovery below finds the anchors again
+            b.role, b.serving_maar, b.anchors, b.dlif = Role.SERVING, None, {}, {}  # the discovery finds them again
         b.mac, b.port, b.att, b.attached = ev.mac, ev.port, ev.att, True
         b.stamp = int(now * 65536)
         b.expires = now + self.timers.lifetime
