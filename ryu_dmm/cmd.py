@@ -120,7 +120,7 @@ class CmdApp(App):
         self._tokens = itertools.count(1)
         self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,
                                lambda: self.endpoint.receive_path() if self.endpoint is not None else {},
-                               self.store_state)
+                               self.store_state, self.store if self.shared is not None else None)
         kwargs["wsgi"].register(rest.DmmRestController, rest.registration(self.view, self.guard))
         rest.install_server(limits, self.guard.log, self.tls, self.http_guard("rest"))
 
@@ -244,7 +244,14 @@ class CmdApp(App):
         if self.writer is not None:
             body.update(self.writer.state())
         if self.sharedwriter is not None:
-            body["active_active"] = self.sharedwriter.state()
+            body["active_active"] = state = self.sharedwriter.state()
+            try:  # which instance holds which sessions' timers
+                state["instances"] = self.store.instances()
+            except store.StoreError as exc:
+                state["instances"] = {"error": str(exc)}
+            # OpenFlow roles (issue 10 item 3) fill this: switch -> the instance that is its master.
+            # Until then every instance programs the switches connected to it.
+            state["switch_masters"] = {}
         return body
 
     # ---- signalling and timers -------------------------------------------------------------------

@@ -55,6 +55,18 @@ def test_one_mns_pbus_at_two_instances_at_once_have_one_outcome(tmp_path, redis_
             assert views[0]["serving_maar"]["address"] == views[1]["serving_maar"]["address"] == winner
         st = [c.get("/dmm/v1/stats")["store"]["active_active"] for c in (a, b)]
         assert st[0]["checks_lost"] + st[1]["checks_lost"] >= 20  # every MN: one instance lost, re-read
+        # REST and stats answer alike on both: an MN only B ever heard of is seen at A too
+        m2.sendto(encode(M.pbu(2, time.time(), "mn-b", Prefix.parse("2001:db8:2:ff::/64"), 8, 1, 3)),
+                  ("127.0.0.1", b.udp))
+        assert answer(m2)[0].status == 0
+        views = [c.get("/dmm/v1/sessions/mn-b") for c in (a, b)]
+        assert abs(views[0].pop("lifetime_remaining") - views[1].pop("lifetime_remaining")) < 1
+        assert views[0] == views[1] and views[0]["serving_maar"]["address"] == f"::ffff:{MAAR2}"
+        assert a.get("/dmm/v1/stats")["sessions"] == b.get("/dmm/v1/stats")["sessions"] == 21
+        owners = a.get("/dmm/v1/stats")["store"]["active_active"]["instances"]
+        assert owners == b.get("/dmm/v1/stats")["store"]["active_active"]["instances"]
+        assert set(owners) == {"cmd-a", "cmd-b"} and all(o["alive"] for o in owners.values())
+        assert sum(o["sessions_owned"] for o in owners.values()) == 21
     finally:
         finish((a, b), m1, m2)
 

@@ -331,6 +331,41 @@ class RedisStore:
         except redis.RedisError as exc:
             raise self._error("take-over failed", exc) from None
 
+    # ---- what every instance answers alike (REST, stats: docs/deploy-cmds.md) ----------------------
+    def mn_ids(self) -> list[str]:
+        try:
+            return [k.decode("utf-8", "surrogateescape") for k in self.client().hkeys(self.k_sessions)]
+        except redis.RedisError as exc:
+            raise self._error("read failed", exc) from None
+
+    def count(self) -> int:
+        try:
+            return self.client().hlen(self.k_sessions)
+        except redis.RedisError as exc:
+            raise self._error("read failed", exc) from None
+
+    def records(self) -> list[Record]:
+        try:
+            return [unpack(k, v) for k, v in self.client().hscan_iter(self.k_sessions, count=SCAN_COUNT)]
+        except (redis.RedisError, ValueError) as exc:
+            raise self._error("read failed", exc) from None
+
+    def instances(self) -> dict:
+        """Every instance that ever joined: whether its lease is alive and how many sessions' timers
+        it holds (``NS:owned:INSTANCE``)."""
+        ns = self.settings.namespace
+        try:
+            db = self.client()
+            names = sorted(m.decode() for m in db.smembers(f"{ns}:instances"))
+            with db.pipeline(transaction=False) as p:
+                for n in names:
+                    p.exists(f"{ns}:lease:{n}")
+                    p.scard(f"{ns}:owned:{n}")
+                got = p.execute()
+        except redis.RedisError as exc:
+            raise self._error("read failed", exc) from None
+        return {n: {"alive": bool(got[2 * i]), "sessions_owned": got[2 * i + 1]} for i, n in enumerate(names)}
+
     def wait_replicas(self) -> None:
         """``[store] wait_replicas``: fewer replicas acknowledging in time fails the write."""
         n = self.settings.wait_replicas
