@@ -71,7 +71,9 @@ def _key(mn_id: str) -> bytes:
 
 
 # KEYS: sessions, versions, owners, clock. ARGV: namespace, this instance, then (MN, expected version,
-# session or "" to delete or "=" to check only) per session. Either every expected version matches
+# session or "" to delete or "=" to check only) per session. A new version is the next value of the
+# clock, never below the primary's time in microseconds: after a fail-over that lost the last writes
+# (replication is asynchronous) a version is not handed out a second time for another change. Either every expected version matches
 # and every write is done ({1, new versions}), or nothing is written and the sessions that changed
 # come back as they are now ({0, {MN, version, session, owner, ...}}).
 CAS_LUA = """
@@ -86,6 +88,8 @@ for i = 3, #ARGV, 3 do
   end
 end
 if #lost > 0 then return {0, lost} end
+local t = redis.call('TIME')
+local floor = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {}
 for i = 3, #ARGV, 3 do
   local mn, blob = ARGV[i], ARGV[i + 2]
@@ -100,7 +104,12 @@ for i = 3, #ARGV, 3 do
       redis.call('HDEL', KEYS[3], mn)
       out[#out + 1] = '0'
     else
-      local v = tostring(redis.call('INCR', KEYS[4]))
+      local v = redis.call('INCR', KEYS[4])
+      if v < floor then
+        v = floor
+        redis.call('SET', KEYS[4], string.format('%.0f', floor))
+      end
+      v = string.format('%.0f', v)
       redis.call('HSET', KEYS[1], mn, blob)
       redis.call('HSET', KEYS[2], mn, v)
       redis.call('HSET', KEYS[3], mn, ARGV[2])
