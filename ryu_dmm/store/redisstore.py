@@ -392,4 +392,4 @@ class RedisStore:
     def describe(self) -> dict:
         st = self.settings
         return {"backend": self.backend, "redis": self.where, "namespace": st.namespace,
-                "wait_replicas": st.wait_replicas, "active_active": st.active_active, "instance": st.instance}
+                "wait_replicas": st.wait_replicas, **({"instance": st.instance} if st.active_active else {})}
