@@ -280,6 +280,9 @@ class CmdApp(App):
             if not shared.wait(subject, event):
                 self.stats.count("active_active.dropped")
             return
+        if subject is not None and shared.full():  # Redis slow or away: not handled, the core keeps checked state
+            self.stats.count("active_active.dropped")
+            return
         effects = self.core.handle(event, now)
         if subject is None and not any(type(e) is Persist for e in effects):
             self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))

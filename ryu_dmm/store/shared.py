@@ -21,6 +21,7 @@ from ..mobility.events import Persist
 MAX_WAITING = 65536  # events waiting behind an MN's check, over all MNs; one more is dropped (its MAAR sends again)
 MAX_WAITING_PER_MN = 16
 MAX_TRIES = 4  # an event handled again after this many lost checks in a row is dropped (counted)
+MAX_OPEN = 65536  # checks submitted and not settled (Redis slow or away); an event beyond is not handled
 VERIFY = object()  # (mirrors redisstore.VERIFY: check the version only)
 
 
@@ -41,11 +42,13 @@ class SharedGate:
     max_waiting: int = MAX_WAITING
     max_per_mn: int = MAX_WAITING_PER_MN
     max_tries: int = MAX_TRIES
+    max_open: int = MAX_OPEN
     versions: dict = field(default_factory=dict)  # MN -> the version this instance last saw (absent: 0)
     _busy: dict = field(default_factory=dict)  # MN -> its Check in flight
     _waiting: dict = field(default_factory=dict)  # MN -> deque of (event) behind it
     _waiting_count: int = 0
     _todo: list = field(default_factory=list)
+    _open: int = 0  # checks submitted, not settled
     dropped: int = 0  # events dropped: too many waiting
     gave_up: int = 0  # events dropped after MAX_TRIES lost checks
     won: int = 0
@@ -53,6 +56,14 @@ class SharedGate:
 
     def busy(self, mn_id: str) -> bool:
         return mn_id in self._busy
+
+    def full(self) -> bool:
+        """``max_open`` checks are unsettled: the shell drops the next event before handling it
+        (counted; its MAAR retransmits), so the core never changes what cannot be checked."""
+        if self._open >= self.max_open:
+            self.dropped += 1
+            return True
+        return False
 
     def wait(self, mn_id: str, event) -> bool:
         """Keep ``event`` until ``mn_id``'s check is settled; False: dropped (a bound was reached)."""
@@ -77,6 +88,7 @@ class SharedGate:
         for mn_id, _, _ in items:
             self._busy[mn_id] = check
         self._todo.append(check)
+        self._open += 1
         return check
 
     def take(self) -> list[Check]:
@@ -90,6 +102,7 @@ class SharedGate:
         """The store answered. ``won``: ``versions`` are the written sessions' new ones. Lost:
         ``now_held`` lists (MN, version) of the sessions that had changed, which the shell reloads.
         Returns the event to handle again (lost, tries left), else None."""
+        self._open -= 1
         for mn_id, _, _ in check.items:
             if self._busy.get(mn_id) is check:
                 del self._busy[mn_id]
@@ -126,5 +139,5 @@ class SharedGate:
         return event
 
     def state(self) -> dict:
-        return {"checks_won": self.won, "checks_lost": self.lost, "in_flight": len(self._busy),
+        return {"checks_won": self.won, "checks_lost": self.lost, "in_flight": self._open,
                 "waiting": self._waiting_count, "dropped": self.dropped, "gave_up": self.gave_up}
