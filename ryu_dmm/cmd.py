@@ -225,6 +225,8 @@ class CmdApp(App):
         with store.long_lived():
             effects = (self.core.restore(loaded.sessions, seqs, now, renotify)
                        + self.core.watch_peers(counters, now))
+            if self.shared is not None:  # a session of a MAAR this instance does not know stays for the others
+                effects = [e for e in effects if type(e) is not Persist]
             self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
         for (maar, mac), port in loaded.ports.items():
             if self.mirror.has_switch(maar) and self.mirror.learnt_port(maar, mac)[0] is not None:
@@ -269,15 +271,15 @@ class CmdApp(App):
         self.stats.received(msg, src)
         self._core_event(Received(src, msg))
 
-    def _core_event(self, event, tries: int = 0) -> None:
-        now = time.time()
+    def _core_event(self, event, tries: int = 0, at: float = 0.0) -> None:
+        now = at or time.time()
         shared = self.shared
         if shared is None:
             self._apply(self.mirror.handle(CoreOutput(tuple(self.core.handle(event, now))), now))
             return
         subject = self.core.subject(event)
         if subject is not None and shared.busy(subject):  # its previous event is being checked: after it
-            if not shared.wait(subject, event):
+            if not shared.wait(subject, (event, now)):
                 self.stats.count("active_active.dropped")
             return
         if subject is not None and shared.full():  # Redis slow or away: not handled, the core keeps checked state
@@ -287,12 +289,13 @@ class CmdApp(App):
         if subject is None and not any(type(e) is Persist for e in effects):
             self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
             return
-        shared.submit(subject, event, effects, tries)  # carried out once the store confirms (_settle)
+        shared.submit(subject, event, effects, tries, now)  # carried out once the store confirms (_settle)
         self.sharedwriter.kick()
 
     def _settle(self, check, won: bool, versions: dict, current: list) -> None:
         """The store's verdict on one event (SharedWriter): won, its effects go out; lost, the sessions
-        another CMD changed are reloaded into the core and the event is handled again."""
+        another CMD changed are reloaded into the core and the event is handled again, as of when it
+        came (a PBU that waited out a Redis fail-over is still inside its timestamp window)."""
         again = self.shared.settled(check, won, versions, [(c.mn_id, c.version) for c in current])
         now = time.time()
         if won:
@@ -302,12 +305,12 @@ class CmdApp(App):
             for c in current:
                 self._apply(self.mirror.handle(CoreOutput(tuple(self.core.reload(c.mn_id, c.record, now))), now))
             if again is not None:
-                self._core_event(again, check.tries + 1)
+                self._core_event(again, check.tries + 1, check.at)
             else:
                 self.stats.count("active_active.gave_up")
         for mn_id, _, _ in check.items:
-            while (event := self.shared.next_waiting(mn_id)) is not None:
-                self._core_event(event)
+            while (waiting := self.shared.next_waiting(mn_id)) is not None:
+                self._core_event(waiting[0], 0, waiting[1])
 
     def _adopted(self, adopted: list) -> None:
         """Sessions of a dead instance this one now owns: their timers are armed here, their

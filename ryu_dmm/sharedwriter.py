@@ -86,14 +86,21 @@ class SharedWriter:
 
     # ---- leases and take-over ------------------------------------------------------------------
     def _leases(self) -> None:
+        renewing_since = None  # since when our renewals succeed without a break
         while True:
             try:
-                self.dead = self.store.renew_lease(self.lease)
+                dead = self.store.renew_lease(self.lease)
                 self.lease_ok = True
-                for dead in self.dead:
-                    self._take_over(dead)
+                renewing_since = renewing_since or time.monotonic()
+                # Another instance counts as dead only once we have renewed for a whole lease: after
+                # a start, or an outage of Redis (a fail-over longer than the lease lets every lease
+                # run out), the others must have had the time to renew theirs too.
+                self.dead = dead if time.monotonic() - renewing_since >= self.lease else []
+                for d in self.dead:
+                    self._take_over(d)
             except StoreError as exc:
                 self.lease_ok = False
+                renewing_since = None
                 self._failed(exc)
             except Exception as exc:  # noqa: BLE001
                 self._failed(exc)

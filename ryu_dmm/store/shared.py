@@ -34,6 +34,7 @@ class Check:
     effects: list
     items: list
     tries: int
+    at: float = 0.0  # when the event came: it is handled again as of then (a PBU's timestamp window)
     sent: bool = False
 
 
@@ -66,7 +67,8 @@ class SharedGate:
         return False
 
     def wait(self, mn_id: str, event) -> bool:
-        """Keep ``event`` until ``mn_id``'s check is settled; False: dropped (a bound was reached)."""
+        """Keep ``event`` (with its arrival time, as the shell likes) until ``mn_id``'s check is
+        settled; False: dropped (a bound was reached)."""
         q = self._waiting.get(mn_id)
         if self._waiting_count >= self.max_waiting or (q is not None and len(q) >= self.max_per_mn):
             self.dropped += 1
@@ -75,7 +77,7 @@ class SharedGate:
         self._waiting_count += 1
         return True
 
-    def submit(self, subject: Optional[str], event, effects: list, tries: int = 0) -> Check:
+    def submit(self, subject: Optional[str], event, effects: list, tries: int = 0, at: float = 0.0) -> Check:
         """The core handled ``event`` into ``effects``: check (and write) before carrying them out."""
         items, seen = [], set()
         for e in effects:
@@ -84,7 +86,7 @@ class SharedGate:
                 items.append((e.mn_id, self.versions.get(e.mn_id, 0), e.record))
         if subject is not None and subject not in seen:
             items.append((subject, self.versions.get(subject, 0), VERIFY))
-        check = Check(subject, event, [e for e in effects if type(e) is not Persist], items, tries)
+        check = Check(subject, event, [e for e in effects if type(e) is not Persist], items, tries, at)
         for mn_id, _, _ in items:
             self._busy[mn_id] = check
         self._todo.append(check)
