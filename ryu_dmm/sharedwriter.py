@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from .kicked import Kicked
 from .runtime import hub
 from .store import StoreError
 from .store.shared import Check, SharedGate
@@ -26,39 +27,30 @@ class SharedWriter:
         self.store, self.gate = store, gate
         self._settle, self._adopted, self._failed = settle, adopted, failed
         self.lease = lease
-        self._wake = hub.Event()
-        self._busy = False
-        self._threads: list = []
+        self._checks = Kicked(self._rounds, failed)
+        self._lease_thread = None
         self.rounds = 0
         self.dead: list[str] = []  # instances seen dead at the last lease round
         self.takeovers: list[dict] = []  # the last few take-overs: instance, sessions, seconds
         self.lease_ok = True
 
     def start(self) -> None:
-        self._threads = [hub.spawn(self._run), hub.spawn(self._leases)]
+        self._checks.start()
+        self._lease_thread = hub.spawn(self._leases)
 
     def stop(self) -> None:
-        for t in self._threads:
-            hub.kill(t)
-        self._threads = []
+        self._checks.stop()
+        if self._lease_thread is not None:
+            hub.kill(self._lease_thread)
+            self._lease_thread = None
 
     def kick(self) -> None:
-        if not self._busy:
-            self._wake.set()
+        self._checks.kick()
 
     # ---- checks --------------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            self._busy = True
-            try:
-                while checks := self.gate.take():
-                    self._round(checks)
-            except Exception as exc:  # noqa: BLE001 - a bug costs a report, never the writer
-                self._failed(exc)
-            finally:
-                self._busy = False
+    def _rounds(self) -> None:
+        while checks := self.gate.take():
+            self._round(checks)
 
     def _round(self, checks: list[Check]) -> None:
         try:
