@@ -32,6 +32,7 @@ class SharedWriter:
         self.rounds = 0
         self.dead: list[str] = []  # instances seen dead at the last lease round
         self.takeovers: list[dict] = []  # the last few take-overs: instance, sessions, seconds
+        self.takeover_count = 0
         self.lease_ok = True
 
     def start(self) -> None:
@@ -112,10 +113,11 @@ class SharedWriter:
             adopted += len(won)
             self._adopted(won)
         self.store.release_claim(dead)
+        self.takeover_count += 1
         self.takeovers = (self.takeovers + [{"instance": dead, "sessions": adopted,
                                              "seconds": round(time.monotonic() - started, 3),
                                              "at": round(time.time(), 3)}])[-8:]
 
     def state(self) -> dict:
         return {**self.gate.state(), "rounds": self.rounds, "lease_ok": self.lease_ok, "dead": self.dead,
-                "takeovers": self.takeovers}
+                "takeovers": self.takeovers, "takeover_count": self.takeover_count}
