@@ -298,19 +298,28 @@ class CmdApp(App):
         came (a PBU that waited out a Redis fail-over is still inside its timestamp window)."""
         again = self.shared.settled(check, won, versions, [(c.mn_id, c.version) for c in current])
         now = time.time()
-        if won:
-            self._apply(self.mirror.handle(CoreOutput(tuple(check.effects)), now))
-        else:
-            self.stats.count("active_active.lost")
-            for c in current:
-                self._apply(self.mirror.handle(CoreOutput(tuple(self.core.reload(c.mn_id, c.record, now))), now))
-            if again is not None:
-                self._core_event(again, check.tries + 1, check.at)
+        try:
+            if won:
+                self._apply(self.mirror.handle(CoreOutput(tuple(check.effects)), now))
             else:
-                self.stats.count("active_active.gave_up")
+                self.stats.count("active_active.lost")
+                for c in current:
+                    self._apply(self.mirror.handle(CoreOutput(tuple(self.core.reload(c.mn_id, c.record, now))), now))
+                if again is not None:
+                    self._core_event(again, check.tries + 1, check.at)
+                else:
+                    self.stats.count("active_active.gave_up")
+        finally:
+            self._run_waiting(check)
+
+    def _run_waiting(self, check) -> None:
+        """The events that waited behind ``check``'s MNs, in order, until one of them is checked again."""
         for mn_id, _, _ in check.items:
             while (waiting := self.shared.next_waiting(mn_id)) is not None:
-                self._core_event(waiting[0], 0, waiting[1])
+                try:  # one event failing (a bug) costs a report, never those behind it
+                    self._core_event(waiting[0], 0, waiting[1])
+                except Exception as exc:  # noqa: BLE001 - containment boundary
+                    self.guard.error("core", exc)
 
     def _adopted(self, adopted: list) -> None:
         """Sessions of a dead instance this one now owns: their timers are armed here, their

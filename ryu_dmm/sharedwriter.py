@@ -62,7 +62,13 @@ class SharedWriter:
             return
         self.rounds += 1
         for check, result in zip(checks, results):
-            self._settle(check, result.won, result.versions, result.lost)
+            self._settled(check, result.won, result.versions, result.lost)
+
+    def _settled(self, check: Check, won: bool, versions: dict, current: list) -> None:
+        try:  # one event failing (a bug) costs a report, never the others of its round
+            self._settle(check, won, versions, current)
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)
 
     def _unknown(self, checks: list[Check]) -> None:
         """Outcomes unknown: read the sessions again (retrying until Redis answers), settle as lost."""
@@ -75,7 +81,7 @@ class SharedWriter:
             except StoreError as exc:
                 self._failed(exc)
         for check in checks:
-            self._settle(check, False, {}, [now[mn] for mn, _, _ in check.items])
+            self._settled(check, False, {}, [now[mn] for mn, _, _ in check.items])
 
     # ---- leases and take-over ------------------------------------------------------------------
     def _leases(self) -> None:
