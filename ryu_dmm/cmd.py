@@ -102,7 +102,8 @@ class CmdApp(App):
                 st, instance=f"{self.domain.cmd_address}:{self.settings.port}"))
         self.store = store.open_store(self.settings.store)
         # several CMDs on one Redis (docs/deploy-cmds.md): events settle through a check-and-set
-        self.shared = SharedGate() if self.settings.store.backend == "redis" and self.settings.store.active_active else None
+        st = self.settings.store
+        self.shared = SharedGate() if st.backend == "redis" and st.active_active else None
         self.sharedwriter = None
         self._store_info: dict = {}
         self.loaded = self._load_store()  # a bad store stops start-up here, before anything is bound
@@ -151,7 +152,8 @@ class CmdApp(App):
         install_clean_exit(self.logger)
         self.logger.info("ryu-dmm CMD started: %s mode, %d MAAR(s), PMIPv6 on [%s]:%d, config %s, store %s "
                          "(%d session(s) restored in %.2f s)", self.domain.mode.value, len(self.domain.maars),
-                         s.listen, self.endpoint.bound_port, self.config_path, self._store_info.get("file") or self._store_info.get("redis", "memory"),
+                         s.listen, self.endpoint.bound_port, self.config_path,
+                         self._store_info.get("file") or self._store_info.get("redis", "memory"),
                          len(self.core), self._store_info.get("load_seconds", 0.0))
         for text in self.endpoint.shortfalls():
             self.logger.warning("%s", text)

@@ -22,8 +22,8 @@ ADOPT_CHUNK = 500  # sessions of a dead instance adopted per pipeline
 
 
 class SharedWriter:
-    def __init__(self, store, gate: SharedGate, settle: Callable, adopted: Callable, failed: Callable[[Exception], None],
-                 lease: float) -> None:
+    def __init__(self, store, gate: SharedGate, settle: Callable, adopted: Callable,
+                 failed: Callable[[Exception], None], lease: float) -> None:
         self.store, self.gate = store, gate
         self._settle, self._adopted, self._failed = settle, adopted, failed
         self.lease = lease

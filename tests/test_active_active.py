@@ -6,7 +6,7 @@ import json
 import time
 
 from ryu_dmm.mobility import messages as M
-from ryu_dmm.wire import BindingAck, BindingUpdate, Prefix, Status, decode, encode
+from ryu_dmm.wire import BindingAck, BindingUpdate, Prefix, decode, encode
 from tests.procs import stop, wait_for
 from tests.test_store_restart import MAAR1, MAAR2, P1, Cmd, peer
 

@@ -83,7 +83,8 @@ def test_active_active_families():
         "checks_won": 7, "checks_lost": 2, "takeover_count": 1,
         "instances": {"cmd-a": {"alive": False, "sessions_owned": 0}, "cmd-b": {"alive": True, "sessions_owned": 5}}}}
     s = collect(metrics.CmdCollector(view(store_state=lambda: state)))
-    assert s.value("dmm_store_checks_total", outcome="won") == 7 and s.value("dmm_store_checks_total", outcome="lost") == 2
+    assert s.value("dmm_store_checks_total", outcome="won") == 7
+    assert s.value("dmm_store_checks_total", outcome="lost") == 2
     assert s.value("dmm_store_takeovers_total") == 1
     assert s.value("dmm_store_instance_alive", instance="cmd-a") == 0
     assert s.value("dmm_store_instance_sessions", instance="cmd-b") == 5
