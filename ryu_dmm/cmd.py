@@ -305,8 +305,10 @@ class CmdApp(App):
                 self._apply(self.mirror.handle(CoreOutput(tuple(check.effects)), now))
             else:
                 self.stats.count("active_active.lost")
-                for c in current:
-                    self._apply(self.mirror.handle(CoreOutput(tuple(self.core.reload(c.mn_id, c.record, now))), now))
+                for c in current:  # an unfinished handover is finished by its owner, unless that is us or dead
+                    mine = c.owner in ("", self.settings.store.instance) or c.owner in self.sharedwriter.dead
+                    effects = self.core.reload(c.mn_id, c.record, now, renotify=mine)
+                    self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
                 if again is not None:
                     self._core_event(again, check.tries + 1, check.at)
                 else:

@@ -86,3 +86,5 @@ def test_reload_of_an_unfinished_handover_tells_its_pmaars_again():
     mid = Record("mn2", A3, P3, MAC, ((A1, P1),), now + 20, 3, 0, 9, True)
     sends = [e for e in core.reload("mn2", mid, now) if type(e) is Send]
     assert [(e.dst, e.msg.serving_maar, e.msg.mn_id) for e in sends] == [(A1, A3, "mn2")]
+    # another live instance owns it: it finishes the handover itself
+    assert not [e for e in CmdCore(domain()).reload("mn2", mid, now, renotify=False) if type(e) is Send]

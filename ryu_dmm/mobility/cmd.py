@@ -119,11 +119,12 @@ class CmdCore:
         return Record(bce.mn_id, bce.serving, bce.prefix, bce.mac, bce.pmaars, bce.expires, bce.att, bce.last_ts,
                       bce.last_seq, bce.handover is not None)
 
-    def reload(self, mn_id: str, record: Optional[Record], now: float) -> list[Effect]:
+    def reload(self, mn_id: str, record: Optional[Record], now: float, renotify: bool = True) -> list[Effect]:
         """Another CMD sharing the store changed this MN's session (active-active, docs/deploy-cmds.md:
         a check-and-set of ours lost, or its sessions are taken over): forget what this core held of
         it (its timers, the PBUs about it still awaiting answers) and hold the stored one instead.
-        A handover the store marks unfinished is sent to its P-MAARs again (a copy they may have had
+        With ``renotify`` (this CMD now finishes it: it is the session's owner, or the owner died), a
+        handover the store marks unfinished is sent to its P-MAARs again (a copy they may have had
         already is harmless: it names the same serving MAAR)."""
         effects: list[Effect] = []
         old = self.cache.pop(mn_id, None)
@@ -140,7 +141,7 @@ class CmdCore:
         if record is None or record.serving not in self.maars or any(a not in self.maars for a, _ in record.pmaars):
             return effects + ([BindingChanged(mn_id, None)] if old is not None else [])
         effects += self._install(record)
-        if record.handover and record.pmaars:
+        if renotify and record.handover and record.pmaars:
             effects += self._renotify(self.cache[mn_id], now)
         return effects
 
