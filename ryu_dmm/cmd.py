@@ -6,6 +6,7 @@ the shell carries out what comes out on sockets, OpenFlow datapaths and one time
 OpenFlow events back into mirror events. It holds no mobility or flow state. See
 docs/architecture.md; containment of exceptions, safe logs and other bounds: docs/limits-rest.md.
 """
+import dataclasses
 import itertools
 import logging
 import sys
@@ -31,6 +32,8 @@ from .runtime import App, DEAD_DISPATCHER, MAIN_DISPATCHER, cfg, hub, ofp_event,
 from .signalling import Endpoint
 from .stats import Stats
 from .store.sqlite import move_aside
+from .sharedwriter import SharedWriter
+from .store.shared import SharedCore
 from .storewriter import StoreWriter
 from .wire import BindingAck, BindingUpdate
 from .wire import DecodeError, decode, encode
@@ -50,10 +53,10 @@ def config_path():
     return files[-1] if files else None
 
 
-def _store_unusable(exc) -> NoReturn:
+def _store_unusable(exc, backend: str = "sqlite") -> NoReturn:
     """Stop start-up before anything is bound, saying why (and, for a corrupt file, what to do)."""
     advice = (" Nothing was changed; fix or remove the file, or set [store] on_corrupt = move-aside to start "
-              "empty and keep it aside." if exc.kind == "corrupt" else " Nothing was changed.")
+              "empty and keep it aside." if exc.kind == "corrupt" and backend == "sqlite" else " Nothing was changed.")
     print(f"ryu_dmm.cmd: cannot use the binding store: {exc}.{advice}", file=sys.stderr, flush=True)
     raise SystemExit(2) from None
 
@@ -86,10 +89,18 @@ class CmdApp(App):
             print(f"ryu_dmm.cmd: bad configuration: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
         self.config_path = path or "<embedded default>"
+        st = self.settings.store
+        if st.backend == "redis" and st.active_active and not st.instance:  # its name among the CMDs
+            self.settings = dataclasses.replace(self.settings, store=dataclasses.replace(
+                st, instance=f"{self.domain.cmd_address}:{self.settings.port}"))
         self.store = store.open_store(self.settings.store)
+        self.shared = self.sharedwriter = None  # several CMDs on one Redis: SharedCore, SharedWriter
         self._store_info: dict = {}
         self.loaded = self._load_store()  # a bad store stops start-up here, before anything is bound
         self.core = CmdCore(self.domain, self.loaded.restart_counter)
+        st = self.settings.store
+        if st.backend == "redis" and st.active_active:  # several CMDs on one Redis (docs/deploy-cmds.md)
+            self.shared = SharedCore(self.core, st.instance)
         # flow_control = maar: each MAAR's agent drives its own switch; we drive none (signalling only)
         own = self.settings.flow_control == "cmd"
         self.mirror = FlowMirror(self.pipeline, configured_switches(self.domain, self.settings) if own else {},
@@ -105,7 +116,7 @@ class CmdApp(App):
         self._tokens = itertools.count(1)
         self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,
                                lambda: self.endpoint.receive_path() if self.endpoint is not None else {},
-                               self.store_state)
+                               self.store_state, self.store if self.shared is not None else None)
         kwargs["wsgi"].register(rest.DmmRestController, rest.registration(self.view, self.guard))
         rest.install_server(limits, self.guard.log, self.tls, self.http_guard("rest"))
 
@@ -125,13 +136,19 @@ class CmdApp(App):
         if self.gate is not None:
             self.writer = StoreWriter(self.store, self.gate, self._send_all, self._store_failed)
             self.writer.start()
+        if self.shared is not None:
+            self.sharedwriter = SharedWriter(self.store, self.shared.gate, self._settle, self._adopted, self._store_failed,
+                                             self.settings.store.lease)
         self._restore(self.loaded)
+        if self.sharedwriter is not None:
+            self.sharedwriter.start()
         self.endpoint.serve(self.on_datagram)
         self._flusher = hub.spawn(self.guard.repeat, hub.sleep, 1.0, "log_flush", self.guard.log.flush)
         install_clean_exit(self.logger)
         self.logger.info("ryu-dmm CMD started: %s mode, %d MAAR(s), PMIPv6 on [%s]:%d, config %s, store %s "
                          "(%d session(s) restored in %.2f s)", self.domain.mode.value, len(self.domain.maars),
-                         s.listen, self.endpoint.bound_port, self.config_path, self._store_info.get("file", "memory"),
+                         s.listen, self.endpoint.bound_port, self.config_path,
+                         self._store_info.get("file") or self._store_info.get("redis", "memory"),
                          len(self.core), self._store_info.get("load_seconds", 0.0))
         for text in self.endpoint.shortfalls():
             self.logger.warning("%s", text)
@@ -153,6 +170,8 @@ class CmdApp(App):
             self.metrics.stop()
         if self.endpoint is not None:
             self.endpoint.close()
+        if self.sharedwriter is not None:
+            self.sharedwriter.stop()
         if self.writer is not None:
             self.writer.stop()
         else:
@@ -167,8 +186,8 @@ class CmdApp(App):
             with store.long_lived():
                 loaded = self.store.load()
         except store.StoreError as exc:
-            if st.on_corrupt != "move-aside" or exc.kind != "corrupt":
-                _store_unusable(exc)
+            if st.on_corrupt != "move-aside" or exc.kind != "corrupt" or self.store.backend != "sqlite":
+                _store_unusable(exc, self.store.backend)
             aside = move_aside(st.path)
             self.logger.error("binding store unusable (%s): moved to %s; starting with no sessions", exc, aside)
             self._store_info["moved_aside"] = aside
@@ -181,7 +200,7 @@ class CmdApp(App):
             try:
                 self.store.write(store.Batch(0, meta={k: str((int(v) + SEQ_BLOCK) & 0xFFFF) for k, v in seqs.items()}))
             except store.StoreError as exc:
-                _store_unusable(exc)
+                _store_unusable(exc, self.store.backend)
         self._store_info.update(self.store.describe(), restart_counter=loaded.restart_counter,
                                 load_seconds=round(time.monotonic() - started, 3),
                                 restored_sessions=len(loaded.sessions), new=loaded.fresh)
@@ -195,8 +214,16 @@ class CmdApp(App):
         meta = loaded.meta
         seqs = {k[4:]: int(v) for k, v in meta.items() if k.startswith("seq:")}
         counters = {k[8:]: int(v) for k, v in meta.items() if k.startswith("counter:")}
+        renotify = None
+        if self.shared is not None:  # finish only our own unfinished handovers (others' owners do theirs)
+            self.shared.gate.versions = self.store.versions
+            me, owners = self.settings.store.instance, self.store.owners
+            renotify = lambda r: owners.get(r.mn_id, me) == me  # noqa: E731
         with store.long_lived():
-            effects = self.core.restore(loaded.sessions, seqs, now) + self.core.watch_peers(counters, now)
+            effects = (self.core.restore(loaded.sessions, seqs, now, renotify)
+                       + self.core.watch_peers(counters, now))
+            if self.shared is not None:  # a session of a MAAR this instance does not know stays for the others
+                effects = [e for e in effects if type(e) is not Persist]
             self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
         for (maar, mac), port in loaded.ports.items():
             if self.mirror.has_switch(maar) and self.mirror.learnt_port(maar, mac)[0] is not None:
@@ -215,6 +242,15 @@ class CmdApp(App):
         body = dict(self._store_info)
         if self.writer is not None:
             body.update(self.writer.state())
+        if self.sharedwriter is not None:
+            body["active_active"] = state = self.sharedwriter.state()
+            try:  # which instance holds which sessions' timers
+                state["instances"] = self.store.instances()
+            except store.StoreError as exc:
+                state["instances"] = {"error": str(exc)}
+            # OpenFlow roles (issue 10 item 3) fill this: switch -> the instance that is its master.
+            # Until then every instance programs the switches connected to it.
+            state["switch_masters"] = {}
         return body
 
     # ---- signalling and timers -------------------------------------------------------------------
@@ -234,7 +270,31 @@ class CmdApp(App):
 
     def _core_event(self, event) -> None:
         now = time.time()
-        self._apply(self.mirror.handle(CoreOutput(tuple(self.core.handle(event, now))), now))
+        if self.shared is None:
+            self._apply(self.mirror.handle(CoreOutput(tuple(self.core.handle(event, now))), now))
+        else:  # several CMDs (docs/deploy-cmds.md): carried out once the store confirms (_settle)
+            self._shared_out(self.shared.handle(event, now), now)
+
+    def _shared_out(self, effects: list, now: float) -> None:
+        if effects:
+            self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
+        while self.shared.errors:
+            self.guard.error("core", self.shared.errors.pop(0))
+        if self.shared.gate.todo:
+            self.sharedwriter.kick()
+
+    def _settle(self, check, won: bool, versions: dict, current: list) -> None:
+        """The store's verdict on one event (SharedWriter): won, its effects go out; lost, the sessions
+        another CMD changed are reloaded into the core and the event is handled again, as of when it
+        came (a PBU that waited out a Redis fail-over is still inside its timestamp window)."""
+        now = time.time()
+        self.shared.dead = frozenset(self.sharedwriter.dead)
+        self._shared_out(self.shared.settled(check, won, versions, current, now), now)
+
+    def _adopted(self, adopted: list) -> None:
+        """Sessions of a dead instance this one now owns."""
+        now = time.time()
+        self._shared_out(self.shared.adopted(adopted, now), now)
 
     def _on_timer(self, key) -> None:
         (self._mirror_event if type(key) is MirrorKey else self._core_event)(TimerFired(key))

@@ -34,3 +34,7 @@ os.environ.setdefault("RYU_DMM_STATE_DIR", tempfile.mkdtemp(prefix="ryu-dmm-test
 @pytest.fixture(autouse=True)
 def _private_state_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("RYU_DMM_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
+# A private Redis per test module (tests/redisd.py)
+from tests.redisd import redis_cluster, redis_server, redis_url  # noqa: E402,F401

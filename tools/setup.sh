@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
-APT_PKGS="openvswitch-switch tshark iproute2 ethtool tcpdump iputils-ping procps mininet util-linux strace"
+APT_PKGS="openvswitch-switch tshark iproute2 ethtool tcpdump iputils-ping procps mininet util-linux strace redis-server redis-sentinel"
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=""
@@ -45,7 +45,7 @@ if [ "${DMM_OSKEN:-0}" = 1 ]; then
     # os-ken instead of Ryu: this package's dependencies (setup.cfg) with os-ken in place of ryu==4.34,
     # then this checkout editable without dependencies (so pip does not pull Ryu in). No Ryu here.
     VENV_OSKEN=${VENV_OSKEN:-.venv-osken}
-    OSKEN_PKGS="os-ken==3.1.1 eventlet==0.36.1 dnspython>=2.3,<3 webob>=1.8 networkx>=3 prometheus_client>=0.17"
+    OSKEN_PKGS="os-ken==3.1.1 eventlet==0.36.1 dnspython>=2.3,<3 webob>=1.8 networkx>=3 prometheus_client>=0.17 redis>=5"
     [ -x "$VENV_OSKEN/bin/python" ] || "$PY" -m venv "$VENV_OSKEN"
     "$VENV_OSKEN/bin/pip" install -q --disable-pip-version-check "setuptools>=64,<68" wheel $OSKEN_PKGS
     "$VENV_OSKEN/bin/pip" install -q --disable-pip-version-check --no-build-isolation --no-deps -e .

@@ -37,6 +37,7 @@ class Handover:
     answered: set[str] = field(default_factory=set)
     smaar_answered: bool = False
     initial: bool = False  # legacy mode: the first registration, at a MAAR other than the LMA
+    foreign: bool = False  # active-active: another CMD runs it (reload); ours once we write (finish_handover)
 
 
 @dataclass(slots=True)
@@ -119,12 +120,61 @@ class CmdCore:
         return Record(bce.mn_id, bce.serving, bce.prefix, bce.mac, bce.pmaars, bce.expires, bce.att, bce.last_ts,
                       bce.last_seq, bce.handover is not None)
 
-    def restore(self, records, sequences: dict[str, int], now: float) -> list[Effect]:
+    def reload(self, mn_id: str, record: Optional[Record], now: float, renotify: bool = True) -> list[Effect]:
+        """Another CMD sharing the store changed this MN's session (active-active, docs/deploy-cmds.md:
+        a check-and-set of ours lost, or its sessions are taken over): forget what this core held of
+        it (its timers, the PBUs about it still awaiting answers) and hold the stored one instead.
+        With ``renotify`` (this CMD now finishes it: it is the session's owner, or the owner died), a
+        handover the store marks unfinished is sent to its P-MAARs again (a copy they may have had
+        already is harmless: it names the same serving MAAR)."""
+        effects: list[Effect] = []
+        old = self.cache.pop(mn_id, None)
+        if old is not None:
+            for prefix in (old.prefix, *(p for _, p in old.pmaars)):
+                if self._owner.get(prefix) == mn_id:
+                    del self._owner[prefix]
+            self._served[old.serving] -= 1
+            effects += [CancelTimer(TimerKey(TimerKind.LIFETIME, mn_id)),
+                        CancelTimer(TimerKey(TimerKind.AGGREGATE, mn_id))]
+        for peer in self.maars:
+            for out in self.retx.outstanding(peer, mn_id):
+                effects += self.retx.cancel(out)
+        if record is None or record.serving not in self.maars or any(a not in self.maars for a, _ in record.pmaars):
+            return effects + ([BindingChanged(mn_id, None)] if old is not None else [])
+        effects += self._install(record)
+        if record.handover and record.pmaars:
+            if renotify:
+                effects += self._renotify(self.cache[mn_id], now)
+            else:  # its owner finishes it; we keep the mark, so that what we would write keeps it too
+                self.cache[mn_id].handover = Handover(record.serving, -1, None, now, smaar_answered=True, foreign=True)
+        return effects
+
+    def finish_handover(self, mn_id: str, now: float) -> list[Effect]:
+        """Active-active: this CMD changed the session of an MN whose handover another CMD runs
+        (``reload`` without ``renotify``); once that is written it is the session's owner, so it
+        finishes the handover from here: its P-MAARs are told again (harmless if they knew)."""
+        bce = self.cache.get(mn_id)
+        if bce is None or bce.handover is None or not bce.handover.foreign:
+            return []
+        return self._renotify(bce, now)
+
+    def _install(self, r: Record) -> list[Effect]:
+        bce = self.cache[r.mn_id] = Bce(r.mn_id, r.serving, r.prefix, r.expires, r.att, r.mac, r.last_ts, r.last_seq,
+                                        r.pmaars)
+        for prefix in (r.prefix, *(p for _, p in r.pmaars)):
+            self._owner[prefix] = r.mn_id
+        if self.lma is not None:
+            self._pools[self.lma].adopt(r.prefix)
+        self._served[r.serving] = self._served.get(r.serving, 0) + 1
+        return [self._life_timer(r.mn_id, r.expires), _changed(bce)]
+
+    def restore(self, records, sequences: dict[str, int], now: float, renotify=None) -> list[Effect]:
         """Start from what the binding store kept (a restart). Sessions of MAARs no longer configured
         are dropped (returned as ``Persist(mn, None)``). Each lifetime timer is set at its stored
         deadline (one already past fires at once, in deadline order); every session is announced to
         the data plane; a handover that may not have reached all its P-MAARs is sent to them again,
-        and the serving MAAR's next copy of its PBU is answered from the session (docs/store.md)."""
+        and the serving MAAR's next copy of its PBU is answered from the session (docs/store.md).
+        ``renotify(record)``: whether this CMD finishes that handover (active-active: only its own)."""
         effects: list[Effect] = []
         for peer, seq in sequences.items():
             if peer in self.maars:
@@ -145,16 +195,9 @@ class CmdCore:
                     effects.append(Report(ReportKind.FAILED, r.mn_id, "a prefix of this stored session is bound "
                                           "to a newer one: dropped"))
                 continue
-            bce = self.cache[r.mn_id] = Bce(r.mn_id, r.serving, r.prefix, r.expires, r.att, r.mac, r.last_ts,
-                                            r.last_seq, r.pmaars)
-            for prefix in (r.prefix, *(p for _, p in r.pmaars)):
-                self._owner[prefix] = r.mn_id
-            if self.lma is not None:
-                self._pools[self.lma].adopt(r.prefix)
-            self._served[r.serving] = self._served.get(r.serving, 0) + 1
-            effects += [self._life_timer(r.mn_id, r.expires), _changed(bce)]
-            if r.handover and r.pmaars:
-                effects += self._renotify(bce, now)
+            effects += self._install(r)
+            if r.handover and r.pmaars and (renotify is None or renotify(r)):
+                effects += self._renotify(self.cache[r.mn_id], now)
         return effects
 
     def watch_peers(self, counters: dict[str, int], now: float) -> list[Effect]:
@@ -249,7 +292,7 @@ class CmdCore:
         ``Report`` (what an operator must see), and for the binding store ``Persist`` (first, before
         the answers it explains) and ``PersistMeta``. Anything else is ignored.
         """
-        mn_id = self._subject(event)
+        mn_id = self.subject(event)
         bce = self.cache.get(mn_id) if mn_id is not None else None
         before = _state(bce) if bce is not None else None
         effects = self._dispatch(event, now)
@@ -262,8 +305,8 @@ class CmdCore:
             return effects
         return [Persist(m, self.record(m)) for m in changed] + effects
 
-    def _subject(self, event) -> Optional[str]:
-        """The MN whose session an event may change."""
+    def subject(self, event) -> Optional[str]:
+        """The MN whose session an event may change (None: no session's)."""
         if type(event) is Received:
             if type(event.msg) is BindingUpdate:
                 return event.msg.mn_id
@@ -277,7 +320,7 @@ class CmdCore:
                 out = self.retx.pending.get(key)
                 return out.mn_id if out is not None else None
             if type(key) is TimerKey:
-                return key.mn_id
+                return key.mn_id if key.kind is not TimerKind.REBUILD else None  # (a REBUILD's key names a peer)
         if type(event) is AnchorIdle:
             return event.mn_id
         return None
