@@ -49,10 +49,10 @@ def config_path():
     return files[-1] if files else None
 
 
-def _store_unusable(exc) -> NoReturn:
+def _store_unusable(exc, backend: str = "sqlite") -> NoReturn:
     """Stop start-up before anything is bound, saying why (and, for a corrupt file, what to do)."""
     advice = (" Nothing was changed; fix or remove the file, or set [store] on_corrupt = move-aside to start "
-              "empty and keep it aside." if exc.kind == "corrupt" else " Nothing was changed.")
+              "empty and keep it aside." if exc.kind == "corrupt" and backend == "sqlite" else " Nothing was changed.")
     print(f"ryu_dmm.cmd: cannot use the binding store: {exc}.{advice}", file=sys.stderr, flush=True)
     raise SystemExit(2) from None
 
@@ -136,7 +136,7 @@ class CmdApp(App):
         install_clean_exit(self.logger)
         self.logger.info("ryu-dmm CMD started: %s mode, %d MAAR(s), PMIPv6 on [%s]:%d, config %s, store %s "
                          "(%d session(s) restored in %.2f s)", self.domain.mode.value, len(self.domain.maars),
-                         s.listen, self.endpoint.bound_port, self.config_path, self._store_info.get("file", "memory"),
+                         s.listen, self.endpoint.bound_port, self.config_path, self._store_info.get("file") or self._store_info.get("redis", "memory"),
                          len(self.core), self._store_info.get("load_seconds", 0.0))
         for text in self.endpoint.shortfalls():
             self.logger.warning("%s", text)
@@ -172,8 +172,8 @@ class CmdApp(App):
             with store.long_lived():
                 loaded = self.store.load()
         except store.StoreError as exc:
-            if st.on_corrupt != "move-aside" or exc.kind != "corrupt":
-                _store_unusable(exc)
+            if st.on_corrupt != "move-aside" or exc.kind != "corrupt" or self.store.backend != "sqlite":
+                _store_unusable(exc, self.store.backend)
             aside = move_aside(st.path)
             self.logger.error("binding store unusable (%s): moved to %s; starting with no sessions", exc, aside)
             self._store_info["moved_aside"] = aside
@@ -186,7 +186,7 @@ class CmdApp(App):
             try:
                 self.store.write(store.Batch(0, meta={k: str((int(v) + SEQ_BLOCK) & 0xFFFF) for k, v in seqs.items()}))
             except store.StoreError as exc:
-                _store_unusable(exc)
+                _store_unusable(exc, self.store.backend)
         self._store_info.update(self.store.describe(), restart_counter=loaded.restart_counter,
                                 load_seconds=round(time.monotonic() - started, 3),
                                 restored_sessions=len(loaded.sessions), new=loaded.fresh)

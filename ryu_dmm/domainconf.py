@@ -10,7 +10,7 @@ import configparser
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Optional
 
 from .agent import authz
@@ -24,7 +24,7 @@ class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names the bad section and key."""
 
 
-STORE_BACKENDS = ("sqlite", "memory")
+STORE_BACKENDS = ("sqlite", "memory", "redis")
 DEFAULT_STATE_DIR = "/var/lib/ryu-dmm"
 STATE_DIR_ENV = "RYU_DMM_STATE_DIR"  # overrides the default (not a dir set in the file): tests, containers
 
@@ -44,6 +44,17 @@ class StoreSettings:
     synchronous: str = "full"  # SQLite's PRAGMA synchronous in WAL mode: "full" survives power loss, "normal" a crash
     on_corrupt: str = "fail"  # "move-aside": start empty, the unreadable file renamed next to it
     max_batch: int = 1000  # binding changes per group commit
+    # backend = redis (docs/deploy-cmds.md): a plain URL, or the sentinels and the service they watch
+    url: str = ""  # redis://[user:password@]host:port/db, rediss://... or unix:///path
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str = "dmm"  # the name the sentinels monitor the primary under
+    namespace: str = "dmm"  # prefix of every key: several domains can share one Redis
+    wait_replicas: int = 0  # an accepted PBA also waits until this many replicas have the change (WAIT)
+    wait_timeout_ms: int = 100  # ... for at most this long; fewer acknowledged: the write counts as failed
+    timeout: float = 1.0  # seconds to connect to or hear from Redis before a write counts as failed
+    active_active: bool = False  # several CMDs on this Redis at once (per-MN check-and-set, timer leases)
+    instance: str = ""  # this CMD's name among them (default: its address and port)
+    lease: float = 3.0  # seconds an instance's lease lasts: its timers are taken over within lease + lease/3
 
     @property
     def path(self) -> str:
@@ -119,7 +130,10 @@ _DMM_KEYS = {"cmd_address", "mode", "lma", "dereg", "listen", "port", "raw_mh", 
 _SWITCH_KEYS = {"core_port", "tunnel_port", "agent_port", "access_ports", "core_gateway_mac"}
 _MAAR_KEYS = {"address", "pool", "prefix_length", "mac", "datapath_id"} | _SWITCH_KEYS
 _TIMER_KEYS = {f.name: f.type for f in fields(Timers)}
-_STORE_KEYS = {"backend", "dir", "file", "synchronous", "on_corrupt", "max_batch"}
+_STORE_KEYS = {"backend", "dir", "file", "synchronous", "on_corrupt", "max_batch", "url", "sentinels", "service",
+               "namespace", "wait_replicas", "wait_timeout_ms", "timeout", "active_active", "instance", "lease"}
+_REDIS_KEYS = _STORE_KEYS - {"backend", "dir", "file", "synchronous", "on_corrupt", "max_batch"}
+_NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 _AUTH_KEYS = {"mode", "allow_macs", "allow_nais", "allow_file", "max_prefixes_per_port"}
 _REST_KEYS = {"token", "token_file", "tls_cert", "tls_key", "client_ca", "allow"}
 TOKEN_MIN = 16  # characters of a bearer token at least (a guessable one protects nothing)
@@ -401,7 +415,57 @@ def _store(items: dict, source: str) -> StoreSettings:
     if on_corrupt not in ("fail", "move-aside"):
         raise ConfigError(f"[store] on_corrupt: {on_corrupt!r} is not one of fail, move-aside")
     max_batch = _int("store", "max_batch", items.get("max_batch", str(d.max_batch)), 1, 100_000)
-    return StoreSettings(backend, folder, file, sync, on_corrupt, max_batch)
+    base = StoreSettings(backend, folder, file, sync, on_corrupt, max_batch)
+    if backend != "redis":
+        extra = sorted(set(items) & _REDIS_KEYS)
+        if extra:
+            raise ConfigError(f"[store] {extra[0]}: only with backend = redis")
+        return base
+    return _redis(items, base)
+
+
+def _redis(items: dict, base: StoreSettings) -> StoreSettings:
+    """``[store]`` of the Redis backend: exactly one of ``url`` and ``sentinels``."""
+    url = items.get("url", "").strip()
+    sentinels = tuple(_host_port("sentinels", part.strip()) for part in items.get("sentinels", "").split(",")
+                      if part.strip())
+    if bool(url) == bool(sentinels):
+        raise ConfigError("[store] backend = redis needs either url (redis://host:port/db) or sentinels "
+                          "(host:port, host:port, ...) with service, not both")
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"[store] url: {url!r:.80} is not a redis://, rediss:// or unix:// URL")
+    names = {}
+    for key in ("service", "namespace", "instance"):
+        value = items.get(key, getattr(base, key)).strip()
+        if (value or key != "instance") and not _NAME.fullmatch(value):
+            raise ConfigError(f"[store] {key}: {value!r:.80} is not 1-64 letters, digits or _.:@-")
+        names[key] = value
+    wait = _int("store", "wait_replicas", items.get("wait_replicas", "0"), 0, 16)
+    wait_ms = _int("store", "wait_timeout_ms", items.get("wait_timeout_ms", "100"), 1, 60_000)
+    timeout = _float("store", "timeout", items.get("timeout", "1.0"), 0.05, 60.0)
+    lease = _float("store", "lease", items.get("lease", "3.0"), 0.5, 60.0)
+    active = _bool("store", "active_active", items.get("active_active", "false"))
+    return replace(base, url=url, sentinels=sentinels, wait_replicas=wait, wait_timeout_ms=wait_ms, timeout=timeout,
+                   active_active=active, lease=lease, **names)
+
+
+def _host_port(key: str, text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port``."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"[store] {key}: {text!r:.80} is not host:port (or [v6 address]:port)")
+    return host, int(port)
+
+
+def _float(section: str, key: str, text: str, low: float, high: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"[{section}] {key}: {text!r} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"[{section}] {key}: {value:g} is outside {low:g}..{high:g}")
+    return value
 
 
 def load(path: Optional[str]) -> tuple[Domain, CmdSettings]:
@@ -433,6 +497,13 @@ def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[
     st = store or StoreSettings(dir="dmm-state", backend=settings.store.backend)
     lines += ["", "[store]", f"backend = {st.backend}", f"dir = {st.dir}", f"file = {st.file}",
               f"synchronous = {st.synchronous}", f"on_corrupt = {st.on_corrupt}", f"max_batch = {st.max_batch}"]
+    if st.backend == "redis":
+        where = ([f"url = {st.url}"] if st.url else
+                 ["sentinels = " + ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in st.sentinels)])
+        lines += where + [f"service = {st.service}", f"namespace = {st.namespace}",
+                          f"wait_replicas = {st.wait_replicas}", f"wait_timeout_ms = {st.wait_timeout_ms}",
+                          f"timeout = {st.timeout}", f"active_active = {str(st.active_active).lower()}",
+                          *([f"instance = {st.instance}"] if st.instance else []), f"lease = {st.lease}"]
     lines += ["", "[timers]"]
     switches = {s.maar: s for s in settings.switches}
     lines += [f"{f.name} = {getattr(domain.timers, f.name)}" for f in fields(Timers)]

@@ -1,7 +1,8 @@
 """The CMD shell's group committer: the durability gate's batches written off the hub.
 
 One greenthread takes a batch from the gate, runs ``store.write`` in a native thread
-(``eventlet.tpool``: SQLite's fsync never blocks signalling) and hands the PBAs the commit
+(``eventlet.tpool``: SQLite's fsync never blocks signalling; a backend whose IO is green, Redis,
+is called on the hub) and hands the PBAs the commit
 released back to the shell. While one batch is written the next one fills: that is the group
 commit (docs/store.md). A failed write is staged again and retried after a pause; the PBAs it
 holds keep waiting (their MAARs retransmit meanwhile, and are answered once it lands).
@@ -63,7 +64,10 @@ class StoreWriter:
     def _write(self, batch: Batch) -> bool:
         started = time.monotonic()
         try:
-            tpool.execute(self.store.write, batch)
+            if getattr(self.store, "green", False):  # its IO is green already (Redis): stay on the hub
+                self.store.write(batch)
+            else:
+                tpool.execute(self.store.write, batch)
         except Exception as exc:  # noqa: BLE001 - StoreError, or a bug: either way retried, never the loop
             self.gate.failed(batch)
             self._failed(exc)

@@ -52,7 +52,19 @@ def test_store_section_defaults_and_relative_dir(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("line,message", [
-    ("backend = redis", "[store] backend"), ("synchronous = off", "[store] synchronous"),
+    ("backend = etcd", "[store] backend"), ("backend = redis", "needs either url"),
+    ("backend = redis\nurl = redis://h:1/0\nsentinels = h:2", "not both"),
+    ("backend = redis\nurl = http://h/", "[store] url"), ("backend = redis\nsentinels = h", "[store] sentinels"),
+    ("backend = redis\nsentinels = h:0", "[store] sentinels"), ("backend = redis\nsentinels = [::1]:x", "sentinels"),
+    ("backend = redis\nurl = redis://h:1/0\nwait_replicas = 17", "[store] wait_replicas: 17 is outside 0..16"),
+    ("backend = redis\nurl = redis://h:1/0\nwait_timeout_ms = 0", "[store] wait_timeout_ms"),
+    ("backend = redis\nurl = redis://h:1/0\ntimeout = 0.01", "[store] timeout: 0.01 is outside"),
+    ("backend = redis\nurl = redis://h:1/0\nlease = 0.1", "[store] lease"),
+    ("backend = redis\nurl = redis://h:1/0\nactive_active = maybe", "[store] active_active"),
+    ("backend = redis\nurl = redis://h:1/0\nnamespace = a b", "[store] namespace"),
+    ("backend = redis\nurl = redis://h:1/0\nservice = ", "[store] service"),
+    ("url = redis://h:1/0", "[store] url: only with backend = redis"),
+    ("synchronous = off", "[store] synchronous"),
     ("on_corrupt = ignore", "[store] on_corrupt"), ("max_batch = 0", "[store] max_batch"),
     ("file = ", "[store] file"), ("path = x", "[store] path: unknown key"),
 ])
@@ -60,6 +72,21 @@ def test_bad_store_section(line, message):
     with pytest.raises(ConfigError) as err:
         parse(GOOD + "\n[store]\n" + line + "\n")
     assert message in str(err.value)
+
+
+def test_redis_store_settings_and_round_trip():
+    domain, settings = parse(GOOD + "\n[store]\nbackend = redis\nsentinels = 10.0.0.1:26379, [2001:db8::9]:26380\n"
+                             "service = dmm-a\nwait_replicas = 1\nwait_timeout_ms = 250\nactive_active = yes\n"
+                             "instance = cmd-1\nlease = 2\n")
+    st = settings.store
+    assert st.backend == "redis" and st.url == ""
+    assert st.sentinels == (("10.0.0.1", 26379), ("2001:db8::9", 26380)) and st.service == "dmm-a"
+    assert (st.wait_replicas, st.wait_timeout_ms, st.timeout) == (1, 250, 1.0)
+    assert st.active_active is True and st.instance == "cmd-1" and st.lease == 2.0 and st.namespace == "dmm"
+    assert parse(render(domain, settings, store=st)) == (domain, settings)
+    st2 = parse(GOOD + "\n[store]\nbackend = redis\nurl = redis://127.0.0.1:6379/2\n")[1].store
+    assert st2.url == "redis://127.0.0.1:6379/2" and st2.sentinels == () and st2.active_active is False
+    assert parse(render(domain, settings, store=st2))[1].store == st2
 
 
 def test_embedded_default_runs_with_no_maars():

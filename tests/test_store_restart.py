@@ -1,7 +1,11 @@
-"""A real CMD (ryu-manager) with the SQLite binding store, killed with SIGKILL and started again:
-every session whose PBA was sent comes back with its P-MAAR list, lifetime and sequence state."""
+"""A real CMD (ryu-manager) with the SQLite binding store (and the Redis one), killed with SIGKILL and
+started again: every session whose PBA was sent comes back with its P-MAAR list, lifetime and
+sequence state."""
 import dataclasses
 import json
+
+import pytest
+import redis
 import signal
 import socket
 import sqlite3
@@ -18,7 +22,7 @@ MAAR1, MAAR2 = "127.0.0.31", "127.0.0.32"
 P1, P2 = Prefix.parse("2001:db8:1::/64"), Prefix.parse("2001:db8:2::/64")
 
 
-def config(udp: int, rest: int) -> str:
+def config(udp: int, rest: int, store: str = "dir = state") -> str:
     return f"""
 [DEFAULT]
 wsapi_host = 127.0.0.1
@@ -32,7 +36,7 @@ mode = relay
 metrics_port = 0
 
 [store]
-dir = state
+{store}
 
 [maar:maar1]
 address = ::ffff:{MAAR1}
@@ -45,10 +49,10 @@ pool = 2001:db8:2::/48
 
 
 class Cmd:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, store: str = "dir = state"):
         self.tmp = tmp
         self.udp, self.rest, self.of = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port(), free_port()
-        (tmp / "d.ini").write_text(config(self.udp, self.rest))
+        (tmp / "d.ini").write_text(config(self.udp, self.rest, store))
         self.proc = None
         self.runs = 0
 
@@ -80,8 +84,21 @@ def peer(address):
     return s
 
 
-def test_sessions_survive_kill9_with_their_pmaar_list(tmp_path):
-    cmd = Cmd(tmp_path)
+def stored_mn_ids(backend: str, tmp_path: Path, url: str) -> list:
+    """What the store holds, read by its own tools (sqlite3, redis-py), not by the CMD's code."""
+    if backend == "redis":
+        return sorted(redis.Redis.from_url(url).hkeys("dmm:sessions"))
+    db = sqlite3.connect(tmp_path / "state" / "cmd.sqlite")
+    try:
+        return [r[0] for r in db.execute("SELECT mn_id FROM sessions")]
+    finally:
+        db.close()  # an open reader would keep the next CMD out (exclusive locking)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_sessions_survive_kill9_with_their_pmaar_list(tmp_path, backend, request):
+    url = request.getfixturevalue("redis_url") if backend == "redis" else ""
+    cmd = Cmd(tmp_path, f"backend = redis\nurl = {url}" if url else "dir = state")
     cmd.start()
     m1, m2 = peer(MAAR1), peer(MAAR2)
     try:
@@ -100,16 +117,14 @@ def test_sessions_survive_kill9_with_their_pmaar_list(tmp_path):
         before = cmd.get("/dmm/v1/sessions/mn-a")
         cmd.kill9()  # the PBA left: its change was committed
 
-        db = sqlite3.connect(tmp_path / "state" / "cmd.sqlite")
-        assert db.execute("SELECT mn_id FROM sessions").fetchall() == [(b"mn-a",)]
-        db.close()  # an open reader would keep the next CMD out (exclusive locking)
+        assert stored_mn_ids(backend, tmp_path, url) == [b"mn-a"]
         cmd.start()
         after = cmd.get("/dmm/v1/sessions/mn-a")
         # the same absolute deadline: the time spent restarting is gone from the remaining lifetime
         assert 0 < before.pop("lifetime_remaining") - after.pop("lifetime_remaining") < 30
         assert after == before
         stats = cmd.get("/dmm/v1/stats")["store"]
-        assert stats["backend"] == "sqlite" and stats["restored_sessions"] == 1 and stats["new"] is False
+        assert stats["backend"] == backend and stats["restored_sessions"] == 1 and stats["new"] is False
         # the serving MAAR's retransmission of its PBU is answered as before, with the P-MAAR list
         m2.sendto(encode(M.pbu(3, time.time(), "mn-a", P2, 3600, 3, 3)), ("127.0.0.1", cmd.udp))
         again = decode(m2.recvfrom(4096)[0])
