@@ -13,6 +13,7 @@ import time
 from typing import NoReturn
 
 from . import domainconf, httpaccess, metrics, ofsync, packetin, pipeline, rest, store
+from .roles.keeper import keeper_for
 from .logsafe import Guard, SafeLog, contained
 from .domainview import DomainView
 from .flowmirror import (
@@ -108,9 +109,11 @@ class CmdApp(App):
         self._maar_of = {m.datapath_id: m.address for m in self.domain.maars if m.datapath_id is not None}
         self._queries = {}  # token -> (hub.Event, [flows]) of REST requests waiting for flow stats
         self._tokens = itertools.count(1)
+        # [roles] (docs/openflow-roles.md): the mirror sees a switch only while this instance is its master
+        self.roles = keeper_for(self.settings, self.domain, self.guard, self._promoted, self._demoted)
         self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,
                                lambda: self.endpoint.receive_path() if self.endpoint is not None else {},
-                               self.store_state)
+                               self.store_state, self.roles.state if self.roles is not None else None)
         kwargs["wsgi"].register(rest.DmmRestController, rest.registration(self.view, self.guard))
         rest.install_server(limits, self.guard.log, self.tls, self.http_guard("rest"))
 
@@ -131,6 +134,8 @@ class CmdApp(App):
             self.writer = StoreWriter(self.store, self.gate, self._send_all, self._store_failed)
             self.writer.start()
         self._restore(self.loaded)
+        if self.roles is not None:
+            self.roles.start()
         self.endpoint.serve(self.on_datagram)
         self._flusher = hub.spawn(self.guard.repeat, hub.sleep, 1.0, "log_flush", self.guard.log.flush)
         install_clean_exit(self.logger)
@@ -150,6 +155,8 @@ class CmdApp(App):
         return lambda app: httpaccess.guarded(app, self.settings.rest, refused)
 
     def stop(self):
+        if self.roles is not None:
+            self.roles.stop()  # gives our switches' leases up: another instance takes over at once
         if self._flusher is not None:
             hub.kill(self._flusher)
         if self.timers is not None:
@@ -203,7 +210,11 @@ class CmdApp(App):
         with store.long_lived():
             effects = self.core.restore(loaded.sessions, seqs, now) + self.core.watch_peers(counters, now)
             self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
-        for (maar, mac), port in loaded.ports.items():
+        self._learn_ports(loaded.ports)
+
+    def _learn_ports(self, ports: dict) -> None:
+        """Stored access ports of the MNs served now into the mirror; the others are deleted."""
+        for (maar, mac), port in ports.items():
             if self.mirror.has_switch(maar) and self.mirror.learnt_port(maar, mac)[0] is not None:
                 self._mirror_event(PortLearnt(maar, mac, port))
             elif self.gate is not None:
@@ -288,7 +299,7 @@ class CmdApp(App):
                                        "%s %s %s (status %s)", e.kind.value, e.mn_id, e.detail, e.status)
                 elif kind in _SWITCH_EFFECTS:
                     dp = self._datapaths.get(e.maar)
-                    if dp is not None:
+                    if dp is not None and (self.roles is None or self.roles.is_master(e.maar)):
                         dp.send(ofsync.encode(self.pipeline, e))  # one write: the push's messages, packed
                 elif kind is Noted:
                     self.stats.note(e.kind.value, e.maar)
@@ -350,10 +361,52 @@ class CmdApp(App):
         if ev.state == MAIN_DISPATCHER:
             self.logger.info("switch %016x connected (%s)", dp.id, self.view.name_of(maar))
             self._datapaths[maar] = dp
-            self._mirror_event(SwitchUp(maar))
+            if self.roles is None:
+                self._mirror_event(SwitchUp(maar))
+            else:  # SwitchUp once the switch confirmed us as its master (_promoted)
+                self.roles.connected(maar, dp)
         elif self._datapaths.get(maar) is dp:
             del self._datapaths[maar]
-            self._mirror_event(SwitchDown(maar))
+            if self.roles is None:
+                self._mirror_event(SwitchDown(maar))
+            else:
+                self.roles.disconnected(maar)
+
+    def _promoted(self, maars: list) -> None:
+        """This instance became these switches' master: with a shared store (Redis), its sessions and
+        ports first, as another instance may have changed them; then the mirror reconciles each
+        switch (docs/openflow-roles.md)."""
+        if self.store.backend == "redis":
+            try:
+                loaded = self.store.load()
+            except store.StoreError as exc:  # reconciled from what this instance knows
+                self.stats.count("roles.refresh_failed")
+                self.guard.log.log(logging.ERROR, "roles", "refresh_failed", "cannot re-read the sessions: %s", exc)
+            else:
+                now = time.time()
+                self._apply(self.mirror.handle(CoreOutput(tuple(self.core.adopt(loaded.sessions, now))), now))
+                self._learn_ports(loaded.ports)
+        for maar in maars:
+            self.logger.info("master of %s's switch", self.view.name_of(maar))
+            self._mirror_event(SwitchUp(maar))
+
+    def _demoted(self, maar: str) -> None:
+        self.logger.warning("no longer master of %s's switch", self.view.name_of(maar))
+        self._mirror_event(SwitchDown(maar))
+
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    @contained("openflow")
+    def _role_reply(self, ev):
+        maar = self._maar_of.get(ev.msg.datapath.id)
+        if maar is not None and self.roles is not None:
+            self.roles.role_reply(maar, ev.msg.role, ev.msg.generation_id)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
+    @contained("openflow")
+    def _error_msg(self, ev):
+        maar = self._maar_of.get(ev.msg.datapath.id)
+        if maar is not None and self.roles is not None:
+            self.roles.error(maar, ev.msg)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @contained("openflow")
@@ -394,6 +447,8 @@ class CmdApp(App):
         msg = ev.msg
         dp, desc = msg.datapath, msg.desc
         maar = self._maar_of.get(dp.id)
+        if maar and self.roles is not None and not self.roles.is_master(maar):
+            return  # the master asks (a slave's packet-out would be refused)
         query = maar and packetin.port_up_query(self.domain, self.settings, maar, msg.reason, desc.port_no,
                                                 desc.state, desc.config)
         if query:

@@ -157,6 +157,26 @@ class CmdCore:
                 effects += self._renotify(bce, now)
         return effects
 
+    def adopt(self, records, now: float) -> list[Effect]:
+        """Make the cache what a shared store holds now (several CMD instances on Redis: another one
+        may have changed sessions since this one read them; called when this instance becomes a
+        switch's master, docs/openflow-roles.md). A session that differs is replaced, one no longer
+        stored ends quietly (whoever ended it told the MAARs), a new one comes in as at a restart.
+        Nothing is persisted: the store holds these already."""
+        stored = {r.mn_id: r for r in records}
+        effects: list[Effect] = []
+        for mn_id in [m for m in self.cache if stored.get(m) != self.record(m)]:
+            bce = self.cache.pop(mn_id)
+            for prefix in (bce.prefix, *(p for _, p in bce.pmaars)):
+                if self._owner.get(prefix) == mn_id:
+                    del self._owner[prefix]
+            self._served[bce.serving] -= 1
+            effects += [CancelTimer(TimerKey(TimerKind.LIFETIME, mn_id)), CancelTimer(TimerKey(TimerKind.AGGREGATE, mn_id))]
+            if mn_id not in stored:
+                effects.append(BindingChanged(mn_id, None))
+        added = self.restore([r for r in records if r.mn_id not in self.cache], {}, now)
+        return effects + [e for e in added if type(e) is not Persist]
+
     def watch_peers(self, counters: dict[str, int], now: float) -> list[Effect]:
         """Start RFC 5847 heartbeats with every MAAR; ``counters``: their Restart Counters as
         persisted, so that a MAAR that restarted while we were down is noticed at its first answer."""

@@ -1,7 +1,8 @@
 """The shell side of OpenFlow roles in the CMD process: one greenthread runs the election's rounds
 against Redis, role requests go out on the datapaths, role replies and errors come back from the
-CMD's OpenFlow handlers. What promotion and demotion mean for the CMD (reconcile the switch; stop
-writing to it) is the two callbacks the CMD gives (docs/openflow-roles.md)."""
+CMD's OpenFlow handlers. What promotion and demotion mean for the CMD (reconcile the switches from
+the shared state; stop writing to one) is the two callbacks the CMD gives: ``on_promoted`` gets
+every switch a round promoted at once (docs/openflow-roles.md)."""
 from __future__ import annotations
 
 import os
@@ -17,7 +18,7 @@ from .election import (
 
 
 class RoleKeeper:
-    def __init__(self, election: Election, leases, renew_interval: float, on_promoted: Callable[[str], None],
+    def __init__(self, election: Election, leases, renew_interval: float, on_promoted: Callable[[list], None],
                  on_demoted: Callable[[str], None], guard) -> None:
         self.election, self._leases, self._interval = election, leases, renew_interval
         self._promoted, self._demoted, self._guard = on_promoted, on_demoted, guard
@@ -77,7 +78,7 @@ class RoleKeeper:
         self._apply(self.election.handle(event, time.monotonic()), release)
 
     def _apply(self, effects, release: bool = True) -> None:
-        releases = []
+        releases, promoted = [], []
         for e in effects:
             kind = type(e)
             if kind is RequestRole:
@@ -88,12 +89,14 @@ class RoleKeeper:
                     self._guard.call("roles", dp.send_msg, dp.ofproto_parser.OFPRoleRequest(dp, role, e.generation))
             elif kind is Promoted:
                 self.counts["promoted"] += 1
-                self._guard.call("roles", self._promoted, e.maar)
+                promoted.append(e.maar)
             elif kind is Demoted:
                 self.counts["demoted"] += 1
                 self._guard.call("roles", self._demoted, e.maar)
             elif kind is Release:
                 releases.append(e.maar)
+        if promoted:  # at once: the shared state is read once for all of them
+            self._guard.call("roles", self._promoted, promoted)
         if releases and release:  # off this greenthread: an OpenFlow handler must not wait for Redis
             hub.spawn(self._guard.call, "roles", self._leases.release, releases)
 
@@ -121,14 +124,20 @@ class RoleKeeper:
         self._apply(self.election.handle(Leases(sent_at, outcomes), time.monotonic()))
 
 
-def keeper_for(settings, domain, guard, on_promoted: Callable[[str], None],
+def keeper_for(settings, domain, guard, on_promoted: Callable[[list], None],
                on_demoted: Callable[[str], None]) -> Optional[RoleKeeper]:
-    """The keeper ``[roles]`` asks for (``domainconf.RoleSettings``), or None: no ``redis``, one instance."""
-    if not settings.redis:
+    """The keeper ``[roles]`` asks for (``settings``: ``domainconf.CmdSettings``), or None: no
+    ``redis``, one instance. ``redis = store``: the binding store's Redis (its URL or Sentinels)."""
+    roles, st = settings.roles, settings.store
+    if not roles.redis:
         return None
     from .redislease import RedisLeases
-    instance = settings.instance or f"{socket.gethostname()}-{os.getpid()}"
+    instance = roles.instance or st.instance or f"{socket.gethostname()}-{os.getpid()}"
     dpids = {m.address: m.datapath_id for m in domain.maars if m.datapath_id is not None}
-    leases = RedisLeases.from_url(settings.redis, instance, dpids, settings.lease_ttl, settings.key_prefix)
-    return RoleKeeper(Election(instance, dpids, settings.lease_ttl), leases, settings.renew_interval,
+    if roles.redis == "store":
+        leases = RedisLeases.from_url(st.url, instance, dpids, roles.lease_ttl, roles.key_prefix, st.sentinels,
+                                      st.service)
+    else:
+        leases = RedisLeases.from_url(roles.redis, instance, dpids, roles.lease_ttl, roles.key_prefix)
+    return RoleKeeper(Election(instance, dpids, roles.lease_ttl), leases, roles.renew_interval,
                       on_promoted, on_demoted, guard)

@@ -53,9 +53,15 @@ class RedisLeases:
         self._release = client.register_script(_RELEASE)
 
     @classmethod
-    def from_url(cls, url: str, instance: str, datapaths: dict[str, int], ttl: float, prefix: str = "dmm"):
+    def from_url(cls, url: str, instance: str, datapaths: dict[str, int], ttl: float, prefix: str = "dmm",
+                 sentinels: tuple = (), service: str = ""):
+        """A client of its own, with this module's short timeouts: of ``url``, or of the primary that
+        ``sentinels`` watch as ``service`` (the binding store's Redis: ``[roles] redis = store``)."""
         import redis  # only a CMD with [roles] needs redis-py
-        client = redis.Redis.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
+        import redis.sentinel
+        t = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
+        client = (redis.sentinel.Sentinel(list(sentinels), sentinel_kwargs=t, **t).master_for(service, **t)
+                  if sentinels else redis.Redis.from_url(url, **t))
         return cls(client, instance, datapaths, ttl, prefix)
 
     def round(self, claims: Iterable[Claim]) -> tuple[Outcome, ...]:
