@@ -32,7 +32,9 @@ def test_the_holder_is_master_only_once_the_switch_confirms():
     assert e.handle(Leases(0.0, (Outcome(SW, "a", 7),)), 0.01) == [RequestRole(SW, True, 7)]
     assert not e.is_master(SW)  # the switch still has the equal role: no writes yet
     assert e.handle(RoleReplied(SW, True, 6), 0.02) == []  # not our request's generation
-    assert e.handle(RoleReplied(SW, True, 7), 0.02) == [Promoted(SW, 7)]
+    # no answer by the next round (a lost reply): asked again
+    assert e.handle(Leases(0.5, (Outcome(SW, "a", 7),)), 0.51) == [RequestRole(SW, True, 7)]
+    assert e.handle(RoleReplied(SW, True, 7), 0.52) == [Promoted(SW, 7)]
     assert e.is_master(SW)
     assert e.state() == {SW: {"role": "master", "master": "a", "generation": 7}}
 

@@ -218,9 +218,8 @@ class Election:
                 return  # a renewal
             if sw.role is Role.MASTER:  # a new generation (a bump): confirm it again before writing
                 out.append(Demoted(o.maar))
-            sw.role = Role.PROMOTING
-            if sw.requested != (True, o.generation):
-                self._request(o.maar, sw, True, o.generation, out)
+            sw.role = Role.PROMOTING  # asked again every round until the switch answers
+            self._request(o.maar, sw, True, o.generation, out)
             return
         if o.holder == self.instance:  # granted, but the answer came too late to count on it
             sw.held_until = 0.0
