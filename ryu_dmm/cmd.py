@@ -6,6 +6,7 @@ the shell carries out what comes out on sockets, OpenFlow datapaths and one time
 OpenFlow events back into mirror events. It holds no mobility or flow state. See
 docs/architecture.md; containment of exceptions, safe logs and other bounds: docs/limits-rest.md.
 """
+import dataclasses
 import itertools
 import logging
 import sys
@@ -31,6 +32,8 @@ from .runtime import App, DEAD_DISPATCHER, MAIN_DISPATCHER, cfg, hub, ofp_event,
 from .signalling import Endpoint
 from .stats import Stats
 from .store.sqlite import move_aside
+from .sharedwriter import SharedWriter
+from .store.shared import SharedGate
 from .storewriter import StoreWriter
 from .wire import BindingAck, BindingUpdate
 from .wire import DecodeError, decode, encode
@@ -94,7 +97,14 @@ class CmdApp(App):
             print(f"ryu_dmm.cmd: bad configuration: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
         self.config_path = path or "<embedded default>"
+        st = self.settings.store
+        if st.backend == "redis" and st.active_active and not st.instance:  # its name among the CMDs
+            self.settings = dataclasses.replace(self.settings, store=dataclasses.replace(
+                st, instance=f"{self.domain.cmd_address}:{self.settings.port}"))
         self.store = store.open_store(self.settings.store)
+        # several CMDs on one Redis (docs/deploy-cmds.md): events settle through a check-and-set
+        self.shared = SharedGate() if self.settings.store.backend == "redis" and self.settings.store.active_active else None
+        self.sharedwriter = None
         self._store_info: dict = {}
         self.loaded = self._load_store()  # a bad store stops start-up here, before anything is bound
         self.core = CmdCore(self.domain, self.loaded.restart_counter)
@@ -113,7 +123,8 @@ class CmdApp(App):
         self.roles = keeper_for(self.settings, self.domain, self.guard, self._promoted, self._demoted)
         self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,
                                lambda: self.endpoint.receive_path() if self.endpoint is not None else {},
-                               self.store_state, self.roles.state if self.roles is not None else None)
+                               self.store_state, self.store if self.shared is not None else None,
+                               self.roles.state if self.roles is not None else None)
         kwargs["wsgi"].register(rest.DmmRestController, rest.registration(self.view, self.guard))
         rest.install_server(limits, self.guard.log, self.tls, self.http_guard("rest"))
 
@@ -133,7 +144,12 @@ class CmdApp(App):
         if self.gate is not None:
             self.writer = StoreWriter(self.store, self.gate, self._send_all, self._store_failed)
             self.writer.start()
+        if self.shared is not None:
+            self.sharedwriter = SharedWriter(self.store, self.shared, self._settle, self._adopted, self._store_failed,
+                                             self.settings.store.lease)
         self._restore(self.loaded)
+        if self.sharedwriter is not None:
+            self.sharedwriter.start()
         if self.roles is not None:
             self.roles.start()
         self.endpoint.serve(self.on_datagram)
@@ -165,6 +181,8 @@ class CmdApp(App):
             self.metrics.stop()
         if self.endpoint is not None:
             self.endpoint.close()
+        if self.sharedwriter is not None:
+            self.sharedwriter.stop()
         if self.writer is not None:
             self.writer.stop()
         else:
@@ -207,8 +225,14 @@ class CmdApp(App):
         meta = loaded.meta
         seqs = {k[4:]: int(v) for k, v in meta.items() if k.startswith("seq:")}
         counters = {k[8:]: int(v) for k, v in meta.items() if k.startswith("counter:")}
+        renotify = None
+        if self.shared is not None:  # finish only our own unfinished handovers (others' owners do theirs)
+            self.shared.versions = self.store.versions
+            me, owners = self.settings.store.instance, self.store.owners
+            renotify = lambda r: owners.get(r.mn_id, me) == me  # noqa: E731
         with store.long_lived():
-            effects = self.core.restore(loaded.sessions, seqs, now) + self.core.watch_peers(counters, now)
+            effects = (self.core.restore(loaded.sessions, seqs, now, renotify)
+                       + self.core.watch_peers(counters, now))
             self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
         self._learn_ports(loaded.ports)
 
@@ -231,6 +255,16 @@ class CmdApp(App):
         body = dict(self._store_info)
         if self.writer is not None:
             body.update(self.writer.state())
+        if self.sharedwriter is not None:
+            body["active_active"] = state = self.sharedwriter.state()
+            try:  # which instance holds which sessions' timers
+                state["instances"] = self.store.instances()
+            except store.StoreError as exc:
+                state["instances"] = {"error": str(exc)}
+            # switch -> the instance that is its OpenFlow master (docs/openflow-roles.md); without
+            # [roles] every instance programs the switches connected to it
+            roles = self.roles.state()["switches"] if self.roles is not None else {}
+            state["switch_masters"] = {self.view.name_of(a): v["master"] for a, v in roles.items()}
         return body
 
     # ---- signalling and timers -------------------------------------------------------------------
@@ -248,9 +282,51 @@ class CmdApp(App):
         self.stats.received(msg, src)
         self._core_event(Received(src, msg))
 
-    def _core_event(self, event) -> None:
+    def _core_event(self, event, tries: int = 0) -> None:
         now = time.time()
-        self._apply(self.mirror.handle(CoreOutput(tuple(self.core.handle(event, now))), now))
+        shared = self.shared
+        if shared is None:
+            self._apply(self.mirror.handle(CoreOutput(tuple(self.core.handle(event, now))), now))
+            return
+        subject = self.core.subject(event)
+        if subject is not None and shared.busy(subject):  # its previous event is being checked: after it
+            if not shared.wait(subject, event):
+                self.stats.count("active_active.dropped")
+            return
+        effects = self.core.handle(event, now)
+        if subject is None and not any(type(e) is Persist for e in effects):
+            self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
+            return
+        shared.submit(subject, event, effects, tries)  # carried out once the store confirms (_settle)
+        self.sharedwriter.kick()
+
+    def _settle(self, check, won: bool, versions: dict, current: list) -> None:
+        """The store's verdict on one event (SharedWriter): won, its effects go out; lost, the sessions
+        another CMD changed are reloaded into the core and the event is handled again."""
+        again = self.shared.settled(check, won, versions, [(c.mn_id, c.version) for c in current])
+        now = time.time()
+        if won:
+            self._apply(self.mirror.handle(CoreOutput(tuple(check.effects)), now))
+        else:
+            self.stats.count("active_active.lost")
+            for c in current:
+                self._apply(self.mirror.handle(CoreOutput(tuple(self.core.reload(c.mn_id, c.record, now))), now))
+            if again is not None:
+                self._core_event(again, check.tries + 1)
+            else:
+                self.stats.count("active_active.gave_up")
+        for mn_id, _, _ in check.items:
+            while (event := self.shared.next_waiting(mn_id)) is not None:
+                self._core_event(event)
+
+    def _adopted(self, adopted: list) -> None:
+        """Sessions of a dead instance this one now owns: their timers are armed here, their
+        unfinished handovers sent to the P-MAARs again."""
+        now = time.time()
+        for current, version in adopted:
+            self.shared.versions[current.mn_id] = version
+            self._apply(self.mirror.handle(CoreOutput(tuple(self.core.reload(current.mn_id, current.record, now))),
+                                           now))
 
     def _on_timer(self, key) -> None:
         (self._mirror_event if type(key) is MirrorKey else self._core_event)(TimerFired(key))

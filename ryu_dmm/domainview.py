@@ -18,9 +18,10 @@ from .domainconf import CmdSettings
 from .flowmirror import AnchorTraffic, FlowMirror
 from .mobility.cmd import CmdCore
 from .mobility.config import Domain, MaarInfo
-from .mobility.views import Session
+from .mobility.views import Record, Session
 from .pipeline import Flow, InstalledFlow, Pipeline
 from .stats import Stats
+from .store import StoreError
 
 FlowQuery = Callable[[str], Optional[tuple[InstalledFlow, ...]]]
 
@@ -29,15 +30,21 @@ def _nothing() -> dict:
     return {}
 
 
+def _session(r: Record) -> Session:
+    return Session(r.mn_id, r.serving, r.prefix, r.mac, r.pmaars, r.expires, r.handover)
+
+
 class DomainView:
     def __init__(self, domain: Domain, settings: CmdSettings, core: CmdCore, mirror: FlowMirror, stats: Stats,
                  query_flows: FlowQuery, receive_path: Callable[[], dict] = _nothing,
-                 store_state: Callable[[], dict] = _nothing, roles_state: Optional[Callable[[], dict]] = None) -> None:
+                 store_state: Callable[[], dict] = _nothing, shared=None,
+                 roles_state: Optional[Callable[[], dict]] = None) -> None:
         self.domain = domain
         self.settings = settings
         self._core, self._mirror, self._stats, self._query = core, mirror, stats, query_flows
         self._receive_path = receive_path
         self._store_state = store_state
+        self._shared = shared  # active-active: the Redis store every instance reads sessions from
         self._roles_state = roles_state  # None: one instance, no OpenFlow roles
         self._by_name = {m.name: m for m in domain.maars}
         self._by_address = domain.by_address()
@@ -71,18 +78,42 @@ class DomainView:
         return self._query(maar.address)
 
     # ---- sessions -------------------------------------------------------------------------------
+    # Active-active (docs/deploy-cmds.md): sessions are read from the shared store, so that every
+    # instance answers alike (an instance's own cache holds only the sessions it has handled); if the
+    # store cannot answer, from this instance's cache.
     def session(self, mn_id: str) -> Optional[Session]:
+        if self._shared is not None:
+            try:
+                got = self._shared.read([mn_id])[0].record
+                return _session(got) if got is not None else None
+            except StoreError:
+                pass
         return self._core.session(mn_id)
 
     def sessions(self) -> Iterator[Session]:
         """Every session now; consume it without yielding to the hub (it walks the live cache)."""
+        if self._shared is not None:
+            try:
+                return iter([_session(r) for r in self._shared.records()])
+            except StoreError:
+                pass
         return self._core.sessions()
 
     def session_ids(self) -> list[str]:
         """The MN IDs of every session now, in registration order: a snapshot (no view is built)."""
+        if self._shared is not None:
+            try:
+                return self._shared.mn_ids()
+            except StoreError:
+                pass
         return self._core.mn_ids()
 
     def session_count(self) -> int:
+        if self._shared is not None:
+            try:
+                return self._shared.count()
+            except StoreError:
+                pass
         return len(self._core)
 
     def flows_confirmed(self, mn_id: str) -> Optional[tuple[float, float]]:
@@ -95,7 +126,7 @@ class DomainView:
     # ---- counters -------------------------------------------------------------------------------
     def stats(self) -> dict:
         body = self._stats.as_dict()
-        body["sessions"] = len(self._core)
+        body["sessions"] = self.session_count()
         body["mode"] = self.domain.mode.value
         body["dereg"] = self.domain.dereg.value
         body["receive_path"] = self._receive_path()

@@ -2,6 +2,7 @@
 the stored layout (read back with redis-py, not our code), round trip, MN IDs of any bytes,
 corrupt and foreign data, an unreachable server, WAIT for replicas, and Sentinel fail-over."""
 import struct
+import time
 
 import pytest
 import redis
@@ -128,3 +129,47 @@ def test_sentinel_wait_for_the_replica_and_a_fail_over(redis_cluster):
         waiting.write(Batch(3, {"mn3": record("mn3", A1, P1, ())}))
     waiting.close()
     plain.close()
+
+
+def test_check_and_set_one_winner_and_the_loser_sees_the_winner(redis_url):
+    a = RedisStore(settings(redis_url, active_active=True, instance="a"))
+    b = RedisStore(settings(redis_url, active_active=True, instance="b"))
+    a.load(), b.load()
+    mine, theirs = record(), record(serving=A3, prefix=P3)
+    won = a.cas([[("mn1", 0, mine)]])[0]
+    assert won.won and won.versions["mn1"] > 0
+    lost = b.cas([[("mn1", 0, theirs)], [("mn2", 0, theirs)]])  # two events: mn1 lost, mn2 won
+    assert not lost[0].won and lost[1].won
+    assert [(c.mn_id, c.version, c.record, c.owner) for c in lost[0].lost] == [("mn1", won.versions["mn1"], mine, "a")]
+    raw = redis.Redis.from_url(redis_url)
+    assert raw.smembers("dmm:owned:a") == {b"mn1"} and raw.smembers("dmm:owned:b") == {b"mn2"}
+    # several sessions in one event: all or nothing (mn2's version is stale here)
+    both = a.cas([[("mn1", won.versions["mn1"], None), ("mn2", 0, mine)]])[0]
+    assert not both.won and raw.hexists("dmm:sessions", "mn1")
+    gone = a.cas([[("mn1", won.versions["mn1"], None)]])[0]
+    assert gone.won and gone.versions == {"mn1": 0} and not raw.hexists("dmm:sessions", "mn1")
+    assert raw.smembers("dmm:owned:a") == set()
+
+
+def test_versions_never_repeat_after_the_clock_is_lost(redis_url):
+    """A fail-over may lose the last writes, the clock's too: new versions stay above the old ones."""
+    a = RedisStore(settings(redis_url, active_active=True, instance="a"))
+    a.load()
+    v1 = a.cas([[("mn1", 0, record())]])[0].versions["mn1"]
+    redis.Redis.from_url(redis_url).delete("dmm:clock")
+    v2 = a.cas([[("mn2", 0, record("mn2"))]])[0].versions["mn2"]
+    assert v2 > v1
+
+
+def test_leases_and_one_claim_per_dead_instance(redis_url):
+    a = RedisStore(settings(redis_url, active_active=True, instance="a"))
+    b = RedisStore(settings(redis_url, active_active=True, instance="b"))
+    c = RedisStore(settings(redis_url, active_active=True, instance="c"))
+    for s in (a, b, c):
+        s.load()
+    a.cas([[("mn1", 0, record())]])
+    assert a.renew_lease(0.2) == [] and b.renew_lease(5) == [] and c.renew_lease(5) == []
+    time.sleep(0.3)  # a's lease runs out
+    assert b.renew_lease(5) == ["a"] and c.renew_lease(5) == ["a"]
+    assert b.claim("a", 5) == ["mn1"] and c.claim("a", 5) == []  # only one takes it over
+    assert set(b.instances()) == {"a", "b", "c"} and b.instances()["a"] == {"alive": False, "sessions_owned": 1}

@@ -22,7 +22,7 @@ MAAR1, MAAR2 = "127.0.0.31", "127.0.0.32"
 P1, P2 = Prefix.parse("2001:db8:1::/64"), Prefix.parse("2001:db8:2::/64")
 
 
-def config(udp: int, rest: int, store: str = "dir = state") -> str:
+def config(udp: int, rest: int, store: str = "dir = state", extra: str = "") -> str:
     return f"""
 [DEFAULT]
 wsapi_host = 127.0.0.1
@@ -45,14 +45,15 @@ pool = 2001:db8:1::/48
 [maar:maar2]
 address = ::ffff:{MAAR2}
 pool = 2001:db8:2::/48
-"""
+{extra}"""
 
 
 class Cmd:
-    def __init__(self, tmp: Path, store: str = "dir = state"):
+    def __init__(self, tmp: Path, store: str = "dir = state", extra: str = ""):
         self.tmp = tmp
+        tmp.mkdir(exist_ok=True)
         self.udp, self.rest, self.of = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port(), free_port()
-        (tmp / "d.ini").write_text(config(self.udp, self.rest, store))
+        (tmp / "d.ini").write_text(config(self.udp, self.rest, store, extra))
         self.proc = None
         self.runs = 0
 

@@ -119,12 +119,47 @@ class CmdCore:
         return Record(bce.mn_id, bce.serving, bce.prefix, bce.mac, bce.pmaars, bce.expires, bce.att, bce.last_ts,
                       bce.last_seq, bce.handover is not None)
 
-    def restore(self, records, sequences: dict[str, int], now: float) -> list[Effect]:
+    def reload(self, mn_id: str, record: Optional[Record], now: float) -> list[Effect]:
+        """Another CMD sharing the store changed this MN's session (active-active, docs/deploy-cmds.md:
+        a check-and-set of ours lost, or its sessions are taken over): forget what this core held of
+        it (its timers, the PBUs about it still awaiting answers) and hold the stored one instead.
+        A handover the store marks unfinished is sent to its P-MAARs again (a copy they may have had
+        already is harmless: it names the same serving MAAR)."""
+        effects: list[Effect] = []
+        old = self.cache.pop(mn_id, None)
+        if old is not None:
+            for prefix in (old.prefix, *(p for _, p in old.pmaars)):
+                if self._owner.get(prefix) == mn_id:
+                    del self._owner[prefix]
+            self._served[old.serving] -= 1
+            effects += [CancelTimer(TimerKey(TimerKind.LIFETIME, mn_id)), CancelTimer(TimerKey(TimerKind.AGGREGATE, mn_id))]
+        for peer in self.maars:
+            for out in self.retx.outstanding(peer, mn_id):
+                effects += self.retx.cancel(out)
+        if record is None or record.serving not in self.maars or any(a not in self.maars for a, _ in record.pmaars):
+            return effects + ([BindingChanged(mn_id, None)] if old is not None else [])
+        effects += self._install(record)
+        if record.handover and record.pmaars:
+            effects += self._renotify(self.cache[mn_id], now)
+        return effects
+
+    def _install(self, r: Record) -> list[Effect]:
+        bce = self.cache[r.mn_id] = Bce(r.mn_id, r.serving, r.prefix, r.expires, r.att, r.mac, r.last_ts, r.last_seq,
+                                        r.pmaars)
+        for prefix in (r.prefix, *(p for _, p in r.pmaars)):
+            self._owner[prefix] = r.mn_id
+        if self.lma is not None:
+            self._pools[self.lma].adopt(r.prefix)
+        self._served[r.serving] = self._served.get(r.serving, 0) + 1
+        return [self._life_timer(r.mn_id, r.expires), _changed(bce)]
+
+    def restore(self, records, sequences: dict[str, int], now: float, renotify=None) -> list[Effect]:
         """Start from what the binding store kept (a restart). Sessions of MAARs no longer configured
         are dropped (returned as ``Persist(mn, None)``). Each lifetime timer is set at its stored
         deadline (one already past fires at once, in deadline order); every session is announced to
         the data plane; a handover that may not have reached all its P-MAARs is sent to them again,
-        and the serving MAAR's next copy of its PBU is answered from the session (docs/store.md)."""
+        and the serving MAAR's next copy of its PBU is answered from the session (docs/store.md).
+        ``renotify(record)``: whether this CMD finishes that handover (active-active: only its own)."""
         effects: list[Effect] = []
         for peer, seq in sequences.items():
             if peer in self.maars:
@@ -145,37 +180,21 @@ class CmdCore:
                     effects.append(Report(ReportKind.FAILED, r.mn_id, "a prefix of this stored session is bound "
                                           "to a newer one: dropped"))
                 continue
-            bce = self.cache[r.mn_id] = Bce(r.mn_id, r.serving, r.prefix, r.expires, r.att, r.mac, r.last_ts,
-                                            r.last_seq, r.pmaars)
-            for prefix in (r.prefix, *(p for _, p in r.pmaars)):
-                self._owner[prefix] = r.mn_id
-            if self.lma is not None:
-                self._pools[self.lma].adopt(r.prefix)
-            self._served[r.serving] = self._served.get(r.serving, 0) + 1
-            effects += [self._life_timer(r.mn_id, r.expires), _changed(bce)]
-            if r.handover and r.pmaars:
-                effects += self._renotify(bce, now)
+            effects += self._install(r)
+            if r.handover and r.pmaars and (renotify is None or renotify(r)):
+                effects += self._renotify(self.cache[r.mn_id], now)
         return effects
 
     def adopt(self, records, now: float) -> list[Effect]:
-        """Make the cache what a shared store holds now (several CMD instances on Redis: another one
-        may have changed sessions since this one read them; called when this instance becomes a
-        switch's master, docs/openflow-roles.md). A session that differs is replaced, one no longer
-        stored ends quietly (whoever ended it told the MAARs), a new one comes in as at a restart.
-        Nothing is persisted: the store holds these already."""
+        """Make the cache what a shared store holds now: every session that differs is reloaded
+        (``reload``), one no longer stored ends quietly (whoever ended it told the MAARs). Used when
+        this instance becomes a switch's OpenFlow master (docs/openflow-roles.md): another instance
+        may have changed sessions since this one read them."""
         stored = {r.mn_id: r for r in records}
         effects: list[Effect] = []
-        for mn_id in [m for m in self.cache if stored.get(m) != self.record(m)]:
-            bce = self.cache.pop(mn_id)
-            for prefix in (bce.prefix, *(p for _, p in bce.pmaars)):
-                if self._owner.get(prefix) == mn_id:
-                    del self._owner[prefix]
-            self._served[bce.serving] -= 1
-            effects += [CancelTimer(TimerKey(TimerKind.LIFETIME, mn_id)), CancelTimer(TimerKey(TimerKind.AGGREGATE, mn_id))]
-            if mn_id not in stored:
-                effects.append(BindingChanged(mn_id, None))
-        added = self.restore([r for r in records if r.mn_id not in self.cache], {}, now)
-        return effects + [e for e in added if type(e) is not Persist]
+        for mn_id in [m for m in self.cache if m not in stored] + [m for m, r in stored.items() if self.record(m) != r]:
+            effects += self.reload(mn_id, stored.get(mn_id), now)
+        return effects
 
     def watch_peers(self, counters: dict[str, int], now: float) -> list[Effect]:
         """Start RFC 5847 heartbeats with every MAAR; ``counters``: their Restart Counters as
@@ -269,7 +288,7 @@ class CmdCore:
         ``Report`` (what an operator must see), and for the binding store ``Persist`` (first, before
         the answers it explains) and ``PersistMeta``. Anything else is ignored.
         """
-        mn_id = self._subject(event)
+        mn_id = self.subject(event)
         bce = self.cache.get(mn_id) if mn_id is not None else None
         before = _state(bce) if bce is not None else None
         effects = self._dispatch(event, now)
@@ -282,8 +301,8 @@ class CmdCore:
             return effects
         return [Persist(m, self.record(m)) for m in changed] + effects
 
-    def _subject(self, event) -> Optional[str]:
-        """The MN whose session an event may change."""
+    def subject(self, event) -> Optional[str]:
+        """The MN whose session an event may change (None: no session's)."""
         if type(event) is Received:
             if type(event.msg) is BindingUpdate:
                 return event.msg.mn_id
@@ -297,7 +316,7 @@ class CmdCore:
                 out = self.retx.pending.get(key)
                 return out.mn_id if out is not None else None
             if type(key) is TimerKey:
-                return key.mn_id
+                return key.mn_id if key.kind is not TimerKind.REBUILD else None  # (a REBUILD's key names a peer)
         if type(event) is AnchorIdle:
             return event.mn_id
         return None

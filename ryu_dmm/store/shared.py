@@ -1,0 +1,130 @@
+"""Per-MN consistency between several CMDs on one store, as a sans-IO state machine (active-active,
+docs/deploy-cmds.md).
+
+Every event about an MN is handled by the local core at once, but what it caused is carried out
+only after the shared store confirmed that the sessions the event read had not changed meanwhile:
+a check-and-set on their versions writes the sessions it changed (``Persist``) and checks the
+others (``VERIFY``). Won: its effects go out (the PBA after the store acknowledged: the durability
+rule). Lost: another instance changed the MN first; the shell reloads the sessions as they are now
+into the core (``CmdCore.reload``), drops the effects and handles the event again, so the answer
+comes from the winner's state. While an MN's check is in flight, its next events wait here, in
+order; so one instance never races itself.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..mobility.events import Persist
+
+MAX_WAITING = 65536  # events waiting behind an MN's check, over all MNs; one more is dropped (its MAAR sends again)
+MAX_WAITING_PER_MN = 16
+MAX_TRIES = 4  # an event handled again after this many lost checks in a row is dropped (counted)
+VERIFY = object()  # (mirrors redisstore.VERIFY: check the version only)
+
+
+@dataclass
+class Check:
+    """One event's check-and-set: (MN, version it saw, Record | None | VERIFY) per session."""
+
+    subject: Optional[str]
+    event: object
+    effects: list
+    items: list
+    tries: int
+    sent: bool = False
+
+
+@dataclass
+class SharedGate:
+    max_waiting: int = MAX_WAITING
+    max_per_mn: int = MAX_WAITING_PER_MN
+    max_tries: int = MAX_TRIES
+    versions: dict = field(default_factory=dict)  # MN -> the version this instance last saw (absent: 0)
+    _busy: dict = field(default_factory=dict)  # MN -> its Check in flight
+    _waiting: dict = field(default_factory=dict)  # MN -> deque of (event) behind it
+    _waiting_count: int = 0
+    _todo: list = field(default_factory=list)
+    dropped: int = 0  # events dropped: too many waiting
+    gave_up: int = 0  # events dropped after MAX_TRIES lost checks
+    won: int = 0
+    lost: int = 0
+
+    def busy(self, mn_id: str) -> bool:
+        return mn_id in self._busy
+
+    def wait(self, mn_id: str, event) -> bool:
+        """Keep ``event`` until ``mn_id``'s check is settled; False: dropped (a bound was reached)."""
+        q = self._waiting.get(mn_id)
+        if self._waiting_count >= self.max_waiting or (q is not None and len(q) >= self.max_per_mn):
+            self.dropped += 1
+            return False
+        self._waiting.setdefault(mn_id, deque()).append(event)
+        self._waiting_count += 1
+        return True
+
+    def submit(self, subject: Optional[str], event, effects: list, tries: int = 0) -> Check:
+        """The core handled ``event`` into ``effects``: check (and write) before carrying them out."""
+        items, seen = [], set()
+        for e in effects:
+            if type(e) is Persist and e.mn_id not in seen:
+                seen.add(e.mn_id)
+                items.append((e.mn_id, self.versions.get(e.mn_id, 0), e.record))
+        if subject is not None and subject not in seen:
+            items.append((subject, self.versions.get(subject, 0), VERIFY))
+        check = Check(subject, event, [e for e in effects if type(e) is not Persist], items, tries)
+        for mn_id, _, _ in items:
+            self._busy[mn_id] = check
+        self._todo.append(check)
+        return check
+
+    def take(self) -> list[Check]:
+        """The checks to send now (all in one pipeline)."""
+        todo, self._todo = self._todo, []
+        for c in todo:
+            c.sent = True
+        return todo
+
+    def settled(self, check: Check, won: bool, versions: dict, now_held: list) -> Optional[object]:
+        """The store answered. ``won``: ``versions`` are the written sessions' new ones. Lost:
+        ``now_held`` lists (MN, version) of the sessions that had changed, which the shell reloads.
+        Returns the event to handle again (lost, tries left), else None."""
+        for mn_id, _, _ in check.items:
+            if self._busy.get(mn_id) is check:
+                del self._busy[mn_id]
+        if won:
+            self.won += 1
+            for mn_id, v in versions.items():
+                if v:
+                    self.versions[mn_id] = v
+                else:
+                    self.versions.pop(mn_id, None)
+            return None
+        self.lost += 1
+        for mn_id, v in now_held:
+            if v:
+                self.versions[mn_id] = v
+            else:
+                self.versions.pop(mn_id, None)
+        if check.tries + 1 >= self.max_tries:
+            self.gave_up += 1
+            return None
+        return check.event
+
+    def next_waiting(self, mn_id: str):
+        """The next event that waited for ``mn_id`` (None: none, or the MN is busy again)."""
+        if mn_id in self._busy:
+            return None
+        q = self._waiting.get(mn_id)
+        if not q:
+            return None
+        event = q.popleft()
+        self._waiting_count -= 1
+        if not q:
+            del self._waiting[mn_id]
+        return event
+
+    def state(self) -> dict:
+        return {"checks_won": self.won, "checks_lost": self.lost, "in_flight": len(self._busy),
+                "waiting": self._waiting_count, "dropped": self.dropped, "gave_up": self.gave_up}
