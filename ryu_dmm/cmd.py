@@ -33,7 +33,7 @@ from .signalling import Endpoint
 from .stats import Stats
 from .store.sqlite import move_aside
 from .sharedwriter import SharedWriter
-from .store.shared import SharedGate
+from .store.shared import VERIFY, SharedGate
 from .storewriter import StoreWriter
 from .wire import BindingAck, BindingUpdate
 from .wire import DecodeError, decode, encode
@@ -121,6 +121,8 @@ class CmdApp(App):
         self._tokens = itertools.count(1)
         # [roles] (docs/openflow-roles.md): the mirror sees a switch only while this instance is its master
         self.roles = keeper_for(self.settings, self.domain, self.guard, self._promoted, self._demoted)
+        self.feed = (self.roles.feed(self._others_changed, self._reread)
+                     if self.roles is not None and self.shared is not None else None)
         self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,
                                lambda: self.endpoint.receive_path() if self.endpoint is not None else {},
                                self.store_state, self.store if self.shared is not None else None,
@@ -152,6 +154,8 @@ class CmdApp(App):
             self.sharedwriter.start()
         if self.roles is not None:
             self.roles.start()
+        if self.feed is not None:
+            self.feed.start()
         self.endpoint.serve(self.on_datagram)
         self._flusher = hub.spawn(self.guard.repeat, hub.sleep, 1.0, "log_flush", self.guard.log.flush)
         install_clean_exit(self.logger)
@@ -171,6 +175,8 @@ class CmdApp(App):
         return lambda app: httpaccess.guarded(app, self.settings.rest, refused)
 
     def stop(self):
+        if self.feed is not None:
+            self.feed.stop()
         if self.roles is not None:
             self.roles.stop()  # gives our switches' leases up: another instance takes over at once
         if self._flusher is not None:
@@ -307,6 +313,8 @@ class CmdApp(App):
         now = time.time()
         if won:
             self._apply(self.mirror.handle(CoreOutput(tuple(check.effects)), now))
+            if self.feed is not None:  # the switches' masters render what we changed
+                self.feed.publish([mn for mn, _, value in check.items if value is not VERIFY])
         else:
             self.stats.count("active_active.lost")
             for c in current:
@@ -453,18 +461,41 @@ class CmdApp(App):
         ports first, as another instance may have changed them; then the mirror reconciles each
         switch (docs/openflow-roles.md)."""
         if self.store.backend == "redis":
-            try:
-                loaded = self.store.load()
-            except store.StoreError as exc:  # reconciled from what this instance knows
-                self.stats.count("roles.refresh_failed")
-                self.guard.log.log(logging.ERROR, "roles", "refresh_failed", "cannot re-read the sessions: %s", exc)
-            else:
-                now = time.time()
-                self._apply(self.mirror.handle(CoreOutput(tuple(self.core.adopt(loaded.sessions, now))), now))
-                self._learn_ports(loaded.ports)
+            self._reread()
         for maar in maars:
             self.logger.info("master of %s's switch", self.view.name_of(maar))
             self._mirror_event(SwitchUp(maar))
+
+    def _reread(self) -> None:
+        """The shared store's sessions and ports into the core and the mirror (a promotion, or the
+        change feed subscribed again); if Redis cannot answer, what this instance knows stays."""
+        try:
+            loaded = self.store.load()
+        except store.StoreError as exc:
+            self.stats.count("roles.refresh_failed")
+            self.guard.log.log(logging.ERROR, "roles", "refresh_failed", "cannot re-read the sessions: %s", exc)
+            return
+        now, shared = time.time(), self.shared
+        effects = self.core.adopt(loaded.sessions, now, shared.busy if shared is not None else None)
+        if shared is not None:
+            shared.versions.update((m, v) for m, v in self.store.versions.items() if not shared.busy(m))
+        self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
+        self._learn_ports(loaded.ports)
+
+    def _others_changed(self, mn_ids: list) -> None:
+        """Sessions another instance changed (roles/feed.py): read them, so that this instance's
+        mirror pushes them to the switches it is master of. One of ours being checked is left to
+        its check."""
+        shared, now = self.shared, time.time()
+        for c in self.store.read([m for m in mn_ids if not shared.busy(m)]):
+            if shared.busy(c.mn_id) or shared.versions.get(c.mn_id, 0) == c.version:
+                continue
+            if c.version:
+                shared.versions[c.mn_id] = c.version
+            else:
+                shared.versions.pop(c.mn_id, None)
+            effects = self.core.reload(c.mn_id, c.record, now, renotify=False)
+            self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
 
     def _demoted(self, maar: str) -> None:
         self.logger.warning("no longer master of %s's switch", self.view.name_of(maar))

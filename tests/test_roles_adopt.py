@@ -40,3 +40,20 @@ def test_adopting_what_the_cache_holds_changes_nothing():
     r = Record("mn1", A1, P1, MAC, (), NOW + 20, 3, 0, 1, False)
     core.restore([r], {}, NOW)
     assert core.adopt([r], NOW + 1) == []
+
+
+def test_adopting_a_handover_in_progress_leaves_its_pbus_to_its_owner():
+    core = CmdCore(domain())
+    mid = Record("mn1", A2, P2, MAC, ((A1, P1),), NOW + 20, 3, 0, 4, True)  # another instance is handing over
+    out = core.adopt([mid], NOW)
+    assert not [e for e in out if type(e) is Send]
+    # held as stored, except that this instance runs no handover for it (its owner does; the owner's
+    # next change, through the change feed, brings the finished session)
+    assert core.record("mn1") == Record("mn1", A2, P2, MAC, ((A1, P1),), NOW + 20, 3, 0, 4, False)
+
+
+def test_a_session_being_checked_is_skipped():
+    core = CmdCore(domain())
+    r = Record("mn1", A1, P1, MAC, (), NOW + 20, 3, 0, 1, False)
+    core.restore([r], {}, NOW)
+    assert core.adopt([], NOW + 1, skip={"mn1"}.__contains__) == [] and core.record("mn1") == r

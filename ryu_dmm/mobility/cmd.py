@@ -119,12 +119,13 @@ class CmdCore:
         return Record(bce.mn_id, bce.serving, bce.prefix, bce.mac, bce.pmaars, bce.expires, bce.att, bce.last_ts,
                       bce.last_seq, bce.handover is not None)
 
-    def reload(self, mn_id: str, record: Optional[Record], now: float) -> list[Effect]:
+    def reload(self, mn_id: str, record: Optional[Record], now: float, renotify: bool = True) -> list[Effect]:
         """Another CMD sharing the store changed this MN's session (active-active, docs/deploy-cmds.md:
         a check-and-set of ours lost, or its sessions are taken over): forget what this core held of
         it (its timers, the PBUs about it still awaiting answers) and hold the stored one instead.
         A handover the store marks unfinished is sent to its P-MAARs again (a copy they may have had
-        already is harmless: it names the same serving MAAR)."""
+        already is harmless: it names the same serving MAAR); not with ``renotify`` False (the instance
+        that changed it is alive and owns the handover: docs/openflow-roles.md)."""
         effects: list[Effect] = []
         old = self.cache.pop(mn_id, None)
         if old is not None:
@@ -139,7 +140,7 @@ class CmdCore:
         if record is None or record.serving not in self.maars or any(a not in self.maars for a, _ in record.pmaars):
             return effects + ([BindingChanged(mn_id, None)] if old is not None else [])
         effects += self._install(record)
-        if record.handover and record.pmaars:
+        if record.handover and record.pmaars and renotify:
             effects += self._renotify(self.cache[mn_id], now)
         return effects
 
@@ -185,15 +186,18 @@ class CmdCore:
                 effects += self._renotify(self.cache[r.mn_id], now)
         return effects
 
-    def adopt(self, records, now: float) -> list[Effect]:
+    def adopt(self, records, now: float, skip=None) -> list[Effect]:
         """Make the cache what a shared store holds now: every session that differs is reloaded
-        (``reload``), one no longer stored ends quietly (whoever ended it told the MAARs). Used when
-        this instance becomes a switch's OpenFlow master (docs/openflow-roles.md): another instance
-        may have changed sessions since this one read them."""
+        (``reload``, without re-sending handovers: their owners do), one no longer stored ends
+        quietly (whoever ended it told the MAARs). Used when this instance becomes a switch's
+        OpenFlow master (docs/openflow-roles.md): another instance may have changed sessions since
+        this one read them. ``skip(mn_id)``: leave that MN as it is (an event of ours about it is
+        being checked against the store, which settles it)."""
         stored = {r.mn_id: r for r in records}
         effects: list[Effect] = []
         for mn_id in [m for m in self.cache if m not in stored] + [m for m, r in stored.items() if self.record(m) != r]:
-            effects += self.reload(mn_id, stored.get(mn_id), now)
+            if skip is None or not skip(mn_id):
+                effects += self.reload(mn_id, stored.get(mn_id), now, renotify=False)
         return effects
 
     def watch_peers(self, counters: dict[str, int], now: float) -> list[Effect]:

@@ -11,6 +11,7 @@ import time
 from typing import Callable, Optional
 
 from ..runtime import hub
+from .feed import ChangeFeed
 from .election import (
     Claim, Connected, Demoted, Disconnected, Election, Leases, Promoted, Release, RequestRole, RoleRefused,
     RoleReplied, Round,
@@ -24,7 +25,7 @@ class RoleKeeper:
         self._promoted, self._demoted, self._guard = on_promoted, on_demoted, guard
         self._dps: dict = {}  # MAAR address -> its datapath (this instance's connection)
         self._wake = hub.Event()
-        self._thread = None
+        self._thread = self._feed = None
         self.counts = {"rounds": 0, "store_failed": 0, "promoted": 0, "demoted": 0, "role_refused": 0,
                        "writes_refused": 0}
 
@@ -70,8 +71,15 @@ class RoleKeeper:
     def is_master(self, maar: str) -> bool:
         return self.election.is_master(maar)
 
+    def feed(self, on_changed: Callable[[list], None], on_gap: Callable[[], None]) -> ChangeFeed:
+        """The change feed (feed.py) on the leases' Redis, for active-active instances."""
+        self._feed = ChangeFeed(self._leases.client, self._leases.channel, self.election.instance, on_changed,
+                                on_gap, self._guard)
+        return self._feed
+
     def state(self) -> dict:
-        return {"instance": self.election.instance, "switches": self.election.state(), **self.counts}
+        feed = {f"feed_{k}": v for k, v in self._feed.counts.items()} if self._feed is not None else {}
+        return {"instance": self.election.instance, "switches": self.election.state(), **self.counts, **feed}
 
     # ---- the election's effects ----------------------------------------------------------------------
     def _event(self, event, release: bool = True) -> None:

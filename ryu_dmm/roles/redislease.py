@@ -44,8 +44,9 @@ class RedisLeases:
     """Claims, releases and reads of the switches' leases, one round trip per round (a pipeline)."""
 
     def __init__(self, client, instance: str, datapaths: dict[str, int], ttl: float, prefix: str = "dmm") -> None:
-        self._r = client
+        self._r = self.client = client
         self.instance = instance
+        self.channel = f"{prefix}:changed"  # the change feed's (feed.py)
         self._ttl_ms = str(int(ttl * 1000))
         self._keys = {maar: (f"{prefix}:role:{dpid:016x}", f"{prefix}:rolegen:{dpid:016x}")
                       for maar, dpid in datapaths.items()}
