@@ -60,6 +60,18 @@ def keeper():
     return k, leases, events, counts
 
 
+def granted(gen=7, confirm=True):
+    """A keeper connected to SW whose claim won generation ``gen`` (and the switch confirmed)."""
+    k, leases, events, counts = keeper()
+    dp = Datapath()
+    k.connected(SW, dp)
+    leases.answer = [Outcome(SW, "a", gen)]
+    k._round()
+    if confirm:
+        k.role_reply(SW, ofp.OFPCR_ROLE_MASTER, gen)
+    return k, leases, events, dp
+
+
 class Reply:
     def __init__(self, dp, kind, code=0):
         self.datapath, self.type, self.code = dp, kind, code
@@ -85,12 +97,7 @@ def test_a_won_lease_becomes_a_role_request_then_promotion_on_the_reply():
 
 
 def test_a_redis_that_does_not_answer_is_counted_and_the_master_steps_down_in_time():
-    k, leases, events, _ = keeper()
-    dp = Datapath()
-    k.connected(SW, dp)
-    leases.answer = [Outcome(SW, "a", 7)]
-    k._round()
-    k.role_reply(SW, ofp.OFPCR_ROLE_MASTER, 7)
+    k, leases, events, _ = granted()
     leases.answer = ConnectionError("refused")
     k._round()
     assert k.counts["store_failed"] == 1 and k.is_master(SW)
@@ -99,11 +106,7 @@ def test_a_redis_that_does_not_answer_is_counted_and_the_master_steps_down_in_ti
 
 
 def test_refusals_and_slave_writes_are_counted():
-    k, leases, events, _ = keeper()
-    dp = Datapath()
-    k.connected(SW, dp)
-    leases.answer = [Outcome(SW, "a", 7)]
-    k._round()
+    k, leases, events, dp = granted(confirm=False)
     k.error(SW, Reply(dp, ofp.OFPET_ROLE_REQUEST_FAILED, ofp.OFPRRFC_STALE))
     k.error(SW, Reply(dp, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE))
     k.error(SW, Reply(dp, ofp.OFPET_BAD_MATCH, 0))  # someone else's business
@@ -114,11 +117,6 @@ def test_refusals_and_slave_writes_are_counted():
 
 
 def test_a_clean_stop_releases_the_leases_held():
-    k, leases, events, _ = keeper()
-    dp = Datapath()
-    k.connected(SW, dp)
-    leases.answer = [Outcome(SW, "a", 7)]
-    k._round()
-    k.role_reply(SW, ofp.OFPCR_ROLE_MASTER, 7)
+    k, leases, events, _ = granted()
     k.stop()
     assert leases.released == [SW] and leases.closed and events[-1] == ("down", SW)

@@ -11,39 +11,24 @@ import time
 import urllib.request
 
 import pytest
-from scapy.layers.inet6 import ICMPv6ND_RS, IPv6
-from scapy.layers.l2 import Ether
 
 from ryu_dmm.mobility import messages as M
-from ryu_dmm.pipeline import SwitchPorts, base_flows
-from ryu_dmm.wire import Prefix, decode, encode
+from ryu_dmm.wire import Prefix
 from tests.conftest import need
 from tests.ovs import Ovs, available
 from tests.procs import MANAGER, clean_env, free_port, stop, tcp_open, wait_for
 from tests.redisd import redis_server, redis_url  # noqa: F401 (fixtures)
+from tests.test_ovs_flows import BASE, MAAR_SECTIONS, MAARS, MN_MAC, router_solicitation, signal
 
 pytestmark = pytest.mark.root
-MAARS = {"maar1": ("127.0.0.2", 1), "maar2": ("127.0.0.3", 2)}
-MN_MAC = "02:00:00:00:0a:01"
-BASE = len(base_flows(SwitchPorts(1, 2, 3, (10,))))
 TAKE_OVER = 3.0  # seconds (issue 10): from the master's death to the survivor's flows in place
 
 
 def config(tmp, name, url, udp, rest, mode):
-    maars = "".join(f"""
-[maar:{m}]
-address = ::ffff:{ip}
-pool = 2001:db8:{dpid}::/48
-datapath_id = {dpid}
-core_port = 1
-tunnel_port = 2
-agent_port = 3
-access_ports = 10
-""" for m, (ip, dpid) in MAARS.items())
     path = tmp / f"{name}.ini"
     path.write_text(f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {rest}\n[dmm]\ncmd_address = ::1\n"
                     f"port = {udp}\nmetrics_port = 0\n[store]\nbackend = redis\nurl = {url}\ninstance = {name}\n"
-                    f"active_active = {str(mode == 'active-active').lower()}\n[roles]\nredis = store\n" + maars)
+                    f"active_active = {str(mode == 'active-active').lower()}\n[roles]\nredis = store\n" + MAAR_SECTIONS)
     return path
 
 
@@ -77,19 +62,6 @@ def ovs_roles(ovs, bridge, cmds):
         role = ovs.vsctl("--if-exists", "get", "controller", uuid, "role").strip().strip('"')
         out[by_target[target]] = role or None
     return out
-
-
-def signal(udp, name, msg):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((MAARS[name][0], 0))
-    s.settimeout(3)
-    s.sendto(encode(msg), ("127.0.0.1", udp))
-    return decode(s.recv(4096))
-
-
-def router_solicitation(ovs, name):
-    rs = Ether(src=MN_MAC, dst="33:33:00:00:00:02") / IPv6(src="fe80::a01", dst="ff02::2") / ICMPv6ND_RS()
-    ovs.ofctl("packet-out", f"unix:{ovs.dir}/br{name}.mgmt", f"in_port=10 packet={bytes(rs).hex()} actions=table")
 
 
 def check_scenario(m1, m2):
@@ -151,10 +123,10 @@ def test_one_master_one_slave_then_the_survivor_takes_over_within_3_s(lab):
     # the scenario, handled by a: mn1 registers at maar1, moves to maar2 (its frames reach a only)
     mac = bytes.fromhex(MN_MAC.replace(":", ""))
     p1, p2 = Prefix.parse("2001:db8:1::/64"), Prefix.parse("2001:db8:2::/64")
-    assert signal(a.udp, "maar1", M.pbu(1, time.time(), "mn1", p1, 3600, 1, 3, mac)).status == 0
-    router_solicitation(ovs, "maar1")
-    assert signal(a.udp, "maar2", M.pbu(1, time.time(), "mn1", p2, 3600, 3, 3, mac)).status == 0
-    router_solicitation(ovs, "maar2")
+    assert signal({"udp": a.udp}, "maar1", M.pbu(1, time.time(), "mn1", p1, 3600, 1, 3, mac)).status == 0
+    router_solicitation({"ovs": ovs}, "maar1")
+    assert signal({"udp": a.udp}, "maar2", M.pbu(1, time.time(), "mn1", p2, 3600, 3, 3, mac)).status == 0
+    router_solicitation({"ovs": ovs}, "maar2")
     assert wait_for(lambda: len(ovs.flows("brmaar2")) == BASE + 4 and len(ovs.flows("brmaar1")) == BASE + 2, 10), \
         (ovs.flows("brmaar1"), ovs.flows("brmaar2"), a.log.read_text())
     want = {n: ovs.flows(f"br{n}") for n in MAARS}
@@ -166,8 +138,8 @@ def test_one_master_one_slave_then_the_survivor_takes_over_within_3_s(lab):
         # flow towards it there)
         p1b, p2b = Prefix.parse("2001:db8:1:1::/64"), Prefix.parse("2001:db8:2:1::/64")
         mac2 = bytes.fromhex("020000000a02")
-        assert signal(b.udp, "maar1", M.pbu(1, time.time(), "mn2", p1b, 3600, 1, 3, mac2)).status == 0
-        assert signal(b.udp, "maar2", M.pbu(1, time.time(), "mn2", p2b, 3600, 3, 3, mac2)).status == 0
+        assert signal({"udp": b.udp}, "maar1", M.pbu(1, time.time(), "mn2", p1b, 3600, 1, 3, mac2)).status == 0
+        assert signal({"udp": b.udp}, "maar2", M.pbu(1, time.time(), "mn2", p2b, 3600, 3, 3, mac2)).status == 0
 
         def anchored():
             extra = [f for f in ovs.flows("brmaar1") if f not in want["maar1"]]
