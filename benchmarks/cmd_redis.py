@@ -10,6 +10,7 @@ fail-over times, in one run.
      always served by one MAAR here, so its PBUs always reach the same instance).
 Peak: the closed loop (WINDOW in flight) with its p50/p99; then an open loop paced at half of the
 SQLite peak (the same offered load for every row) with its p50/p99.
+Then Redis alone: check-and-sets per second from one plain client (500 per pipeline).
 (b) Fail-over: two active-active CMDs (lease LEASE s), TAKEOVER_MNS sessions registered at the
 first, which is killed with SIGKILL: seconds until the second has taken over all of them.
 (c) Redis fail-over: one CMD through three sentinels to a primary and its replica; a paced load of
@@ -126,6 +127,24 @@ def signalling(seconds: float, window: int) -> list[dict]:
     return rows
 
 
+def redis_alone(seconds: float) -> float:
+    """Check-and-sets per second that Redis alone takes from one client (RedisStore.cas, 500 events per
+    pipeline, one new session each): the shared part of the scaling model in docs/deploy-cmds.md."""
+    from ryu_dmm.domainconf import StoreSettings
+    from ryu_dmm.store.redisstore import RedisStore
+    with tempfile.TemporaryDirectory(prefix="ryu-dmm-bench-cas-") as tmp:
+        with redisd.redis_server(Path(tmp) / "redis") as server:
+            store = RedisStore(StoreSettings(backend="redis", url=server.url, active_active=True, instance="x"))
+            store.load()
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                store.cas([[(f"mn{n + i}", 0, cmd_store.record(n + i, 2e9, 0))] for i in range(500)])
+                n += 500
+            rate = n / (time.perf_counter() - t0)
+            store.close()
+            return rate
+
+
 def takeover() -> dict:
     with tempfile.TemporaryDirectory(prefix="ryu-dmm-bench-takeover-") as tmp:
         work = Path(tmp)
@@ -142,11 +161,13 @@ def takeover() -> dict:
                 procs[0].send_signal(signal.SIGKILL)
                 procs[0].wait(10)
                 killed = time.monotonic()
-                while time.monotonic() - killed < 30:
-                    t = rest_get(rests[1], "/dmm/v1/stats")["store"]["active_active"]["takeovers"]
-                    if t:
-                        return {"seconds": time.monotonic() - killed, "sessions": t[-1]["sessions"],
-                                "adopt_seconds": t[-1]["seconds"], "answered": got}
+                while time.monotonic() - killed < 30:  # until the survivor holds every session's timers
+                    st = rest_get(rests[1], "/dmm/v1/stats")["store"]["active_active"]
+                    if st["instances"].get("a", {}).get("sessions_owned", 1) == 0:
+                        took = [t for t in st["takeovers"] if t["instance"] == "a"]
+                        return {"seconds": time.monotonic() - killed, "sessions": sum(t["sessions"] for t in took),
+                                "adopt_seconds": sum(t["seconds"] for t in took), "answered": got,
+                                "rounds": len(took)}
                     time.sleep(0.02)
                 raise RuntimeError("no take-over within 30 s")
             finally:
@@ -164,7 +185,9 @@ def redis_failover(seconds: float = 10.0) -> dict:
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 s.bind(("127.0.0.2", 0))
                 s.setblocking(False)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)  # the held PBAs come at once
                 accepted: list[float] = []
+                refused = 0
                 sent = 0
                 t0 = time.monotonic()
                 killed = None
@@ -177,26 +200,32 @@ def redis_failover(seconds: float = 10.0) -> dict:
                         j = sent % MNS
                         s.sendto(encode(M.pbu(sent & 0xFFFF, time.time(), f"mn{j}", prefix(0, j), 3600,
                                               M.HI_NEW_INTERFACE, 3)), ("127.0.0.1", udps[0]))
-                    try:
-                        while True:
-                            data = s.recv(65535)
-                            if data[6] == 0:
-                                accepted.append(time.monotonic())
-                    except BlockingIOError:
-                        time.sleep(0.001)
-                time.sleep(1.0)
-                try:
-                    while True:
-                        if s.recv(65535)[6] == 0:
-                            accepted.append(time.monotonic())
-                except BlockingIOError:
-                    pass
+                    refused += drain(s, accepted)
+                    time.sleep(0.001)
+                time.sleep(2.0)
+                refused += drain(s, accepted)
                 s.close()
                 gaps = [b - a for a, b in zip(accepted, accepted[1:]) if a >= killed - 1]
                 return {"gap": max(gaps) if gaps else float("nan"), "sent": sent, "accepted": len(accepted),
-                        "unanswered": sent - len(accepted)}
+                        "refused": refused, "unanswered": sent - len(accepted) - refused}
             finally:
                 stop_all(procs)
+
+
+def drain(s: socket.socket, accepted: list) -> int:
+    """Read every answer waiting: the accepted ones' times into ``accepted``; returns how many were refused."""
+    refused = 0
+    try:
+        while True:
+            data = s.recv(65535)
+            if data[2] != 6:  # not a PBA (MH type 6): the CMD's RFC 5847 Heartbeat
+                continue
+            if data[6] == 0:  # its status
+                accepted.append(time.monotonic())
+            else:
+                refused += 1
+    except BlockingIOError:
+        return refused
 
 
 def main() -> None:
@@ -213,13 +242,15 @@ def main() -> None:
     for r in rows:
         print(f"{r['name']:20} {r['peak']:8,.0f} {r['p50_peak']:7.2f} {r['p99_peak']:7.2f} {r['refused']:7d} | "
               f"{'':>10}{r['p50']:7.2f} {r['p99']:7.2f} {r['n']:8d} | {r['lost']}")
+    print(f"Redis alone: {redis_alone(args.seconds):,.0f} check-and-sets/s (one client, 500 per pipeline)")
     if not args.skip_failover:
         t = takeover()
         print(f"instance killed (lease {LEASE:g} s): {t['sessions']} of {t['answered']} sessions taken over "
-              f"{t['seconds']:.2f} s after the kill (adopting them took {t['adopt_seconds']:.2f} s)")
+              f"{t['seconds']:.2f} s after the kill (adopting them took {t['adopt_seconds']:.2f} s, "
+              f"{t['rounds']} take-over(s))")
         f = redis_failover()
         print(f"Redis primary killed under {FAILOVER_RATE} PBUs/s through Sentinel: longest time without an accepted "
-              f"PBA {f['gap']:.2f} s; {f['unanswered']} of {f['sent']} PBUs unanswered")
+              f"PBA {f['gap']:.2f} s; of {f['sent']} PBUs {f['refused']} refused, {f['unanswered']} never answered")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,8 @@ class CmdApp(App):
                 st, instance=f"{self.domain.cmd_address}:{self.settings.port}"))
         self.store = store.open_store(self.settings.store)
         # several CMDs on one Redis (docs/deploy-cmds.md): events settle through a check-and-set
-        self.shared = SharedGate() if self.settings.store.backend == "redis" and self.settings.store.active_active else None
+        st = self.settings.store
+        self.shared = SharedGate() if st.backend == "redis" and st.active_active else None
         self.sharedwriter = None
         self._store_info: dict = {}
         self.loaded = self._load_store()  # a bad store stops start-up here, before anything is bound
@@ -161,7 +162,8 @@ class CmdApp(App):
         install_clean_exit(self.logger)
         self.logger.info("ryu-dmm CMD started: %s mode, %d MAAR(s), PMIPv6 on [%s]:%d, config %s, store %s "
                          "(%d session(s) restored in %.2f s)", self.domain.mode.value, len(self.domain.maars),
-                         s.listen, self.endpoint.bound_port, self.config_path, self._store_info.get("file") or self._store_info.get("redis", "memory"),
+                         s.listen, self.endpoint.bound_port, self.config_path,
+                         self._store_info.get("file") or self._store_info.get("redis", "memory"),
                          len(self.core), self._store_info.get("load_seconds", 0.0))
         for text in self.endpoint.shortfalls():
             self.logger.warning("%s", text)
@@ -239,6 +241,8 @@ class CmdApp(App):
         with store.long_lived():
             effects = (self.core.restore(loaded.sessions, seqs, now, renotify)
                        + self.core.watch_peers(counters, now))
+            if self.shared is not None:  # a session of a MAAR this instance does not know stays for the others
+                effects = [e for e in effects if type(e) is not Persist]
             self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
         self._learn_ports(loaded.ports)
 
@@ -288,44 +292,57 @@ class CmdApp(App):
         self.stats.received(msg, src)
         self._core_event(Received(src, msg))
 
-    def _core_event(self, event, tries: int = 0) -> None:
-        now = time.time()
+    def _core_event(self, event, tries: int = 0, at: float = 0.0) -> None:
+        now = at or time.time()
         shared = self.shared
         if shared is None:
             self._apply(self.mirror.handle(CoreOutput(tuple(self.core.handle(event, now))), now))
             return
         subject = self.core.subject(event)
         if subject is not None and shared.busy(subject):  # its previous event is being checked: after it
-            if not shared.wait(subject, event):
+            if not shared.wait(subject, (event, now)):
                 self.stats.count("active_active.dropped")
+            return
+        if subject is not None and shared.full():  # Redis slow or away: not handled, the core keeps checked state
+            self.stats.count("active_active.dropped")
             return
         effects = self.core.handle(event, now)
         if subject is None and not any(type(e) is Persist for e in effects):
             self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
             return
-        shared.submit(subject, event, effects, tries)  # carried out once the store confirms (_settle)
+        shared.submit(subject, event, effects, tries, now)  # carried out once the store confirms (_settle)
         self.sharedwriter.kick()
 
     def _settle(self, check, won: bool, versions: dict, current: list) -> None:
         """The store's verdict on one event (SharedWriter): won, its effects go out; lost, the sessions
-        another CMD changed are reloaded into the core and the event is handled again."""
+        another CMD changed are reloaded into the core and the event is handled again, as of when it
+        came (a PBU that waited out a Redis fail-over is still inside its timestamp window)."""
         again = self.shared.settled(check, won, versions, [(c.mn_id, c.version) for c in current])
         now = time.time()
-        if won:
-            self._apply(self.mirror.handle(CoreOutput(tuple(check.effects)), now))
-            if self.feed is not None:  # the switches' masters render what we changed
-                self.feed.publish([mn for mn, _, value in check.items if value is not VERIFY])
-        else:
-            self.stats.count("active_active.lost")
-            for c in current:
-                self._apply(self.mirror.handle(CoreOutput(tuple(self.core.reload(c.mn_id, c.record, now))), now))
-            if again is not None:
-                self._core_event(again, check.tries + 1)
+        try:
+            if won:
+                self._apply(self.mirror.handle(CoreOutput(tuple(check.effects)), now))
+                if self.feed is not None:  # the switches' masters render what we changed
+                    self.feed.publish([mn for mn, _, value in check.items if value is not VERIFY])
             else:
-                self.stats.count("active_active.gave_up")
+                self.stats.count("active_active.lost")
+                for c in current:
+                    self._apply(self.mirror.handle(CoreOutput(tuple(self.core.reload(c.mn_id, c.record, now))), now))
+                if again is not None:
+                    self._core_event(again, check.tries + 1, check.at)
+                else:
+                    self.stats.count("active_active.gave_up")
+        finally:
+            self._run_waiting(check)
+
+    def _run_waiting(self, check) -> None:
+        """The events that waited behind ``check``'s MNs, in order, until one of them is checked again."""
         for mn_id, _, _ in check.items:
-            while (event := self.shared.next_waiting(mn_id)) is not None:
-                self._core_event(event)
+            while (waiting := self.shared.next_waiting(mn_id)) is not None:
+                try:  # one event failing (a bug) costs a report, never those behind it
+                    self._core_event(waiting[0], 0, waiting[1])
+                except Exception as exc:  # noqa: BLE001 - containment boundary
+                    self.guard.error("core", exc)
 
     def _adopted(self, adopted: list) -> None:
         """Sessions of a dead instance this one now owns: their timers are armed here, their

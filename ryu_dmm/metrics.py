@@ -97,6 +97,12 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                                           "again).", ()),
     "dmm_store_last_commit_seconds": ("gauge", "Duration of the last group commit.", ()),
     "dmm_store_restored_sessions": ("gauge", "Sessions loaded from the store at start-up.", ()),
+    "dmm_store_checks": ("counter", "Active-active check-and-sets: won (carried out) or lost (another instance "
+                                    "changed the MN first: re-read, handled again).", ("outcome",)),
+    "dmm_store_takeovers": ("counter", "Dead instances whose sessions this instance took over.", ()),
+    "dmm_store_instance_alive": ("gauge", "1 while the instance's lease is alive (active-active).", ("instance",)),
+    "dmm_store_instance_sessions": ("gauge", "Sessions whose timers the instance holds (active-active).",
+                                    ("instance",)),
     "dmm_http_refused": ("counter", "HTTP requests refused by the [rest] access rules (docs/security.md), by "
                                     "listener (rest, metrics) and reason (unauthorized: 401, forbidden: 403).",
                          ("listener", "reason")),
@@ -265,6 +271,15 @@ class CmdCollector:
         for key in ("commits", "changes_committed", "failed_writes", "pending_changes", "held_pbas", "dropped_pbas"):
             out[f"dmm_store_{key}"].add_metric([], st.get(key, 0))
         out["dmm_store_last_commit_seconds"].add_metric([], st.get("last_commit_ms", 0.0) / 1000)
+        aa = st.get("active_active")
+        if isinstance(aa, dict):  # several CMDs on one Redis (docs/deploy-cmds.md)
+            out["dmm_store_checks"].add_metric(["won"], aa.get("checks_won", 0))
+            out["dmm_store_checks"].add_metric(["lost"], aa.get("checks_lost", 0))
+            out["dmm_store_takeovers"].add_metric([], aa.get("takeover_count", 0))
+            for name, inst in sorted(aa.get("instances", {}).items()):
+                if isinstance(inst, dict):
+                    out["dmm_store_instance_alive"].add_metric([name], 1 if inst.get("alive") else 0)
+                    out["dmm_store_instance_sessions"].add_metric([name], inst.get("sessions_owned", 0))
         for check, n in sorted(view.protocol().items()):
             out["dmm_protocol_checks"].add_metric([check], n)
         # sessions

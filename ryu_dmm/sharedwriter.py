@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from .kicked import Kicked
 from .runtime import hub
 from .store import StoreError
 from .store.shared import Check, SharedGate
@@ -21,44 +22,36 @@ ADOPT_CHUNK = 500  # sessions of a dead instance adopted per pipeline
 
 
 class SharedWriter:
-    def __init__(self, store, gate: SharedGate, settle: Callable, adopted: Callable, failed: Callable[[Exception], None],
-                 lease: float) -> None:
+    def __init__(self, store, gate: SharedGate, settle: Callable, adopted: Callable,
+                 failed: Callable[[Exception], None], lease: float) -> None:
         self.store, self.gate = store, gate
         self._settle, self._adopted, self._failed = settle, adopted, failed
         self.lease = lease
-        self._wake = hub.Event()
-        self._busy = False
-        self._threads: list = []
+        self._checks = Kicked(self._rounds, failed)
+        self._lease_thread = None
         self.rounds = 0
         self.dead: list[str] = []  # instances seen dead at the last lease round
         self.takeovers: list[dict] = []  # the last few take-overs: instance, sessions, seconds
+        self.takeover_count = 0
         self.lease_ok = True
 
     def start(self) -> None:
-        self._threads = [hub.spawn(self._run), hub.spawn(self._leases)]
+        self._checks.start()
+        self._lease_thread = hub.spawn(self._leases)
 
     def stop(self) -> None:
-        for t in self._threads:
-            hub.kill(t)
-        self._threads = []
+        self._checks.stop()
+        if self._lease_thread is not None:
+            hub.kill(self._lease_thread)
+            self._lease_thread = None
 
     def kick(self) -> None:
-        if not self._busy:
-            self._wake.set()
+        self._checks.kick()
 
     # ---- checks --------------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            self._busy = True
-            try:
-                while checks := self.gate.take():
-                    self._round(checks)
-            except Exception as exc:  # noqa: BLE001 - a bug costs a report, never the writer
-                self._failed(exc)
-            finally:
-                self._busy = False
+    def _rounds(self) -> None:
+        while checks := self.gate.take():
+            self._round(checks)
 
     def _round(self, checks: list[Check]) -> None:
         try:
@@ -69,7 +62,13 @@ class SharedWriter:
             return
         self.rounds += 1
         for check, result in zip(checks, results):
-            self._settle(check, result.won, result.versions, result.lost)
+            self._settled(check, result.won, result.versions, result.lost)
+
+    def _settled(self, check: Check, won: bool, versions: dict, current: list) -> None:
+        try:  # one event failing (a bug) costs a report, never the others of its round
+            self._settle(check, won, versions, current)
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)
 
     def _unknown(self, checks: list[Check]) -> None:
         """Outcomes unknown: read the sessions again (retrying until Redis answers), settle as lost."""
@@ -82,18 +81,25 @@ class SharedWriter:
             except StoreError as exc:
                 self._failed(exc)
         for check in checks:
-            self._settle(check, False, {}, [now[mn] for mn, _, _ in check.items])
+            self._settled(check, False, {}, [now[mn] for mn, _, _ in check.items])
 
     # ---- leases and take-over ------------------------------------------------------------------
     def _leases(self) -> None:
+        renewing_since = None  # since when our renewals succeed without a break
         while True:
             try:
-                self.dead = self.store.renew_lease(self.lease)
+                dead = self.store.renew_lease(self.lease)
                 self.lease_ok = True
-                for dead in self.dead:
-                    self._take_over(dead)
+                renewing_since = renewing_since or time.monotonic()
+                # Another instance counts as dead only once we have renewed for a whole lease: after
+                # a start, or an outage of Redis (a fail-over longer than the lease lets every lease
+                # run out), the others must have had the time to renew theirs too.
+                self.dead = dead if time.monotonic() - renewing_since >= self.lease else []
+                for d in self.dead:
+                    self._take_over(d)
             except StoreError as exc:
                 self.lease_ok = False
+                renewing_since = None
                 self._failed(exc)
             except Exception as exc:  # noqa: BLE001
                 self._failed(exc)
@@ -113,10 +119,11 @@ class SharedWriter:
             adopted += len(won)
             self._adopted(won)
         self.store.release_claim(dead)
+        self.takeover_count += 1
         self.takeovers = (self.takeovers + [{"instance": dead, "sessions": adopted,
                                              "seconds": round(time.monotonic() - started, 3),
                                              "at": round(time.time(), 3)}])[-8:]
 
     def state(self) -> dict:
         return {**self.gate.state(), "rounds": self.rounds, "lease_ok": self.lease_ok, "dead": self.dead,
-                "takeovers": self.takeovers}
+                "takeovers": self.takeovers, "takeover_count": self.takeover_count}

@@ -14,6 +14,7 @@ from typing import Callable
 
 from eventlet import tpool
 
+from .kicked import Kicked
 from .runtime import hub
 from .store import Batch, BindingStore, DurabilityGate
 
@@ -25,33 +26,18 @@ class StoreWriter:
                  failed: Callable[[Exception], None]) -> None:
         self.store, self.gate = store, gate
         self._released, self._failed = released, failed
-        self._wake = hub.Event()
-        self._thread = None
-        self._busy = False
+        self._loop = Kicked(self._drain, failed)
         self.commits = 0
         self.changes = 0
         self.last_commit_seconds = 0.0
         self.last_batch = 0
 
     def start(self) -> None:
-        self._thread = hub.spawn(self._run)
+        self._loop.start()
 
     def kick(self) -> None:
         """Something was staged: write it as soon as the batch being written (if any) is done."""
-        if not self._busy:
-            self._wake.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            self._busy = True
-            try:
-                self._drain()
-            except Exception as exc:  # noqa: BLE001 - a bug costs a report, never the writer
-                self._failed(exc)
-            finally:
-                self._busy = False
+        self._loop.kick()
 
     def _drain(self) -> None:
         while True:
@@ -82,11 +68,9 @@ class StoreWriter:
     def stop(self, wait: float = 5.0) -> None:
         """Write what is staged (a clean stop loses nothing), then close the store."""
         deadline = time.monotonic() + wait
-        while self._busy and time.monotonic() < deadline:  # a write in its native thread: let it land
+        while self._loop.busy and time.monotonic() < deadline:  # a write in its native thread: let it land
             hub.sleep(0.01)
-        if self._thread is not None:
-            hub.kill(self._thread)
-            self._thread = None
+        self._loop.stop()
         while (batch := self.gate.take()) is not None:
             try:
                 self.store.write(batch)

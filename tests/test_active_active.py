@@ -2,11 +2,12 @@
 one MN's PBUs sent to both at once have exactly one outcome and both answers agree; a killed
 instance's sessions are taken over within the lease bound, its unfinished handover completed and
 its lifetime timer fired exactly once, by the survivor."""
+import json
 import time
 
 from ryu_dmm.mobility import messages as M
-from ryu_dmm.wire import BindingAck, BindingUpdate, Prefix, Status, decode, encode
-from tests.procs import stop
+from ryu_dmm.wire import BindingAck, BindingUpdate, Prefix, decode, encode
+from tests.procs import stop, wait_for
 from tests.test_store_restart import MAAR1, MAAR2, P1, Cmd, peer
 
 LEASE = 1.0
@@ -127,5 +128,56 @@ def test_a_dead_instances_handover_and_timers_are_taken_over(tmp_path, redis_url
                     assert extra.mn_id != "mn-h", extra
             except OSError:
                 pass
+    finally:
+        finish((a, b), m1, m2)
+
+
+def test_a_redis_fail_over_under_two_instances_loses_no_accepted_pbu(tmp_path, redis_cluster):
+    """Two instances through three sentinels; the primary is killed while PBUs keep coming (each
+    sent again every second until answered, as a MAAR does). Every PBU is accepted in the end,
+    both instances agree on every session, and no instance takes the other's sessions over
+    although every lease ran out during the fail-over (down-after 1 s > lease 1 s)."""
+    c = redis_cluster
+    store = (f"backend = redis\nsentinels = {c.sentinel_addresses}\nservice = dmm\ntimeout = 0.5\n"
+             f"active_active = true\nlease = {LEASE}")
+    a, b = (Cmd(tmp_path / n, f"{store}\ninstance = cmd-{n}", TIMERS.replace("lifetime = 8", "lifetime = 3600"))
+            for n in ("a", "b"))
+    a.start()
+    b.start()
+    m1, m2 = peer(MAAR1), peer(MAAR2)
+    m1.settimeout(1.0)
+    m2.settimeout(1.0)
+
+    def register(i: int) -> None:
+        sock, cmd, pool = (m1, a, 1) if i % 2 == 0 else (m2, b, 2)
+        for _ in range(20):  # a fresh timestamp in each copy, as a MAAR sends them (RFC 5213 §6.9.4)
+            sock.sendto(encode(M.pbu(i, time.time(), f"mn-{i}", Prefix.parse(f"2001:db8:{pool}:{i:x}::/64"), 3600, 1,
+                                     3, bytes.fromhex("020000000a01"))), ("127.0.0.1", cmd.udp))
+            try:
+                while True:  # (answers to the earlier MN's copies may still come: each accepted too)
+                    pba = decode(sock.recvfrom(4096)[0])
+                    assert pba.status == 0, pba
+                    if pba.mn_id == f"mn-{i}":
+                        return
+            except OSError:
+                continue  # no answer within a second: send it again
+        raise AssertionError(f"mn-{i} never answered: {a.log()[-2000:]}\n{b.log()[-2000:]}")
+    try:
+        for i in range(10):
+            register(i)
+        c.primary.kill()
+        for i in range(10, 30):
+            register(i)
+        views = [{s["mn_id"]: s["serving_maar"]["address"] for s in cmd.get("/dmm/v1/sessions")["sessions"]}
+                 for cmd in (a, b)]
+        assert views[0] == views[1] and len(views[0]) == 30
+        def renewing(cmd) -> bool:
+            st = cmd.get("/dmm/v1/stats")["store"]["active_active"]
+            return st["lease_ok"] and all(i["alive"] for i in st["instances"].values())
+        assert wait_for(lambda: renewing(a) and renewing(b), 10)
+        time.sleep(2 * LEASE)  # each would have judged the other dead by now
+        for cmd in (a, b):
+            st = cmd.get("/dmm/v1/stats")["store"]["active_active"]
+            assert st["takeovers"] == [] and set(st["instances"]) == {"cmd-a", "cmd-b"}, json.dumps(st)
     finally:
         finish((a, b), m1, m2)

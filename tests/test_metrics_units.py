@@ -71,11 +71,23 @@ def test_unknown_peers_share_one_counter_and_rest_names_are_unchanged():
 
 
 # ---- the CMD's collector over a DomainView ---------------------------------------------------------
-def view(core=None, stats=None, receive_path=None):
+def view(core=None, stats=None, receive_path=None, store_state=None):
     domain, settings = domainconf.parse(CONFIG)
     stats = stats or Stats("proxy", peers={M1, M2, M3})
     return DomainView(domain, settings, core or Core(), FlowMirror(pipeline.load(), {}), stats, lambda m: None,
-                      receive_path or (lambda: {}))
+                      receive_path or (lambda: {}), store_state or (lambda: {}))
+
+
+def test_active_active_families():
+    state = {"backend": "redis", "active_active": {
+        "checks_won": 7, "checks_lost": 2, "takeover_count": 1,
+        "instances": {"cmd-a": {"alive": False, "sessions_owned": 0}, "cmd-b": {"alive": True, "sessions_owned": 5}}}}
+    s = collect(metrics.CmdCollector(view(store_state=lambda: state)))
+    assert s.value("dmm_store_checks_total", outcome="won") == 7
+    assert s.value("dmm_store_checks_total", outcome="lost") == 2
+    assert s.value("dmm_store_takeovers_total") == 1
+    assert s.value("dmm_store_instance_alive", instance="cmd-a") == 0
+    assert s.value("dmm_store_instance_sessions", instance="cmd-b") == 5
 
 
 def collect(collector) -> Scrape:

@@ -49,6 +49,14 @@ def test_bounds_waiting_per_mn_overall_and_tries():
     assert gate.settled(c, False, {}, [("mn3", 5)]) is None and gate.gave_up == 1
 
 
+def test_unsettled_checks_are_bounded():
+    gate = SharedGate(max_open=3)
+    checks = [gate.submit(f"mn{i}", "e", []) for i in range(3)]
+    assert gate.full() and gate.dropped == 1  # the next event is not handled
+    gate.settled(checks[0], True, {}, [])
+    assert not gate.full() and gate.state()["in_flight"] == 2
+
+
 def test_reload_replaces_the_session_its_timers_and_pbus():
     core = CmdCore(domain())
     now = time.time()

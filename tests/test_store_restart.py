@@ -159,3 +159,13 @@ def test_a_corrupt_store_stops_start_up_clearly_and_move_aside_starts_empty(tmp_
         assert cmd.get("/dmm/v1/stats")["sessions"] == 0
     finally:
         assert stop(cmd.proc, timeout=15) == 0, cmd.log()
+
+
+def test_an_unreachable_redis_stops_start_up_clearly(tmp_path):
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    cmd = Cmd(tmp_path, f"backend = redis\nurl = {url}\ntimeout = 0.2")
+    out = subprocess.run([*MANAGER, "--config-file", str(tmp_path / "d.ini"),
+                          "--ofp-tcp-listen-port", str(cmd.of), "ryu_dmm.cmd"], cwd=tmp_path, env=clean_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "cannot use the binding store: redis " + url in out.stderr and "Traceback" not in out.stderr

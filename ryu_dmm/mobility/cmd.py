@@ -133,7 +133,8 @@ class CmdCore:
                 if self._owner.get(prefix) == mn_id:
                     del self._owner[prefix]
             self._served[old.serving] -= 1
-            effects += [CancelTimer(TimerKey(TimerKind.LIFETIME, mn_id)), CancelTimer(TimerKey(TimerKind.AGGREGATE, mn_id))]
+            effects += [CancelTimer(TimerKey(TimerKind.LIFETIME, mn_id)),
+                        CancelTimer(TimerKey(TimerKind.AGGREGATE, mn_id))]
         for peer in self.maars:
             for out in self.retx.outstanding(peer, mn_id):
                 effects += self.retx.cancel(out)

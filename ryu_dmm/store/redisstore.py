@@ -71,11 +71,11 @@ def _key(mn_id: str) -> bytes:
 
 
 # KEYS: sessions, versions, owners, clock. ARGV: namespace, this instance, then (MN, expected version,
-# session or "" to delete or "=" to check only) per session. A new version is the next value of the
-# clock, never below the primary's time in microseconds: after a fail-over that lost the last writes
-# (replication is asynchronous) a version is not handed out a second time for another change. Either every expected version matches
+# session or "" to delete or "=" to check only) per session. Either every expected version matches
 # and every write is done ({1, new versions}), or nothing is written and the sessions that changed
-# come back as they are now ({0, {MN, version, session, owner, ...}}).
+# come back as they are now ({0, {MN, version, session, owner, ...}}). A new version is the next
+# value of the clock, never below the primary's time in microseconds: after a fail-over that lost
+# the last writes (replication is asynchronous) a version is not handed out again for another change.
 CAS_LUA = """
 local lost = {}
 for i = 3, #ARGV, 3 do

@@ -21,6 +21,7 @@ from ..mobility.events import Persist
 MAX_WAITING = 65536  # events waiting behind an MN's check, over all MNs; one more is dropped (its MAAR sends again)
 MAX_WAITING_PER_MN = 16
 MAX_TRIES = 4  # an event handled again after this many lost checks in a row is dropped (counted)
+MAX_OPEN = 65536  # checks submitted and not settled (Redis slow or away); an event beyond is not handled
 VERIFY = object()  # (mirrors redisstore.VERIFY: check the version only)
 
 
@@ -33,6 +34,7 @@ class Check:
     effects: list
     items: list
     tries: int
+    at: float = 0.0  # when the event came: it is handled again as of then (a PBU's timestamp window)
     sent: bool = False
 
 
@@ -41,11 +43,13 @@ class SharedGate:
     max_waiting: int = MAX_WAITING
     max_per_mn: int = MAX_WAITING_PER_MN
     max_tries: int = MAX_TRIES
+    max_open: int = MAX_OPEN
     versions: dict = field(default_factory=dict)  # MN -> the version this instance last saw (absent: 0)
     _busy: dict = field(default_factory=dict)  # MN -> its Check in flight
     _waiting: dict = field(default_factory=dict)  # MN -> deque of (event) behind it
     _waiting_count: int = 0
     _todo: list = field(default_factory=list)
+    _open: int = 0  # checks submitted, not settled
     dropped: int = 0  # events dropped: too many waiting
     gave_up: int = 0  # events dropped after MAX_TRIES lost checks
     won: int = 0
@@ -54,8 +58,17 @@ class SharedGate:
     def busy(self, mn_id: str) -> bool:
         return mn_id in self._busy
 
+    def full(self) -> bool:
+        """``max_open`` checks are unsettled: the shell drops the next event before handling it
+        (counted; its MAAR retransmits), so the core never changes what cannot be checked."""
+        if self._open >= self.max_open:
+            self.dropped += 1
+            return True
+        return False
+
     def wait(self, mn_id: str, event) -> bool:
-        """Keep ``event`` until ``mn_id``'s check is settled; False: dropped (a bound was reached)."""
+        """Keep ``event`` (with its arrival time, as the shell likes) until ``mn_id``'s check is
+        settled; False: dropped (a bound was reached)."""
         q = self._waiting.get(mn_id)
         if self._waiting_count >= self.max_waiting or (q is not None and len(q) >= self.max_per_mn):
             self.dropped += 1
@@ -64,7 +77,7 @@ class SharedGate:
         self._waiting_count += 1
         return True
 
-    def submit(self, subject: Optional[str], event, effects: list, tries: int = 0) -> Check:
+    def submit(self, subject: Optional[str], event, effects: list, tries: int = 0, at: float = 0.0) -> Check:
         """The core handled ``event`` into ``effects``: check (and write) before carrying them out."""
         items, seen = [], set()
         for e in effects:
@@ -73,10 +86,11 @@ class SharedGate:
                 items.append((e.mn_id, self.versions.get(e.mn_id, 0), e.record))
         if subject is not None and subject not in seen:
             items.append((subject, self.versions.get(subject, 0), VERIFY))
-        check = Check(subject, event, [e for e in effects if type(e) is not Persist], items, tries)
+        check = Check(subject, event, [e for e in effects if type(e) is not Persist], items, tries, at)
         for mn_id, _, _ in items:
             self._busy[mn_id] = check
         self._todo.append(check)
+        self._open += 1
         return check
 
     def take(self) -> list[Check]:
@@ -90,6 +104,7 @@ class SharedGate:
         """The store answered. ``won``: ``versions`` are the written sessions' new ones. Lost:
         ``now_held`` lists (MN, version) of the sessions that had changed, which the shell reloads.
         Returns the event to handle again (lost, tries left), else None."""
+        self._open -= 1
         for mn_id, _, _ in check.items:
             if self._busy.get(mn_id) is check:
                 del self._busy[mn_id]
@@ -126,5 +141,5 @@ class SharedGate:
         return event
 
     def state(self) -> dict:
-        return {"checks_won": self.won, "checks_lost": self.lost, "in_flight": len(self._busy),
+        return {"checks_won": self.won, "checks_lost": self.lost, "in_flight": self._open,
                 "waiting": self._waiting_count, "dropped": self.dropped, "gave_up": self.gave_up}
