@@ -479,7 +479,7 @@ class CmdApp(App):
         switch (docs/openflow-roles.md)."""
         if self.store.backend == "redis":
             self._reread()
-        for maar in maars:
+        for maar in [m for m in maars if self.roles.is_master(m)]:  # (still: it may have ended meanwhile)
             self.logger.info("master of %s's switch", self.view.name_of(maar))
             self._mirror_event(SwitchUp(maar))
 

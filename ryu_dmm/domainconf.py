@@ -335,8 +335,8 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     rest = _rest(dict(parser.items("rest")) if parser.has_section("rest") else {}, source)
     auth = _auth(dict(parser.items("auth")) if parser.has_section("auth") else {}, source)
     roles = _roles(dict(parser.items("roles")) if parser.has_section("roles") else {})
-    if roles.redis == "store" and store.backend != "redis":
-        raise ConfigError("[roles] redis = store needs [store] backend = redis")
+    if roles.redis and store.backend != "redis":  # a new master reconciles the switches from the shared state
+        raise ConfigError("[roles] needs the binding store shared by the instances: [store] backend = redis")
     return domain, CmdSettings(listen, port, raw_mh, tunnel, tunnel_key, tuple(switches), rcvbuf=rcvbuf,
                                metrics_listen=metrics_listen, metrics_port=metrics_port, store=store, rest=rest,
                                auth=auth, roles=roles)

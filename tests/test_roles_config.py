@@ -6,7 +6,10 @@ from ryu_dmm.domainconf import ConfigError, RoleSettings, parse
 BASE = "[dmm]\ncmd_address = ::1\n"
 
 
-def roles(text, store=""):
+REDIS = "[store]\nbackend = redis\nurl = redis://127.0.0.1:1/0\n"
+
+
+def roles(text, store=REDIS):
     return parse(BASE + store + "[roles]\n" + text)[1].roles
 
 
@@ -20,11 +23,11 @@ def test_a_url_and_the_defaults():
         "redis://127.0.0.1:6379/0", "cmd-a", 1.5, 0.5, "dmm")
 
 
-def test_the_stores_redis():
-    r = roles("redis = store\n", "[store]\nbackend = redis\nurl = redis://127.0.0.1:1/0\n")
-    assert r.redis == "store"
-    with pytest.raises(ConfigError, match=r"needs \[store\] backend = redis"):
-        roles("redis = store\n")
+def test_the_stores_redis_and_only_with_a_shared_store():
+    assert roles("redis = store\n").redis == "store"
+    for text in ("redis = store\n", "redis = redis://127.0.0.1:2/0\n"):
+        with pytest.raises(ConfigError, match=r"shared by the instances: \[store\] backend = redis"):
+            roles(text, "")
 
 
 @pytest.mark.parametrize("text, why", [

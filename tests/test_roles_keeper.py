@@ -8,7 +8,7 @@ from typing import NamedTuple
 from ryu_dmm.logsafe import Guard, SafeLog
 from ryu_dmm.roles.election import Claim, Election, Outcome, Round
 from ryu_dmm.roles.keeper import RoleKeeper
-from ryu_dmm.runtime import ofproto_v1_3 as ofp, ofproto_v1_3_parser as parser
+from ryu_dmm.runtime import hub, ofproto_v1_3 as ofp, ofproto_v1_3_parser as parser
 
 SW = "2001:db8:ff::1"
 
@@ -69,6 +69,7 @@ def granted(gen=7, confirm=True):
     k._round()
     if confirm:
         k.role_reply(SW, ofp.OFPCR_ROLE_MASTER, gen)
+        hub.sleep(0)  # (the promotion runs in a greenthread of its own)
     return k, leases, events, dp
 
 
@@ -87,7 +88,9 @@ def test_a_won_lease_becomes_a_role_request_then_promotion_on_the_reply():
     assert (req.role, req.generation_id) == (2, 42)  # OFPCR_ROLE_MASTER = 2 (§7.3.9)
     assert events == [] and not k.is_master(SW)
     k.role_reply(SW, ofp.OFPCR_ROLE_MASTER, 42)
-    assert events == [("up", (SW,))] and k.is_master(SW)
+    assert k.is_master(SW)
+    hub.sleep(0)  # the promotion runs in a greenthread of its own: renewals go on while it re-reads
+    assert events == [("up", (SW,))]
     assert k.state()["switches"][SW] == {"role": "master", "master": "a", "generation": 42}
     # another instance took it (e.g. after a Redis fail-over): demoted, and a slave request
     leases.answer = [Outcome(SW, "b", 43)]

@@ -103,8 +103,8 @@ class RoleKeeper:
                 self._guard.call("roles", self._demoted, e.maar)
             elif kind is Release:
                 releases.append(e.maar)
-        if promoted:  # at once: the shared state is read once for all of them
-            self._guard.call("roles", self._promoted, promoted)
+        if promoted:  # together: the shared state is read once for all of them; in a greenthread of its
+            hub.spawn(self._guard.call, "roles", self._promoted, promoted)  # own, so renewals go on meanwhile
         if releases and release:  # off this greenthread: an OpenFlow handler must not wait for Redis
             hub.spawn(self._guard.call, "roles", self._leases.release, releases)
 
