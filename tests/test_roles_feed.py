@@ -49,3 +49,13 @@ def test_published_changes_reach_the_other_instances_only(redis_url):  # noqa: F
         t.join(5)
         assert not t.is_alive()
     assert errors == []
+
+
+def test_more_than_max_ids_mns_in_a_message_mean_a_full_re_read():
+    from ryu_dmm.roles.feed import MAX_IDS
+    got, gaps = [], []
+    f = ChangeFeed(None, "dmm:changed", "a", got.extend, lambda: gaps.append(1), None)
+    f._message(json.dumps({"from": "b", "mns": [f"mn{i}" for i in range(MAX_IDS)]}).encode())
+    assert len(got) == MAX_IDS == 4096 and not gaps
+    f._message(json.dumps({"from": "b", "mns": [f"mn{i}" for i in range(MAX_IDS + 1)]}).encode())
+    assert len(got) == MAX_IDS and gaps == [1]

@@ -16,7 +16,7 @@ from typing import Callable
 from ..runtime import hub
 
 RETRY = 0.5  # seconds before subscribing again after Redis went away
-MAX_IDS = 4096  # MN IDs taken from one message (a check-and-set changes a handful)
+MAX_IDS = 4096  # MN IDs read from one message (a check-and-set changes a handful); more: a full re-read
 
 
 class ChangeFeed:
@@ -71,4 +71,7 @@ class ChangeFeed:
             return  # not ours
         if sender != self.instance and isinstance(mns, list):
             self.counts["received"] += 1
-            self._changed([m for m in mns[:MAX_IDS] if isinstance(m, str)])
+            if len(mns) > MAX_IDS:
+                self._gap()
+            else:
+                self._changed([m for m in mns if isinstance(m, str)])
