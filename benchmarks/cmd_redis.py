@@ -10,7 +10,8 @@ fail-over times, in one run.
      always served by one MAAR here, so its PBUs always reach the same instance).
 Peak: the closed loop (WINDOW in flight) with its p50/p99; then an open loop paced at half of the
 SQLite peak (the same offered load for every row) with its p50/p99.
-Then Redis alone: check-and-sets per second from one plain client (500 per pipeline).
+Then Redis alone: check-and-sets per second from one plain client (500 per pipeline), and the
+script's rate in Redis's own thread (Debian's redis-benchmark, 100 per pipeline).
 (b) Fail-over: two active-active CMDs (lease LEASE s), TAKEOVER_MNS sessions registered at the
 first, which is killed with SIGKILL: seconds until the second has taken over all of them.
 (c) Redis fail-over: one CMD through three sentinels to a primary and its replica; a paced load of
@@ -25,8 +26,10 @@ Usage: python benchmarks/cmd_redis.py [--seconds 5] [--skip-failover]
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -145,6 +148,26 @@ def redis_alone(seconds: float) -> float:
             return rate
 
 
+def redis_script_rate() -> dict:
+    """The check-and-set script's rate in Redis itself (its single thread), offered by Debian's
+    redis-benchmark (100 per pipeline, random MNs): writing a new session each, and checking only."""
+    import redis
+    from ryu_dmm.store.redisstore import CAS_LUA
+    rates = {}
+    with tempfile.TemporaryDirectory(prefix="ryu-dmm-bench-script-") as tmp:
+        with redisd.redis_server(Path(tmp) / "redis") as server:
+            client = redis.Redis(port=server.port)
+            sha = client.script_load(CAS_LUA)
+            client.close()
+            keys = ["4", "dmm:sessions", "dmm:versions", "dmm:owners", "dmm:clock", "dmm", "x", "mn:__rand_int__", "0"]
+            for name, value in (("write", "x" * 90), ("verify", "=")):
+                out = subprocess.run(["redis-benchmark", "-p", str(server.port), "-n", "300000", "-P", "100", "-r",
+                                      "100000000", "-q", "EVALSHA", sha, *keys, value],
+                                     capture_output=True, text=True, timeout=300).stdout
+                rates[name] = float(out.rsplit(": ", 1)[1].split()[0])
+    return rates
+
+
 def takeover() -> dict:
     with tempfile.TemporaryDirectory(prefix="ryu-dmm-bench-takeover-") as tmp:
         work = Path(tmp)
@@ -243,6 +266,10 @@ def main() -> None:
         print(f"{r['name']:20} {r['peak']:8,.0f} {r['p50_peak']:7.2f} {r['p99_peak']:7.2f} {r['refused']:7d} | "
               f"{'':>10}{r['p50']:7.2f} {r['p99']:7.2f} {r['n']:8d} | {r['lost']}")
     print(f"Redis alone: {redis_alone(args.seconds):,.0f} check-and-sets/s (one client, 500 per pipeline)")
+    if shutil.which("redis-benchmark"):
+        r = redis_script_rate()
+        print(f"the script in Redis (redis-benchmark, 100 per pipeline): {r['write']:,.0f}/s writing a new session, "
+              f"{r['verify']:,.0f}/s checking only")
     if not args.skip_failover:
         t = takeover()
         print(f"instance killed (lease {LEASE:g} s): {t['sessions']} of {t['answered']} sessions taken over "

@@ -33,7 +33,7 @@ from .signalling import Endpoint
 from .stats import Stats
 from .store.sqlite import move_aside
 from .sharedwriter import SharedWriter
-from .store.shared import VERIFY, SharedGate
+from .store.shared import VERIFY, SharedCore
 from .storewriter import StoreWriter
 from .wire import BindingAck, BindingUpdate
 from .wire import DecodeError, decode, encode
@@ -102,13 +102,13 @@ class CmdApp(App):
             self.settings = dataclasses.replace(self.settings, store=dataclasses.replace(
                 st, instance=f"{self.domain.cmd_address}:{self.settings.port}"))
         self.store = store.open_store(self.settings.store)
-        # several CMDs on one Redis (docs/deploy-cmds.md): events settle through a check-and-set
-        st = self.settings.store
-        self.shared = SharedGate() if st.backend == "redis" and st.active_active else None
-        self.sharedwriter = None
+        self.shared = self.sharedwriter = None  # several CMDs on one Redis: SharedCore, SharedWriter
         self._store_info: dict = {}
         self.loaded = self._load_store()  # a bad store stops start-up here, before anything is bound
         self.core = CmdCore(self.domain, self.loaded.restart_counter)
+        st = self.settings.store
+        if st.backend == "redis" and st.active_active:  # several CMDs on one Redis (docs/deploy-cmds.md)
+            self.shared = SharedCore(self.core, st.instance)
         self.mirror = FlowMirror(self.pipeline, switches(self.domain, self.settings),
                                  # (legacy mode: the LMA is never released, so no counters are polled)
                                  anchor_idle_timeout=0.0 if self.domain.lma else self.domain.timers.anchor_idle_timeout)
@@ -148,7 +148,7 @@ class CmdApp(App):
             self.writer = StoreWriter(self.store, self.gate, self._send_all, self._store_failed)
             self.writer.start()
         if self.shared is not None:
-            self.sharedwriter = SharedWriter(self.store, self.shared, self._settle, self._adopted, self._store_failed,
+            self.sharedwriter = SharedWriter(self.store, self.shared.gate, self._settle, self._adopted, self._store_failed,
                                              self.settings.store.lease)
         self._restore(self.loaded)
         if self.sharedwriter is not None:
@@ -235,7 +235,7 @@ class CmdApp(App):
         counters = {k[8:]: int(v) for k, v in meta.items() if k.startswith("counter:")}
         renotify = None
         if self.shared is not None:  # finish only our own unfinished handovers (others' owners do theirs)
-            self.shared.versions = self.store.versions
+            self.shared.gate.versions = self.store.versions
             me, owners = self.settings.store.instance, self.store.owners
             renotify = lambda r: owners.get(r.mn_id, me) == me  # noqa: E731
         with store.long_lived():
@@ -292,66 +292,35 @@ class CmdApp(App):
         self.stats.received(msg, src)
         self._core_event(Received(src, msg))
 
-    def _core_event(self, event, tries: int = 0, at: float = 0.0) -> None:
-        now = at or time.time()
-        shared = self.shared
-        if shared is None:
+    def _core_event(self, event) -> None:
+        now = time.time()
+        if self.shared is None:
             self._apply(self.mirror.handle(CoreOutput(tuple(self.core.handle(event, now))), now))
-            return
-        subject = self.core.subject(event)
-        if subject is not None and shared.busy(subject):  # its previous event is being checked: after it
-            if not shared.wait(subject, (event, now)):
-                self.stats.count("active_active.dropped")
-            return
-        if subject is not None and shared.full():  # Redis slow or away: not handled, the core keeps checked state
-            self.stats.count("active_active.dropped")
-            return
-        effects = self.core.handle(event, now)
-        if subject is None and not any(type(e) is Persist for e in effects):
+        else:  # several CMDs (docs/deploy-cmds.md): carried out once the store confirms (_settle)
+            self._shared_out(self.shared.handle(event, now), now)
+
+    def _shared_out(self, effects: list, now: float) -> None:
+        if effects:
             self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
-            return
-        shared.submit(subject, event, effects, tries, now)  # carried out once the store confirms (_settle)
-        self.sharedwriter.kick()
+        while self.shared.errors:
+            self.guard.error("core", self.shared.errors.pop(0))
+        if self.shared.gate.todo:
+            self.sharedwriter.kick()
 
     def _settle(self, check, won: bool, versions: dict, current: list) -> None:
         """The store's verdict on one event (SharedWriter): won, its effects go out; lost, the sessions
         another CMD changed are reloaded into the core and the event is handled again, as of when it
         came (a PBU that waited out a Redis fail-over is still inside its timestamp window)."""
-        again = self.shared.settled(check, won, versions, [(c.mn_id, c.version) for c in current])
         now = time.time()
-        try:
-            if won:
-                self._apply(self.mirror.handle(CoreOutput(tuple(check.effects)), now))
-                if self.feed is not None:  # the switches' masters render what we changed
-                    self.feed.publish([mn for mn, _, value in check.items if value is not VERIFY])
-            else:
-                self.stats.count("active_active.lost")
-                for c in current:
-                    self._apply(self.mirror.handle(CoreOutput(tuple(self.core.reload(c.mn_id, c.record, now))), now))
-                if again is not None:
-                    self._core_event(again, check.tries + 1, check.at)
-                else:
-                    self.stats.count("active_active.gave_up")
-        finally:
-            self._run_waiting(check)
-
-    def _run_waiting(self, check) -> None:
-        """The events that waited behind ``check``'s MNs, in order, until one of them is checked again."""
-        for mn_id, _, _ in check.items:
-            while (waiting := self.shared.next_waiting(mn_id)) is not None:
-                try:  # one event failing (a bug) costs a report, never those behind it
-                    self._core_event(waiting[0], 0, waiting[1])
-                except Exception as exc:  # noqa: BLE001 - containment boundary
-                    self.guard.error("core", exc)
+        self.shared.dead = frozenset(self.sharedwriter.dead)
+        self._shared_out(self.shared.settled(check, won, versions, current, now), now)
+        if won and self.feed is not None:  # the switches' masters render what we changed
+            self.feed.publish([mn for mn, _, value in check.items if value is not VERIFY])
 
     def _adopted(self, adopted: list) -> None:
-        """Sessions of a dead instance this one now owns: their timers are armed here, their
-        unfinished handovers sent to the P-MAARs again."""
+        """Sessions of a dead instance this one now owns."""
         now = time.time()
-        for current, version in adopted:
-            self.shared.versions[current.mn_id] = version
-            self._apply(self.mirror.handle(CoreOutput(tuple(self.core.reload(current.mn_id, current.record, now))),
-                                           now))
+        self._shared_out(self.shared.adopted(adopted, now), now)
 
     def _on_timer(self, key) -> None:
         (self._mirror_event if type(key) is MirrorKey else self._core_event)(TimerFired(key))
@@ -492,10 +461,10 @@ class CmdApp(App):
             self.stats.count("roles.refresh_failed")
             self.guard.log.log(logging.ERROR, "roles", "refresh_failed", "cannot re-read the sessions: %s", exc)
             return
-        now, shared = time.time(), self.shared
-        effects = self.core.adopt(loaded.sessions, now, shared.busy if shared is not None else None)
-        if shared is not None:
-            shared.versions.update((m, v) for m, v in self.store.versions.items() if not shared.busy(m))
+        now, gate = time.time(), self.shared.gate if self.shared is not None else None
+        effects = self.core.adopt(loaded.sessions, now, gate.busy if gate is not None else None)
+        if gate is not None:
+            gate.versions.update((m, v) for m, v in self.store.versions.items() if not gate.busy(m))
         self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
         self._learn_ports(loaded.ports)
 
@@ -503,14 +472,14 @@ class CmdApp(App):
         """Sessions another instance changed (roles/feed.py): read them, so that this instance's
         mirror pushes them to the switches it is master of. One of ours being checked is left to
         its check."""
-        shared, now = self.shared, time.time()
-        for c in self.store.read([m for m in mn_ids if not shared.busy(m)]):
-            if shared.busy(c.mn_id) or shared.versions.get(c.mn_id, 0) == c.version:
+        gate, now = self.shared.gate, time.time()
+        for c in self.store.read([m for m in mn_ids if not gate.busy(m)]):
+            if gate.busy(c.mn_id) or gate.versions.get(c.mn_id, 0) == c.version:
                 continue
             if c.version:
-                shared.versions[c.mn_id] = c.version
+                gate.versions[c.mn_id] = c.version
             else:
-                shared.versions.pop(c.mn_id, None)
+                gate.versions.pop(c.mn_id, None)
             effects = self.core.reload(c.mn_id, c.record, now, renotify=False)
             self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
 

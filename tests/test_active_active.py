@@ -3,6 +3,7 @@ one MN's PBUs sent to both at once have exactly one outcome and both answers agr
 instance's sessions are taken over within the lease bound, its unfinished handover completed and
 its lifetime timer fired exactly once, by the survivor."""
 import json
+import select
 import time
 
 from ryu_dmm.mobility import messages as M
@@ -68,6 +69,66 @@ def test_one_mns_pbus_at_two_instances_at_once_have_one_outcome(tmp_path, redis_
         assert owners == b.get("/dmm/v1/stats")["store"]["active_active"]["instances"]
         assert set(owners) == {"cmd-a", "cmd-b"} and all(o["alive"] for o in owners.values())
         assert sum(o["sessions_owned"] for o in owners.values()) == 21
+    finally:
+        finish((a, b), m1, m2)
+
+
+def test_a_handover_and_an_older_refresh_at_two_instances_end_with_the_newer(tmp_path, redis_url):
+    """mn at maar1; maar1 refreshes it (timestamp t) at A and maar2 takes it over (t + 10 ms) at B, at
+    once or the handover first. Whatever the order, the session ends served by maar2 with maar1
+    anchoring (RFC 5213: the newer timestamp wins); the refresh is accepted only if it came first,
+    else refused 157 by A, whose cache did not know of the handover (it re-reads, then refuses)."""
+    a, b = pair(tmp_path, redis_url)
+    m1, m2 = peer(MAAR1), peer(MAAR2)
+    mac = bytes.fromhex("020000000a01")
+    asked_by = set()
+
+    def pbas(want: dict, timeout: float = 5.0) -> dict:
+        """The PBAs for each socket in ``want`` (mn -> socket), answering every PBU that asks maar1 to
+        anchor for maar2 (from whichever instance) meanwhile."""
+        got, deadline = {}, time.monotonic() + timeout
+        while len(got) < len(want) and time.monotonic() < deadline:
+            for sock in select.select([m1, m2], [], [], 0.2)[0]:
+                msg, addr = answer(sock, (BindingAck, BindingUpdate))
+                if isinstance(msg, BindingUpdate):
+                    assert sock is m1 and msg.serving_maar == f"::ffff:{MAAR2}", msg
+                    asked_by.add(addr[1])
+                    m1.sendto(encode(M.pba_for(msg, 0, msg.lifetime)), addr)
+                else:
+                    got[sock] = msg
+        assert len(got) == len(want), (got, want)
+        return got
+    try:
+        # (the test's MAARs use ephemeral ports, not 5436: an instance learns one when it hears from it)
+        m1.sendto(encode(M.pbu(1, time.time(), "mn-probe", Prefix.parse("2001:db8:1:ff::/64"), 8, 1, 3)),
+                  ("127.0.0.1", b.udp))
+        assert pbas({m1: "mn-probe"})[m1].status == 0
+        for i in range(10):
+            mn, p1, p2 = f"mn-{i}", Prefix.parse(f"2001:db8:1:{i:x}::/64"), Prefix.parse(f"2001:db8:2:{i:x}::/64")
+            m1.sendto(encode(M.pbu(1, time.time(), mn, p1, 8, 1, 3, mac)), ("127.0.0.1", a.udp))
+            assert pbas({m1: mn})[m1].status == 0
+            t = time.time()
+            refresh = M.pbu(2, t, mn, p1, 8, 5, 3, mac)
+            move = M.pbu(1, t + 0.01, mn, p2, 8, 3, 3, mac)
+            if i % 2:  # B's handover first, for certain: A's cache is stale when the refresh comes
+                m2.sendto(encode(move), ("127.0.0.1", b.udp))
+                ask, addr = answer(m1, BindingUpdate)  # B asks maar1 once its check won; left open
+                m1.sendto(encode(refresh), ("127.0.0.1", a.udp))  # A re-reads a handover B has open
+                status = pbas({m1: mn})[m1].status
+                m1.sendto(encode(M.pba_for(ask, 0, ask.lifetime)), addr)
+                pba = pbas({m2: mn})[m2]
+            else:  # both at once
+                m1.sendto(encode(refresh), ("127.0.0.1", a.udp))
+                m2.sendto(encode(move), ("127.0.0.1", b.udp))
+                got = pbas({m1: mn, m2: mn})
+                status, pba = got[m1].status, got[m2]
+            assert status in ((LOWER,) if i % 2 else (0, LOWER)), (i, status)
+            assert pba.status == 0 and [(p.maar, p.prefix) for p in pba.previous_maars] == [(f"::ffff:{MAAR1}", p1)]
+            for c in (a, b):
+                view = c.get(f"/dmm/v1/sessions/{mn}")
+                assert view["serving_maar"]["address"] == f"::ffff:{MAAR2}", view
+                assert [p["address"] for p in view["previous_maars"]] == [f"::ffff:{MAAR1}"]
+        assert asked_by == {b.udp}  # A, not the owner of the handover, never re-sent it
     finally:
         finish((a, b), m1, m2)
 

@@ -1,14 +1,20 @@
 """Active-active without processes: the shared gate (hand-worked sequences: versions, waiting,
-bounds, retries) and ``CmdCore.reload`` (another CMD's session replaces what this core held)."""
+bounds, retries), ``CmdCore.reload`` (another CMD's session replaces what this core held), and two
+``SharedCore`` instances against a model of the store's check-and-set in seeded random orders."""
+import random
 import time
+
+import pytest
 
 from ryu_dmm.mobility import messages as M
 from ryu_dmm.mobility.cmd import CmdCore
+from ryu_dmm.mobility.config import Mode
 from ryu_dmm.mobility.events import (
     BindingChanged, CancelTimer, Persist, Received, RetxKey, Send, SetTimer, TimerKey, TimerKind,
 )
 from ryu_dmm.mobility.views import Record
-from ryu_dmm.store.shared import VERIFY, SharedGate
+from ryu_dmm.store.shared import VERIFY, Current, SharedCore, SharedGate
+from ryu_dmm.wire import BindingAck, Prefix
 from tests.test_store_units import A1, A2, A3, MAC, P1, P2, P3, domain, record
 
 
@@ -86,3 +92,108 @@ def test_reload_of_an_unfinished_handover_tells_its_pmaars_again():
     mid = Record("mn2", A3, P3, MAC, ((A1, P1),), now + 20, 3, 0, 9, True)
     sends = [e for e in core.reload("mn2", mid, now) if type(e) is Send]
     assert [(e.dst, e.msg.serving_maar, e.msg.mn_id) for e in sends] == [(A1, A3, "mn2")]
+    # another live instance owns it: it finishes the handover itself, and what we hold keeps the mark
+    other = CmdCore(domain())
+    assert not [e for e in other.reload("mn2", mid, now, renotify=False) if type(e) is Send]
+    assert other.record("mn2") == mid
+    # ... until we change the session (a refresh by its serving MAAR): then we own it and finish it
+    shared = SharedCore(other, "b")
+    assert shared.handle(Received(A3, M.pbu(10, now + 1, "mn2", P3, 40, 3, 3)), now + 1) == []
+    check, = shared.gate.take()
+    assert [(mn, record.handover) for mn, _, record in check.items] == [("mn2", True)]
+    assert [(e.dst, e.msg.serving_maar) for e in check.effects if type(e) is Send and e.dst == A1] == [(A1, A3)]
+
+
+# ---- two instances against a model of the store (deterministic interleavings) -------------------------
+class ModelStore:
+    """The check-and-set script's rules (redisstore.CAS_LUA) over dicts: a mock for this test only."""
+
+    def __init__(self, honest: bool = True) -> None:
+        self.sessions, self.versions, self.owners, self.clock = {}, {}, {}, 0
+        self.honest = honest  # False: every check wins (what the test must catch)
+
+    def cas(self, items, instance):
+        lost = [Current(mn, self.versions.get(mn, 0), self.sessions.get(mn), self.owners.get(mn, ""))
+                for mn, v, _ in items if self.versions.get(mn, 0) != v]
+        if lost and self.honest:
+            return False, {}, lost
+        out = {}
+        for mn, v, value in items:
+            if value is VERIFY:
+                out[mn] = self.versions.get(mn, 0)
+            elif value is None:
+                for d in (self.sessions, self.versions, self.owners):
+                    d.pop(mn, None)
+                out[mn] = 0
+            else:
+                self.clock += 1
+                self.sessions[mn], self.versions[mn], self.owners[mn] = value, self.clock, instance
+                out[mn] = self.clock
+        return True, out, []
+
+
+def run_two_instances(seed: int, honest: bool = True, steps: int = 400):
+    """PBUs for 3 MNs from 3 MAARs (proxy mode) delivered to two instances in a seeded random order,
+    with the instances' store rounds interleaved at random; returns the PBAs sent, in order."""
+    rng = random.Random(seed)
+    store = ModelStore(honest)
+    cores = {n: SharedCore(CmdCore(domain(Mode.PROXY)), n) for n in ("a", "b")}
+    maars = (A1, A2, A3)
+    now = 1_800_000_000.0
+    seq = {m: 0 for m in maars}
+    answers = []  # (mn, MAAR, timestamp of its PBU, status)
+    sent_ts = {}
+
+    def out(effects):
+        for e in effects:
+            if type(e) is Send and type(e.msg) is BindingAck:
+                answers.append((e.msg.mn_id, e.dst, sent_ts[(e.dst, e.msg.sequence)], e.msg.status))
+    for _ in range(steps):
+        now += 0.001
+        busy = [n for n, c in cores.items() if c.gate.todo]
+        if busy and rng.random() < 0.5:  # one instance's round: every check it has waiting
+            n = rng.choice(busy)
+            for check in cores[n].gate.take():
+                won, versions, lost = store.cas(check.items, n)
+                out(cores[n].settled(check, won, versions, lost, now))
+            continue
+        k = rng.randrange(3)
+        mn, maar = f"mn{rng.randrange(3)}", maars[k]
+        seq[maar] += 1
+        ts = now - rng.random() * 0.002  # MAARs' clocks differ a little: timestamps arrive out of order
+        pbu = M.pbu(seq[maar], ts, mn, Prefix.parse(f"2001:db8:{k + 1}:{int(mn[2:]):x}::/64"), 40, 3, 3, MAC)
+        sent_ts[(maar, seq[maar])] = pbu.timestamp
+        out(cores[rng.choice("ab")].handle(Received(maar, pbu), now))
+    while any(c.gate.todo for c in cores.values()):  # quiet: every round settled
+        for n, c in cores.items():
+            for check in c.gate.take():
+                won, versions, lost = store.cas(check.items, n)
+                out(c.settled(check, won, versions, lost, now))
+    return store, cores, answers
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_two_instances_never_both_win_and_agree_with_the_store(seed):
+    store, cores, answers = run_two_instances(seed)
+    for mn in ("mn0", "mn1", "mn2"):
+        accepted = [(maar, ts) for m, maar, ts, status in answers if m == mn and status == 0]
+        # RFC 5213: a PBU is accepted only if newer than the last accepted (equal only from the same MAAR)
+        for (m1, t1), (m2, t2) in zip(accepted, accepted[1:]):
+            assert t2 > t1 or (t2 == t1 and m2 == m1), (mn, accepted)
+        if accepted:
+            assert store.sessions[mn].serving == accepted[-1][0] and store.sessions[mn].last_ts == accepted[-1][1]
+        for c in cores.values():  # an instance whose version is the store's holds the store's session
+            if c.gate.versions.get(mn, 0) == store.versions.get(mn, 0) and store.versions.get(mn):
+                assert c.core.record(mn) == store.sessions[mn]
+    assert sum(c.gate.lost for c in cores.values()) > 0  # the interleavings did race
+
+
+def test_without_the_check_two_instances_accept_out_of_order():
+    """The model store with its check removed: some seed accepts an older PBU after a newer one."""
+    def ordered(answers):
+        for mn in ("mn0", "mn1", "mn2"):
+            accepted = [ts for m, _, ts, status in answers if m == mn and status == 0]
+            if any(b < a for a, b in zip(accepted, accepted[1:])):
+                return False
+        return True
+    assert not all(ordered(run_two_instances(seed, honest=False)[2]) for seed in range(12))

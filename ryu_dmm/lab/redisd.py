@@ -218,10 +218,21 @@ class RedisCluster:
         return None
 
     def wait_primary(self, port: int, timeout: float = 15.0) -> float:
-        """Wait until the sentinels name ``port`` the primary (after a fail-over); seconds waited."""
+        """Wait until every live sentinel names ``port`` the primary with no other flag than ``master``
+        (clients refuse a primary flagged down or disconnected) and it says it is one; seconds waited."""
         started = time.monotonic()
-        _wait(lambda: self.primary_port() == port, f"the sentinels to name {port} the primary", timeout)
+        _wait(lambda: self._settled_on(port), f"the sentinels to settle on {port} as the primary", timeout)
         return time.monotonic() - started
+
+    def _settled_on(self, port: int) -> bool:
+        live = [s for s in self.sentinels if s.alive()]
+        if not live or b"role:master" not in command(port, "INFO", "replication"):
+            return False
+        for s in live:
+            fields = _pairs(command(s.port, "SENTINEL", "master", SERVICE))
+            if fields.get(b"port") != str(port).encode() or fields.get(b"flags") != b"master":
+                return False
+        return True
 
     def stop(self) -> None:
         for p in self.processes():
@@ -251,6 +262,12 @@ def start_cluster(folder: Path, sentinels: int = 3) -> RedisCluster:
         for p in reversed(started):
             p.stop()
         raise
+
+
+def _pairs(reply: bytes) -> dict:
+    """A RESP array of bulk strings (field, value, ...) as a dict of bytes."""
+    items = [t for t in reply.split(b"\r\n")[1:] if t and not t.startswith((b"$", b"*"))]
+    return dict(zip(items[::2], items[1::2]))
 
 
 def _sentinel_sees(port: int, others: int) -> bool:

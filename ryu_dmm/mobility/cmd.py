@@ -37,6 +37,7 @@ class Handover:
     answered: set[str] = field(default_factory=set)
     smaar_answered: bool = False
     initial: bool = False  # legacy mode: the first registration, at a MAAR other than the LMA
+    foreign: bool = False  # active-active: another CMD runs it (reload); ours once we write (finish_handover)
 
 
 @dataclass(slots=True)
@@ -123,9 +124,9 @@ class CmdCore:
         """Another CMD sharing the store changed this MN's session (active-active, docs/deploy-cmds.md:
         a check-and-set of ours lost, or its sessions are taken over): forget what this core held of
         it (its timers, the PBUs about it still awaiting answers) and hold the stored one instead.
-        A handover the store marks unfinished is sent to its P-MAARs again (a copy they may have had
-        already is harmless: it names the same serving MAAR); not with ``renotify`` False (the instance
-        that changed it is alive and owns the handover: docs/openflow-roles.md)."""
+        With ``renotify`` (this CMD now finishes it: it is the session's owner, or the owner died), a
+        handover the store marks unfinished is sent to its P-MAARs again (a copy they may have had
+        already is harmless: it names the same serving MAAR)."""
         effects: list[Effect] = []
         old = self.cache.pop(mn_id, None)
         if old is not None:
@@ -141,9 +142,21 @@ class CmdCore:
         if record is None or record.serving not in self.maars or any(a not in self.maars for a, _ in record.pmaars):
             return effects + ([BindingChanged(mn_id, None)] if old is not None else [])
         effects += self._install(record)
-        if record.handover and record.pmaars and renotify:
-            effects += self._renotify(self.cache[mn_id], now)
+        if record.handover and record.pmaars:
+            if renotify:
+                effects += self._renotify(self.cache[mn_id], now)
+            else:  # its owner finishes it; we keep the mark, so that what we would write keeps it too
+                self.cache[mn_id].handover = Handover(record.serving, -1, None, now, smaar_answered=True, foreign=True)
         return effects
+
+    def finish_handover(self, mn_id: str, now: float) -> list[Effect]:
+        """Active-active: this CMD changed the session of an MN whose handover another CMD runs
+        (``reload`` without ``renotify``); once that is written it is the session's owner, so it
+        finishes the handover from here: its P-MAARs are told again (harmless if they knew)."""
+        bce = self.cache.get(mn_id)
+        if bce is None or bce.handover is None or not bce.handover.foreign:
+            return []
+        return self._renotify(bce, now)
 
     def _install(self, r: Record) -> list[Effect]:
         bce = self.cache[r.mn_id] = Bce(r.mn_id, r.serving, r.prefix, r.expires, r.att, r.mac, r.last_ts, r.last_seq,

@@ -36,7 +36,7 @@ from ..mobility.views import Record
 from ..wire.addr import pack6, unpack6
 from .base import Batch, Loaded, StoreError
 from .memory import fresh_counter
-from .shared import VERIFY
+from .shared import VERIFY, Current
 from .sqlite import SCHEMA, _meta_ok, from_row, to_row
 
 _HEAD = struct.Struct("!16s17sdBQiBB")  # serving, prefix+length, expires, att, last_ts, last_seq, handover, MAC length
@@ -120,16 +120,6 @@ for i = 3, #ARGV, 3 do
 end
 return {1, out}
 """
-
-
-@dataclass(frozen=True)
-class Current:
-    """A session as the store holds it now (after a lost check-and-set, or read for a take-over)."""
-
-    mn_id: str
-    version: int
-    record: Optional[Record]  # None: no session
-    owner: str  # the instance holding its timers ("" if none)
 
 
 @dataclass(frozen=True)

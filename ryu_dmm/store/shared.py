@@ -17,12 +17,23 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..mobility.events import Persist
+from ..mobility.views import Record
 
 MAX_WAITING = 65536  # events waiting behind an MN's check, over all MNs; one more is dropped (its MAAR sends again)
 MAX_WAITING_PER_MN = 16
 MAX_TRIES = 4  # an event handled again after this many lost checks in a row is dropped (counted)
 MAX_OPEN = 65536  # checks submitted and not settled (Redis slow or away); an event beyond is not handled
 VERIFY = object()  # (mirrors redisstore.VERIFY: check the version only)
+
+
+@dataclass(frozen=True)
+class Current:
+    """A session as the store holds it now (after a lost check-and-set, or read for a take-over)."""
+
+    mn_id: str
+    version: int
+    record: Optional[Record]  # None: no session
+    owner: str  # the instance holding its timers ("" if none)
 
 
 @dataclass
@@ -140,6 +151,75 @@ class SharedGate:
             del self._waiting[mn_id]
         return event
 
+    @property
+    def todo(self) -> bool:
+        """Checks wait to be sent (the shell kicks its writer)."""
+        return bool(self._todo)
+
     def state(self) -> dict:
         return {"checks_won": self.won, "checks_lost": self.lost, "in_flight": self._open,
                 "waiting": self._waiting_count, "dropped": self.dropped, "gave_up": self.gave_up}
+
+
+class SharedCore:
+    """One CMD's core among several on one store (active-active), sans-IO: what the shell did with
+    the gate's verdicts, so that it can be run and tested without Redis (tests/test_shared_gate.py
+    runs two of them against a model of the store). ``handle`` and ``settled`` return the effects
+    to carry out now; the checks they submit wait in the gate for the shell's writer. A failing
+    event (a bug) is kept in ``errors`` for the shell to report, never costing the events behind it."""
+
+    def __init__(self, core, instance: str, gate: Optional[SharedGate] = None) -> None:
+        self.core, self.instance = core, instance
+        self.gate = gate if gate is not None else SharedGate()
+        self.dead: frozenset = frozenset()  # instances whose lease ran out (the shell's lease rounds)
+        self.errors: list[Exception] = []
+
+    def handle(self, event, now: float, tries: int = 0, at: float = 0.0) -> list:
+        """``event`` (``at``: when it came, if earlier than ``now``: it is handled as of then)."""
+        when = at or now
+        gate, subject = self.gate, self.core.subject(event)
+        if subject is not None and gate.busy(subject):  # its previous event is being checked: after it
+            gate.wait(subject, (event, when))
+            return []
+        if subject is not None and gate.full():  # the store is slow or away: not handled at all
+            return []
+        effects = self.core.handle(event, when)
+        if subject is None and not any(type(e) is Persist for e in effects):
+            return effects
+        if any(type(e) is Persist and e.mn_id == subject for e in effects):  # we become its owner:
+            effects += self.core.finish_handover(subject, when)  # another CMD's open handover is ours now
+        gate.submit(subject, event, effects, tries, when)
+        return []
+
+    def settled(self, check: Check, won: bool, versions: dict, current: list, now: float) -> list:
+        """The store's verdict on ``check``: won, its effects; lost, the changed sessions reloaded
+        (``current``: ``Current`` of each) and the event handled again. Then the events that waited."""
+        again = self.gate.settled(check, won, versions, [(c.mn_id, c.version) for c in current])
+        effects: list = []
+        try:
+            if won:
+                effects += check.effects
+            else:
+                for c in current:  # an unfinished handover is finished by its owner, unless that is us or dead
+                    mine = c.owner in ("", self.instance) or c.owner in self.dead
+                    effects += self.core.reload(c.mn_id, c.record, now, renotify=mine)
+                if again is not None:
+                    effects += self.handle(again, now, check.tries + 1, check.at)
+        except Exception as exc:  # noqa: BLE001 - reported by the shell
+            self.errors.append(exc)
+        for mn_id, _, _ in check.items:
+            while (waiting := self.gate.next_waiting(mn_id)) is not None:
+                try:
+                    effects += self.handle(waiting[0], now, 0, waiting[1])
+                except Exception as exc:  # noqa: BLE001 - reported by the shell
+                    self.errors.append(exc)
+        return effects
+
+    def adopted(self, adopted: list, now: float) -> list:
+        """Sessions of a dead instance this one now owns ((``Current``, new version) each): their
+        timers armed here, their unfinished handovers sent to the P-MAARs again."""
+        effects: list = []
+        for current, version in adopted:
+            self.gate.versions[current.mn_id] = version
+            effects += self.core.reload(current.mn_id, current.record, now)
+        return effects
