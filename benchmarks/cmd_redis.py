@@ -7,7 +7,10 @@ fail-over times, in one run.
   2. one CMD, Redis (``backend = redis``: pipelined MULTI/EXEC group commits);
   3. one CMD, Redis active-active (a check-and-set per event);
   4. two CMDs, Redis active-active, MAARs 0-3 sending to the first and 4-7 to the second (an MN is
-     always served by one MAAR here, so its PBUs always reach the same instance).
+     always served by one MAAR here, so its PBUs always reach the same instance);
+  5. the same with each MN's PBUs sent to both in turn (MIXED_MNS MNs, each pass over them to the
+     other instance): each PBU finds that instance's copy of the session stale, loses its check
+     once, re-reads and is handled again.
 Peak: the closed loop (WINDOW in flight) with its p50/p99; then an open loop paced at half of the
 SQLite peak (the same offered load for every row) with its p50/p99.
 Then Redis alone: check-and-sets per second from one plain client (500 per pipeline), and the
@@ -43,24 +46,29 @@ from ryu_dmm.mobility import messages as M
 from ryu_dmm.wire import encode
 
 LEASE = 1.0
+MIXED_MNS = 4000  # MNs of the mixed row: each pass over them goes to the other instance
 TAKEOVER_MNS = 2000
 FAILOVER_RATE = 500
 
 
 class Client(cmd_store.Client):
-    """cmd_store's client; MAAR k sends to ``ports[k % len(ports)]``."""
+    """cmd_store's client; MAAR k sends to ``ports[k % len(ports)]``, or with ``alternate`` each PBU
+    to the next port in turn (an MN's PBUs then reach every instance: each finds its cache stale)."""
 
-    def __init__(self, ports: list[int]) -> None:
+    def __init__(self, ports: list[int], alternate: bool = False) -> None:
         super().__init__(ports[0])
         self.dests = [("127.0.0.1", p) for p in ports]
+        self.alternate = alternate
+        self.mns = MIXED_MNS if alternate else MNS
 
     def send(self) -> None:
-        j = self.n % MNS
+        j = self.n % self.mns
         k = j % N_MAARS
+        turn = self.n // self.mns  # alternate: each pass over the MNs goes to the next instance
         self.n += 1
         msg = M.pbu(self.n & 0xFFFF, time.time(), f"mn{j}", prefix(k, j // N_MAARS), 3600, M.HI_NEW_INTERFACE, 3)
         self.sent_at[k].append(time.perf_counter())
-        self.socks[k].sendto(encode(msg), self.dests[k % len(self.dests)])
+        self.socks[k].sendto(encode(msg), self.dests[(turn if self.alternate else k) % len(self.dests)])
 
 
 def wait_up(rests: list[int], timeout: float = 60.0) -> None:
@@ -107,19 +115,21 @@ def signalling(seconds: float, window: int) -> list[dict]:
             setups = [("1 CMD, SQLite full", ["synchronous = full"]),
                       ("1 CMD, Redis", [f"backend = redis\nurl = {server.url}"]),
                       ("1 CMD, Redis a-a", [aa + "\ninstance = a"]),
-                      ("2 CMDs, Redis a-a", [aa + "\ninstance = a", aa + "\ninstance = b"])]
+                      ("2 CMDs, Redis a-a", [aa + "\ninstance = a", aa + "\ninstance = b"]),
+                      ("2 CMDs, a-a, mixed", [aa + "\ninstance = a", aa + "\ninstance = b"])]
             for n, (name, stores) in enumerate(setups):
+                mixed = name.endswith("mixed")
                 redisd.command(server.port, "FLUSHALL")
                 run = work / f"run{n}"
                 run.mkdir()
                 procs, udps, rests = cmds(run, stores)
                 try:
-                    c = Client(udps)
+                    c = Client(udps, mixed)
                     peak = c.closed_loop(seconds, window)
                     while c.receive(1.0):
                         pass
                     half = half or peak / 2
-                    lat = Client(udps).open_loop(half, seconds)
+                    lat = Client(udps, mixed).open_loop(half, seconds)
                     lost = sum(rest_get(r, "/dmm/v1/stats")["store"].get("active_active", {}).get("checks_lost", 0)
                                for r in rests)
                 finally:

@@ -40,10 +40,16 @@ class SharedWriter:
         self._lease_thread = hub.spawn(self._leases)
 
     def stop(self) -> None:
+        """Stop, giving the lease up: the others take this instance's sessions over within a renewal
+        period (lease/3) instead of a whole lease."""
         self._checks.stop()
         if self._lease_thread is not None:
             hub.kill(self._lease_thread)
             self._lease_thread = None
+            try:
+                self.store.drop_lease()
+            except StoreError as exc:
+                self._failed(exc)
 
     def kick(self) -> None:
         self._checks.kick()

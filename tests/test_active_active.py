@@ -17,9 +17,9 @@ LOWER = 157
 TIMERS = "\n[timers]\nlifetime = 8\nmin_delay_before_bce_delete = 1.0\naggregate_timeout = 30\n"
 
 
-def pair(tmp_path, redis_url):
+def pair(tmp_path, redis_url, lease=LEASE):
     cmds = [Cmd(tmp_path / n, f"backend = redis\nurl = {redis_url}\nactive_active = true\ninstance = cmd-{n}\n"
-                f"lease = {LEASE}", TIMERS) for n in ("a", "b")]
+                f"lease = {lease}", TIMERS) for n in ("a", "b")]
     for c in cmds:
         c.start()
     return cmds
@@ -191,6 +191,25 @@ def test_a_dead_instances_handover_and_timers_are_taken_over(tmp_path, redis_url
                 pass
     finally:
         finish((a, b), m1, m2)
+
+
+def test_a_clean_stop_hands_the_sessions_over_within_a_renewal_period(tmp_path, redis_url):
+    lease = 3.0
+    a, b = pair(tmp_path, redis_url, lease)
+    m1 = peer(MAAR1)
+    try:
+        m1.sendto(encode(M.pbu(1, time.time(), "mn-s", P1, 8, 1, 3)), ("127.0.0.1", a.udp))
+        assert answer(m1)[0].status == 0
+        time.sleep(lease)  # B has renewed its own lease for a whole lease: it may judge others
+        assert stop(a.proc, timeout=15) == 0, a.log()
+        stopped = time.monotonic()
+
+        def taken() -> bool:
+            return [t["instance"] for t in b.get("/dmm/v1/stats")["store"]["active_active"]["takeovers"]] == ["cmd-a"]
+        assert wait_for(taken, 3 * lease)
+        assert time.monotonic() - stopped < lease / 3 + 1.0  # a renewal period, not a whole lease
+    finally:
+        finish((a, b), m1)
 
 
 def test_a_redis_fail_over_under_two_instances_loses_no_accepted_pbu(tmp_path, redis_cluster):
