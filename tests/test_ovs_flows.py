@@ -21,16 +21,7 @@ pytestmark = pytest.mark.root
 MAARS = {"maar1": ("127.0.0.2", 1), "maar2": ("127.0.0.3", 2)}
 MN_MAC = "02:00:00:00:0a:01"
 BASE = len(base_flows(SwitchPorts(1, 2, 3, (10,))))
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    need(available(), "needs root and Open vSwitch")
-    tmp = tmp_path_factory.mktemp("ovs")
-    ovs = Ovs(tmp / "ovs")
-    (tmp / "ovs").mkdir()
-    udp, rest, of = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port(), free_port()
-    maar_sections = "".join(f"""
+MAAR_SECTIONS = "".join(f"""
 [maar:{name}]
 address = ::ffff:{ip}
 pool = 2001:db8:{dpid}::/48
@@ -40,8 +31,17 @@ tunnel_port = 2
 agent_port = 3
 access_ports = 10
 """ for name, (ip, dpid) in MAARS.items())
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    need(available(), "needs root and Open vSwitch")
+    tmp = tmp_path_factory.mktemp("ovs")
+    ovs = Ovs(tmp / "ovs")
+    (tmp / "ovs").mkdir()
+    udp, rest, of = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port(), free_port()
     (tmp / "d.ini").write_text(f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {rest}\n[dmm]\ncmd_address = ::1\n"
-                               f"port = {udp}\n" + maar_sections)
+                               f"port = {udp}\n" + MAAR_SECTIONS)
     log = tmp / "cmd.log"
     proc = None
     try:
