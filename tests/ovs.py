@@ -16,9 +16,10 @@ class Ovs(PrivateOvs):
     def ofctl(self, *args: str) -> str:
         return self.run("ovs-ofctl", "-O", "OpenFlow13", *args)
 
-    def bridge(self, name: str, dpid: int, controller_port: int, ports: dict[str, int]) -> str:
+    def bridge(self, name: str, dpid: int, controller_port: int, ports: dict[str, int], scheme: str = "tcp") -> str:
         """A userspace bridge with OpenFlow 1.3 towards our controller; ``ports``: port name ->
-        OpenFlow port number (internal ports, but a flow-based ip6gre port for names ending 'tun')."""
+        OpenFlow port number (internal ports, but a flow-based ip6gre port for names ending 'tun');
+        ``scheme``: ``ssl`` after ``set-ssl`` (OpenFlow over TLS)."""
         self.vsctl("add-br", name, "--", "set", "bridge", name, "datapath_type=netdev", "protocols=OpenFlow13",
                    "fail_mode=secure", f"other-config:datapath-id={dpid:016x}")
         for pname, ofport in ports.items():
@@ -28,7 +29,7 @@ class Ovs(PrivateOvs):
             else:
                 self.vsctl("add-port", name, pname, "--", "set", "interface", pname, "type=internal",
                            f"ofport_request={ofport}")
-        self.vsctl("set-controller", name, f"tcp:127.0.0.1:{controller_port}")
+        self.vsctl("set-controller", name, f"{scheme}:127.0.0.1:{controller_port}")
         return name
 
     def flows(self, bridge: str) -> list[str]:
