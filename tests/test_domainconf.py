@@ -67,6 +67,17 @@ def test_embedded_default_runs_with_no_maars():
     assert domain.maars == () and domain.mode is Mode.PROXY and settings.port == 5436
 
 
+def test_the_agents_cmd_list():
+    """[dmm] cmd_addresses: the CMDs the agents signal to, in order (docs/failover.md); without it
+    cmd_address alone."""
+    domain, _ = parse(GOOD)
+    assert domain.cmds == ("2001:db8:ff::100",) and domain.timers.failover_timeout == 2.0
+    domain, settings = parse(GOOD.replace("mode = relay", "mode = relay\ncmd_addresses = 2001:db8:ff::100, "
+                                          "2001:db8:FF:0::101"))
+    assert domain.cmds == ("2001:db8:ff::100", "2001:db8:ff::101")
+    assert parse(render(domain, settings, store=settings.store)) == (domain, settings)
+
+
 @pytest.mark.parametrize("edit,message", [
     (("mode = relay", "mode = relais"), "[dmm] mode"),
     (("port = 5436", "port = 99999"), "[dmm] port"),
@@ -84,6 +95,10 @@ def test_embedded_default_runs_with_no_maars():
     (("[timers]", "[timer]"), "[timer]: unknown section"),
     (("[maar:maar2]", "[maar:]"), "needs a name"),
     (("[dmm]", "[dmm"), "<config>"),
+    (("mode = relay", "mode = relay\ncmd_addresses = 2001:db8:ff::100, nowhere"), "[dmm] cmd_addresses"),
+    (("mode = relay", "mode = relay\ncmd_addresses = 2001:db8:ff::100, 2001:db8:ff:0::100"), "listed twice"),
+    (("mode = relay", "mode = relay\ncmd_addresses = 2001:db8:ff::100, 2001:db8:ff::1"), "used twice"),
+    (("aggregate_timeout = 1.5", "failover_timeout = 0.01"), "[timers] failover_timeout"),
 ])
 def test_bad_files_name_the_key(edit, message):
     with pytest.raises(ConfigError) as err:
