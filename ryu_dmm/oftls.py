@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .httpaccess import tls_server_context
+from .runtime import hub
 
 HANDSHAKE_TIMEOUT = 5.0  # seconds from accept to a complete TLS handshake; OVS's takes milliseconds
 
@@ -80,14 +81,22 @@ def install(ctx: ssl.SSLContext, framework: str, refused: Callable[[tuple, BaseE
     controller.StreamServer = server
 
 
+class HandshakeTimeout(Exception):
+    def __str__(self) -> str:
+        return f"no complete TLS handshake within {HANDSHAKE_TIMEOUT:g} s"
+
+
 def handshake(ctx: ssl.SSLContext, sock: socket.socket, addr, handle, refused) -> None:
     """TLS on an accepted connection within HANDSHAKE_TIMEOUT, then the framework's ``handle``."""
+    deadline = hub.Timeout(HANDSHAKE_TIMEOUT, HandshakeTimeout())
+    tls = None
     try:
-        sock.settimeout(HANDSHAKE_TIMEOUT)  # (the datapath sets its own timeout afterwards)
         tls = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         tls.do_handshake()
-    except (OSError, ValueError) as exc:  # ssl.SSLError and socket.timeout are OSErrors
-        sock.close()
+    except (OSError, ValueError, HandshakeTimeout) as exc:  # (ssl.SSLError is an OSError)
+        (tls or sock).close()  # (wrapping detached ``sock``: its descriptor is the TLS socket's now)
         refused(addr, exc)
         return
+    finally:
+        deadline.cancel()
     handle(tls, addr)
