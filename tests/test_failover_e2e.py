@@ -70,9 +70,10 @@ def test_the_agent_moves_to_the_second_cmd_when_the_first_is_killed(tmp_path, in
     conf_a = config(tmp_path / "a", CMD_A, udp, rest_a)
     conf_b = config(tmp_path / "b", CMD_B, udp, rest_b)
     control = str(tmp_path / "maar1.sock")
+    metrics = free_port()
     with running_cmd(conf_a, free_port(), rest_a, tmp_path / "cmd-a.log") as cmd_a, \
             running_cmd(conf_b, free_port(), rest_b, tmp_path / "cmd-b.log"), \
-            running_agent(conf_a, "maar1", udp, control, tmp_path / "agent.log", "--metrics-port", "0",
+            running_agent(conf_a, "maar1", udp, control, tmp_path / "agent.log", "--metrics-port", str(metrics),
                           "--cmd", CMD_A, "--cmd", CMD_B):
         attach(control, "mn1", "02:00:00:00:0f:01")
         assert wait_for(lambda: session(rest_a, "mn1") is not None, 5), (tmp_path / "agent.log").read_text()
@@ -116,6 +117,15 @@ def test_the_agent_moves_to_the_second_cmd_when_the_first_is_killed(tmp_path, in
             assert session(rest_b, mn)["serving_maar"]["name"] == "maar1"
         if in_flight:
             assert any(e["event"] == "report" and e["kind"] == "registered" and e["mn"] == "mn2" for e in events)
+        # the agent's metrics name each CMD (cmd1, cmd2: the list's order), once per series
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=3) as r:
+            samples = [line for line in r.read().decode().splitlines() if line and not line.startswith("#")]
+        series = [line.rsplit(" ", 1)[0] for line in samples]
+        assert len(series) == len(set(series))
+        assert 'dmm_agent_mobility_events_total{event="failover",maar="maar1"} 1.0' in samples
+        for peer in ("cmd1", "cmd2"):
+            assert any(s.startswith(f'dmm_agent_pbu_sent_total{{maar="maar1",peer="{peer}"}}') and
+                       float(s.rsplit(" ", 1)[1]) >= 1 for s in samples), samples
 
 
 @pytest.mark.parametrize("value,message", [("nowhere", "--cmd:"), (MAAR, "used twice")])
