@@ -35,3 +35,14 @@ class Ovs(PrivateOvs):
     def flows(self, bridge: str) -> list[str]:
         out = self.ofctl("dump-flows", f"unix:{self.dir}/{bridge}.mgmt", "--no-stats")
         return sorted(line.strip() for line in out.splitlines() if line.strip() and "NXST" not in line and "OFPST" not in line)
+
+
+def cmd_domain(maars: dict[str, tuple[str, int]], rest: int, udp: int, *dmm_lines: str) -> str:
+    """A domain file for a CMD on loopback whose MAARs' switches are bridges made with ``bridge``:
+    ``maars`` maps each name to (IPv4 address, datapath id); ports core 1, tunnel 2, agent 3,
+    access 10; REST on 127.0.0.1:``rest``; ``dmm_lines``: more ``[dmm]`` keys."""
+    sections = "".join(f"\n[maar:{name}]\naddress = ::ffff:{ip}\npool = 2001:db8:{dpid}::/48\n"
+                       f"datapath_id = {dpid}\ncore_port = 1\ntunnel_port = 2\nagent_port = 3\naccess_ports = 10\n"
+                       for name, (ip, dpid) in maars.items())
+    return (f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {rest}\n[dmm]\ncmd_address = ::1\nport = {udp}\n"
+            + "".join(f"{line}\n" for line in dmm_lines) + sections)

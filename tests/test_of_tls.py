@@ -14,7 +14,7 @@ import pytest
 from ryu_dmm import ca
 from ryu_dmm.pipeline import SwitchPorts, base_flows
 from tests.conftest import need
-from tests.ovs import Ovs, available
+from tests.ovs import Ovs, available, cmd_domain
 from tests.procs import MANAGER, clean_env, free_port, running_cmd, tcp_open, wait_for
 
 MAARS = {"maar1": ("127.0.0.2", 1), "maar2": ("127.0.0.3", 2)}
@@ -40,19 +40,8 @@ def tls_args(pki, ssl_port: int) -> list[str]:
 
 
 def domain_file(folder, rest: int, udp: int):
-    sections = "".join(f"""
-[maar:{name}]
-address = ::ffff:{ip}
-pool = 2001:db8:{dpid}::/48
-datapath_id = {dpid}
-core_port = 1
-tunnel_port = 2
-agent_port = 3
-access_ports = 10
-""" for name, (ip, dpid) in MAARS.items())
     path = folder / "d.ini"
-    path.write_text(f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {rest}\n[dmm]\ncmd_address = ::1\n"
-                    f"port = {udp}\n" + sections)
+    path.write_text(cmd_domain(MAARS, rest, udp))
     return path
 
 
