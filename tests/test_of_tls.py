@@ -150,8 +150,9 @@ def test_bad_tls_options_stop_the_cmd_with_a_clear_line(tmp_path, pki, case):
 def test_a_peer_that_never_completes_its_handshake_is_cut_off(tmp_path, pki):
     """docs/security.md: 5 s from accept to a complete TLS handshake, then the connection is closed
     and counted (neither framework bounds it: a silent peer would hold a greenthread for good)."""
-    rest, of_ssl = free_port(), free_port()
-    config = domain_file(tmp_path, rest, free_port(socket.AF_INET, socket.SOCK_DGRAM))
+    rest, of_ssl, metrics = free_port(), free_port(), free_port()
+    config = tmp_path / "d.ini"
+    config.write_text(cmd_domain(MAARS, rest, free_port(socket.AF_INET, socket.SOCK_DGRAM), f"metrics_port = {metrics}"))
     with running_cmd(config, free_port(), rest, tmp_path / "cmd.log", *tls_args(pki, of_ssl)):
         with socket.create_connection(("127.0.0.1", of_ssl), timeout=15) as silent:
             t0 = time.monotonic()
@@ -162,4 +163,6 @@ def test_a_peer_that_never_completes_its_handshake_is_cut_off(tmp_path, pki):
             waited = time.monotonic() - t0
         assert closed and 4.5 <= waited <= 8.0, waited
         assert rest_get(rest, "/dmm/v1/stats")["messages"]["openflow_tls_refused"] == 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as r:
+            assert "dmm_openflow_tls_refused_total 1.0" in r.read().decode().splitlines()
         assert "TLS handshake failed" in (tmp_path / "cmd.log").read_text()
