@@ -47,10 +47,10 @@ def preflight() -> None:
     if os.geteuid() != 0:
         raise LabError("the lab must run as root (network namespaces, Open vSwitch)")
     for tool in ("ip", "ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ethtool",
-                 "tcpdump", "tshark"):
+                 "tcpdump", "tshark", "openssl"):
         if shutil.which(tool) is None:
-            raise LabError(f"'{tool}' is missing: install openvswitch-switch, iproute2, ethtool, tcpdump and "
-                           "tshark (tools/setup.sh does, as root)")
+            raise LabError(f"'{tool}' is missing: install openvswitch-switch, iproute2, ethtool, tcpdump, "
+                           "tshark and openssl (tools/setup.sh does, as root)")
     if not Path(SCHEMA).exists():
         raise LabError(f"{SCHEMA} is missing: install openvswitch-switch")
     if not PLUGIN.is_file():
