@@ -77,6 +77,7 @@ def tls_client(pki, cert=None) -> ssl.SSLContext:
     return ctx
 
 
+@pytest.mark.root
 def test_switches_connect_over_tls_and_nothing_else_is_served(tmp_path, pki):
     need(available(), "needs root and Open vSwitch")
     rest, udp = free_port(), free_port(socket.AF_INET, socket.SOCK_DGRAM)
