@@ -140,3 +140,16 @@ def test_a_single_cmd_never_arms_the_clock():
     maar = MaarCore(domain(2, timers=TIMERS), "maar1", 3, 10)
     effects = maar.start(START) + maar.handle(Attach("mn1", MAC, 10), START)
     assert not any(getattr(e, "key", None) == KEY for e in effects)
+
+
+def test_at_the_bound_every_pbu_in_flight_moves_and_none_is_evicted():
+    """timers.max_outstanding PBUs in flight to the silent CMD (the retransmitter's bound): all of
+    them move to the next CMD, none fails."""
+    maar = core(CMD, CMD2, timers=dataclasses.replace(TIMERS, max_outstanding=2))
+    first = [sends(maar.handle(Attach(f"mn{i}", bytes((2, 0, 0, 0, 0, i)), 10), START), CMD)[0] for i in (1, 2)]
+    moved = maar.handle(TimerFired(KEY), START + FAILOVER)
+    pbus = [m for m in sends(moved, CMD2) if type(m) is BindingUpdate]
+    assert sorted(p.mn_id for p in pbus) == ["mn1", "mn2"] and maar.retx.count(CMD2) == 2
+    assert maar.retx.count(CMD) == 0 and set(maar.bindings) == {"mn1", "mn2"}
+    assert not any(type(e) is Report and e.kind is ReportKind.FAILED for e in moved)
+    assert sorted(p.sequence for p in pbus) == [(max(f.sequence for f in first) + k) & 0xFFFF for k in (1, 2)]

@@ -608,22 +608,24 @@ class MaarCore:
         self.retx.carry_seq(old, new)
         effects: list[Effect] = [Report(ReportKind.FAILOVER, "", f"CMD {old} silent for "
                                         f"{self.failover.timeout:g} s: now signalling to {new}")]
-        for b in self.bindings.values():
+        # At most max_outstanding PBUs were in flight to the old CMD and none is to the new one (we
+        # left it with none), so none is evicted here; the snapshot guards the loop all the same.
+        for b in [b for b in self.bindings.values() if b.pbu is not None and b.pbu.dst == old]:
             out = b.pbu
-            if out is not None and out.dst == old:
-                effects += self.retx.cancel(out)
-                sent, b.pbu, evicted = self.retx.send(new, b.mn_id, out.build, now, out.context)
-                b.pbu.final = out.final
-                effects += sent + (self._failed(evicted, now) if evicted is not None else [])
+            effects += self.retx.cancel(out)
+            sent, b.pbu, evicted = self.retx.send(new, b.mn_id, out.build, now, out.context)
+            b.pbu.final = out.final
+            effects += sent + (self._failed(evicted, now) if evicted is not None else [])
         effects.append(SetTimer(HeartbeatKey(new), now))
         return effects + self._resync(now, f"moved to CMD {new}")
 
     def _resync(self, now: float, why: str) -> list[Effect]:
         """The CMD restarted, or we moved to another (``why``), and it may not hold our sessions: tell
-        it again what we hold, paced at RESYNC_RATE. Each attached MN we serve re-registers (its PBA brings the P-MAAR list back);
-        each anchor for an MN elsewhere asks with the renewal exchange, which keeps it only if the
-        CMD still lists it (Decisions: after a CMD restart). A binding whose PBU is in flight needs
-        nothing: its retransmissions reach the new CMD (after a fail-over, they were sent there)."""
+        it again what we hold, paced at RESYNC_RATE. Each attached MN we serve re-registers (its PBA
+        brings the P-MAAR list back); each anchor for an MN elsewhere asks with the renewal exchange,
+        which keeps it only if the CMD still lists it (Decisions: after a CMD restart). A binding
+        whose PBU is in flight needs nothing: its retransmissions reach the new CMD (after a
+        fail-over, they were sent there)."""
         serving = [b for b in self.bindings.values() if b.pbu is None and b.role is Role.SERVING and b.attached]
         anchors = [b for b in self.bindings.values() if b.pbu is None and b.role is Role.ANCHOR]
         effects: list[Effect] = []
