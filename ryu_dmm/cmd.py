@@ -13,7 +13,7 @@ import sys
 import time
 from typing import NoReturn
 
-from . import domainconf, httpaccess, metrics, ofsync, packetin, pipeline, rest, store
+from . import domainconf, httpaccess, metrics, ofsync, oftls, packetin, pipeline, rest, store
 from .roles.keeper import keeper_for
 from .logsafe import Guard, SafeLog, contained
 from .domainview import DomainView
@@ -29,7 +29,7 @@ from .mobility.config import Mode
 from .mobility.events import (
     AnchorIdle, CancelTimer, Persist, PersistMeta, Received, Report, ReportKind, Send, SetTimer, TimerFired,
 )
-from .runtime import App, DEAD_DISPATCHER, MAIN_DISPATCHER, cfg, hub, ofp_event, ofproto_v1_3, set_ev_cls, wsgi
+from .runtime import FRAMEWORK, App, DEAD_DISPATCHER, MAIN_DISPATCHER, cfg, hub, ofp_event, ofproto_v1_3, set_ev_cls, wsgi
 from .signalling import Endpoint
 from .stats import Stats
 from .store.sqlite import move_aside
@@ -85,6 +85,8 @@ class CmdApp(App):
             if self.settings.metrics_port != 0:
                 httpaccess.check_listener("[dmm] metrics_listen", self.settings.metrics_listen, access)
             self.tls = httpaccess.server_context(access)
+            of_tls = oftls.from_conf(cfg.CONF)
+            of_ctx = oftls.context(of_tls) if of_tls is not None else None
         except (domainconf.ConfigError, ValueError) as exc:
             # Before anything is bound or started: nothing is half-applied.
             print(f"ryu_dmm.cmd: bad configuration: {exc}", file=sys.stderr, flush=True)
@@ -109,6 +111,9 @@ class CmdApp(App):
                                  anchor_idle_timeout=0.0 if self.domain.lma else self.domain.timers.anchor_idle_timeout)
         self.stats = Stats(self.domain.mode.value, peers=self.core.maars)  # by MAAR; others as "other"
         self.guard = Guard(self.stats.count, SafeLog(self.logger))  # its .log: escaped, rate-limited lines
+        self.openflow = "tls" if of_ctx is not None else "tcp"
+        if of_ctx is not None:
+            oftls.install(of_ctx, FRAMEWORK, self._of_refused)
         self.endpoint = self.timers = self._flusher = self.metrics = self.writer = None
         self.gate = store.DurabilityGate(self.settings.store.max_batch) if self.store.backend != "memory" else None
         self._datapaths = {}  # MAAR address -> its connected datapath
@@ -155,14 +160,22 @@ class CmdApp(App):
         self.endpoint.serve(self.on_datagram)
         self._flusher = hub.spawn(self.guard.repeat, hub.sleep, 1.0, "log_flush", self.guard.log.flush)
         install_clean_exit(self.logger)
-        self.logger.info("ryu-dmm CMD started: %s mode, %d MAAR(s), PMIPv6 on [%s]:%d, config %s, store %s "
-                         "(%d session(s) restored in %.2f s)", self.domain.mode.value, len(self.domain.maars),
-                         s.listen, self.endpoint.bound_port, self.config_path,
+        self.logger.info("ryu-dmm CMD started: %s mode, %d MAAR(s), PMIPv6 on [%s]:%d, OpenFlow over %s, config %s, "
+                         "store %s (%d session(s) restored in %.2f s)", self.domain.mode.value, len(self.domain.maars),
+                         s.listen, self.endpoint.bound_port, self.openflow.upper(), self.config_path,
                          self._store_info.get("file") or self._store_info.get("redis", "memory"),
                          len(self.core), self._store_info.get("load_seconds", 0.0))
         for text in self.endpoint.shortfalls():
             self.logger.warning("%s", text)
         return thread
+
+    def _of_refused(self, addr, exc: BaseException) -> None:
+        """An OpenFlow connection whose TLS handshake failed (plain TCP, no or a foreign certificate,
+        too slow): counted as ``openflow_tls_refused``, one rate-limited line."""
+        self.stats.count("openflow_tls_refused")
+        self.guard.log.warning(addr[0] if addr else "?", "openflow_tls_refused",
+                               "OpenFlow connection from %s refused: TLS handshake failed: %s", addr,
+                               f"{type(exc).__name__}: {exc}"[:200])
 
     def http_guard(self, listener: str):
         """The access checks of ``[rest]`` (httpaccess.py) for one listener; refusals counted as

@@ -142,8 +142,8 @@ class SwitchSettings:
     core_gateway_mac: bytes
 
 
-_DMM_KEYS = {"cmd_address", "mode", "lma", "dereg", "listen", "port", "raw_mh", "tunnel", "tunnel_key", "rcvbuf",
-             "metrics_listen", "metrics_port", "flow_control"}
+_DMM_KEYS = {"cmd_address", "cmd_addresses", "mode", "lma", "dereg", "listen", "port", "raw_mh", "tunnel",
+             "tunnel_key", "rcvbuf", "metrics_listen", "metrics_port", "flow_control"}
 _SWITCH_KEYS = {"core_port", "tunnel_port", "agent_port", "access_ports", "core_gateway_mac"}
 _MAAR_KEYS = {"address", "pool", "prefix_length", "mac", "datapath_id"} | _SWITCH_KEYS
 _TIMER_KEYS = {f.name: f.type for f in fields(Timers)}
@@ -266,6 +266,9 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
         raise ConfigError("[dmm] cmd_address: missing")
     # distributed: there is no CMD (docs/mode-distributed.md); "::" stands for none
     cmd_address = _address("dmm", "cmd_address", dmm.get("cmd_address", "::"))
+    # the agents' CMDs in order of preference (fail-over, docs/failover.md); default cmd_address alone
+    cmd_addresses = tuple(_address("dmm", "cmd_addresses", a) for a in dmm.get("cmd_addresses", "").split(",")
+                          if a.strip())
     lma = dmm.get("lma")
     if (mode is Mode.LEGACY) != (lma is not None):
         raise ConfigError("[dmm] lma: missing: mode = legacy needs the MAAR acting as LMA (lma = maar1)"
@@ -334,7 +337,7 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
                 raise
             raise ConfigError(f"[{section}] {exc}") from None
     try:
-        domain = Domain(cmd_address, tuple(maars), mode, dereg, timers, lma)
+        domain = Domain(cmd_address, tuple(maars), mode, dereg, timers, lma, cmd_addresses)
     except ValueError as exc:
         if lma is not None and all(m.name != lma for m in maars):
             raise ConfigError(f"[dmm] lma: {lma!r} is not a configured MAAR (no [maar:{lma}] section)") from None
@@ -539,7 +542,9 @@ def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[
     lines = []
     if ryu:
         lines += ["[DEFAULT]"] + [f"{k} = {v}" for k, v in ryu.items()] + [""]
-    lines += ["[dmm]", f"cmd_address = {domain.cmd_address}", f"mode = {domain.mode.value}",
+    lines += ["[dmm]", f"cmd_address = {domain.cmd_address}",
+              *([f"cmd_addresses = {', '.join(domain.cmd_addresses)}"] if domain.cmd_addresses else []),
+              f"mode = {domain.mode.value}",
               *([f"lma = {domain.lma}"] if domain.lma is not None else []),
               f"dereg = {domain.dereg.value}", f"listen = {settings.listen}", f"port = {settings.port}",
               f"raw_mh = {str(settings.raw_mh).lower()}", f"tunnel = {settings.tunnel}",

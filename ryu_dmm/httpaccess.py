@@ -54,18 +54,27 @@ def server_context(rest: RestSettings) -> Optional[ssl.SSLContext]:
     TLS. ValueError naming the key if a file cannot be used."""
     if not rest.tls:
         return None
+    return tls_server_context(rest.tls_cert, rest.tls_key, rest.client_ca,
+                              "[rest] tls_cert, tls_key", "[rest] client_ca")
+
+
+def tls_server_context(cert: str, key: str, client_ca: Optional[str], names: str,
+                       ca_name: str) -> ssl.SSLContext:
+    """A green TLS server context (TLS 1.2 at least) with ``cert`` and ``key``; with ``client_ca``,
+    peers must present a certificate it signed. ValueError naming the settings (``names``,
+    ``ca_name``) if a file cannot be used: the caller stops start-up with it (exit 2)."""
     ctx = green_ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        ctx.load_cert_chain(rest.tls_cert, rest.tls_key)
+        ctx.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"[rest] tls_cert, tls_key: cannot load {rest.tls_cert} with {rest.tls_key}: "
+        raise ValueError(f"{names}: cannot load {cert} with {key}: "
                          f"{getattr(exc, 'strerror', None) or exc}") from None
-    if rest.client_ca is not None:
+    if client_ca is not None:
         try:
-            ctx.load_verify_locations(cafile=rest.client_ca)
+            ctx.load_verify_locations(cafile=client_ca)
         except (OSError, ssl.SSLError) as exc:
-            raise ValueError(f"[rest] client_ca: cannot load {rest.client_ca}: "
+            raise ValueError(f"{ca_name}: cannot load {client_ca}: "
                              f"{getattr(exc, 'strerror', None) or exc}") from None
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx

@@ -61,6 +61,8 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                           ("reason",)),
     "dmm_internal_errors": ("counter", "Exceptions contained (a bug), by where they were caught.", ("where",)),
     "dmm_send_errors": ("counter", "Signalling messages the socket refused to send.", ()),
+    "dmm_openflow_tls_refused": ("counter", "OpenFlow connections whose TLS handshake failed or took too long "
+                                            "(docs/security.md).", ()),
     "dmm_packet_in_unparsed": ("counter", "Packet-ins whose frame has no unicast Ethernet source (too short, or a group address).", ()),
     "dmm_mobility_events": ("counter", "Mobility events of the CMD core (registered, handover, moved, renewed, "
                                        "deregistered, released, failed, rejected).", ("event",)),
@@ -121,7 +123,8 @@ NOTE_FAMILIES = {kind.value: f"dmm_{kind.value}" for kind in NoteKind}
 for _kind, _help in _NOTE_HELP.items():
     FAMILIES[NOTE_FAMILIES[_kind.value]] = ("counter", _help, ("maar",))
 
-_FLAT = {"send_error": "dmm_send_errors", "packet_in.unparsed": "dmm_packet_in_unparsed"}
+_FLAT = {"send_error": "dmm_send_errors", "packet_in.unparsed": "dmm_packet_in_unparsed",
+         "openflow_tls_refused": "dmm_openflow_tls_refused"}
 _PREFIXED = {"decode_error.": "dmm_decode_errors", "internal_error.": "dmm_internal_errors"}
 _HTTP_REFUSED = "http_refused."  # http_refused.<listener>.<reason> (cmd.py, httpaccess.py)
 _KINDS = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram": HistogramMetricFamily}

@@ -78,12 +78,13 @@ def clean_env(state: Path = None) -> dict:
 
 
 @contextlib.contextmanager
-def running_cmd(config: Path, of_port: int, rest_port: int, log: Path):
+def running_cmd(config: Path, of_port: int, rest_port: int, log: Path, *extra: str):
     """``ryu-manager --config-file CONFIG ryu_dmm.cmd`` (or ``osken-manager``: ``MANAGER``) until
-    its REST port answers; stopped by its own pid when the block ends (and it must exit 0)."""
+    its REST port answers; stopped by its own pid when the block ends (and it must exit 0).
+    ``extra``: more manager options (say, OpenFlow TLS's)."""
     with open(log, "w") as out:
         proc = subprocess.Popen([*MANAGER, "--config-file", str(config),
-                                 "--ofp-tcp-listen-port", str(of_port), "ryu_dmm.cmd"],
+                                 "--ofp-tcp-listen-port", str(of_port), *extra, "ryu_dmm.cmd"],
                                 cwd=config.parent, env=clean_env(config.parent / "dmm-state"), stdout=out,
                                 stderr=subprocess.STDOUT)
     try:
@@ -91,7 +92,8 @@ def running_cmd(config: Path, of_port: int, rest_port: int, log: Path):
         assert proc.poll() is None, log.read_text()
         yield proc
     finally:
-        assert stop(proc, timeout=15) == 0, log.read_text()
+        if proc.returncode != -signal.SIGKILL:  # (the test itself may have killed it: a crash on purpose)
+            assert stop(proc, timeout=15) == 0, log.read_text()
 
 
 @contextlib.contextmanager

@@ -101,6 +101,17 @@ def test_flow_control_maar_round_trips():
     assert parse(render(domain, settings, store=settings.store)) == (domain, settings)
 
 
+def test_the_agents_cmd_list():
+    """[dmm] cmd_addresses: the CMDs the agents signal to, in order (docs/failover.md); without it
+    cmd_address alone."""
+    domain, _ = parse(GOOD)
+    assert domain.cmds == ("2001:db8:ff::100",) and domain.timers.failover_timeout == 2.0
+    domain, settings = parse(GOOD.replace("mode = relay", "mode = relay\ncmd_addresses = 2001:db8:ff::100, "
+                                          "2001:db8:FF:0::101"))
+    assert domain.cmds == ("2001:db8:ff::100", "2001:db8:ff::101")
+    assert parse(render(domain, settings, store=settings.store)) == (domain, settings)
+
+
 @pytest.mark.parametrize("edit,message", [
     (("mode = relay", "mode = relais"), "[dmm] mode"),
     (("port = 5436", "port = 99999"), "[dmm] port"),
@@ -119,6 +130,10 @@ def test_flow_control_maar_round_trips():
     (("[maar:maar2]", "[maar:]"), "needs a name"),
     (("[dmm]", "[dmm"), "<config>"),
     (("port = 5436", "port = 5436\nflow_control = switch"), "[dmm] flow_control: 'switch' is not one of cmd, maar"),
+    (("mode = relay", "mode = relay\ncmd_addresses = 2001:db8:ff::100, nowhere"), "[dmm] cmd_addresses"),
+    (("mode = relay", "mode = relay\ncmd_addresses = 2001:db8:ff::100, 2001:db8:ff:0::100"), "listed twice"),
+    (("mode = relay", "mode = relay\ncmd_addresses = 2001:db8:ff::100, 2001:db8:ff::1"), "used twice"),
+    (("aggregate_timeout = 1.5", "failover_timeout = 0.01"), "[timers] failover_timeout"),
 ])
 def test_bad_files_name_the_key(edit, message):
     with pytest.raises(ConfigError) as err:

@@ -13,7 +13,7 @@ from ryu_dmm.mobility import messages as M
 from ryu_dmm.pipeline import SwitchPorts, base_flows
 from ryu_dmm.wire import BindingUpdate, Prefix, decode, encode
 from tests.conftest import need
-from tests.ovs import Ovs, available
+from tests.ovs import Ovs, available, cmd_domain
 from tests.procs import MANAGER, clean_env, free_port, stop, tcp_open, wait_for
 from tests.test_metrics import delta, scrape
 
@@ -29,11 +29,7 @@ def lab(tmp_path):
     ovs = Ovs(tmp_path / "ovs")
     (tmp_path / "ovs").mkdir()
     udp, rest, of, mx = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port(), free_port(), free_port()
-    sections = "".join(f"\n[maar:{name}]\naddress = ::ffff:{ip}\npool = 2001:db8:{dpid}::/48\ndatapath_id = {dpid}\n"
-                       "core_port = 1\ntunnel_port = 2\nagent_port = 3\naccess_ports = 10\n"
-                       for name, (ip, dpid) in MAARS.items())
-    (tmp_path / "d.ini").write_text(f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {rest}\n[dmm]\n"
-                                    f"cmd_address = ::1\nport = {udp}\nmetrics_port = {mx}\n" + sections)
+    (tmp_path / "d.ini").write_text(cmd_domain(MAARS, rest, udp, f"metrics_port = {mx}"))
     log = tmp_path / "cmd.log"
     proc = None
     try:

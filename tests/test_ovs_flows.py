@@ -14,23 +14,13 @@ from ryu_dmm.mobility import messages as M
 from ryu_dmm.pipeline import SwitchPorts, base_flows
 from ryu_dmm.wire import Prefix, decode, encode
 from tests.conftest import need
-from tests.ovs import Ovs, available
+from tests.ovs import Ovs, available, cmd_domain
 from tests.procs import MANAGER, clean_env, free_port, stop, tcp_open, wait_for
 
 pytestmark = pytest.mark.root
 MAARS = {"maar1": ("127.0.0.2", 1), "maar2": ("127.0.0.3", 2)}
 MN_MAC = "02:00:00:00:0a:01"
 BASE = len(base_flows(SwitchPorts(1, 2, 3, (10,))))
-MAAR_SECTIONS = "".join(f"""
-[maar:{name}]
-address = ::ffff:{ip}
-pool = 2001:db8:{dpid}::/48
-datapath_id = {dpid}
-core_port = 1
-tunnel_port = 2
-agent_port = 3
-access_ports = 10
-""" for name, (ip, dpid) in MAARS.items())
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +30,7 @@ def lab(tmp_path_factory):
     ovs = Ovs(tmp / "ovs")
     (tmp / "ovs").mkdir()
     udp, rest, of = free_port(socket.AF_INET, socket.SOCK_DGRAM), free_port(), free_port()
-    (tmp / "d.ini").write_text(f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {rest}\n[dmm]\ncmd_address = ::1\n"
-                               f"port = {udp}\n" + MAAR_SECTIONS)
+    (tmp / "d.ini").write_text(cmd_domain(MAARS, rest, udp))
     log = tmp / "cmd.log"
     proc = None
     try:

@@ -15,10 +15,10 @@ import pytest
 from ryu_dmm.mobility import messages as M
 from ryu_dmm.wire import Prefix
 from tests.conftest import need
-from tests.ovs import Ovs, available
+from tests.ovs import Ovs, available, cmd_domain
 from tests.procs import MANAGER, clean_env, free_port, stop, tcp_open, wait_for
 from tests.redisd import redis_server, redis_url  # noqa: F401 (fixtures)
-from tests.test_ovs_flows import BASE, MAAR_SECTIONS, MAARS, MN_MAC, router_solicitation, signal
+from tests.test_ovs_flows import BASE, MAARS, MN_MAC, router_solicitation, signal
 
 pytestmark = pytest.mark.root
 TAKE_OVER = 3.0  # seconds (issue 10): from the master's death to the survivor's flows in place
@@ -26,9 +26,9 @@ TAKE_OVER = 3.0  # seconds (issue 10): from the master's death to the survivor's
 
 def config(tmp, name, url, udp, rest, mode):
     path = tmp / f"{name}.ini"
-    path.write_text(f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {rest}\n[dmm]\ncmd_address = ::1\n"
-                    f"port = {udp}\nmetrics_port = 0\n[store]\nbackend = redis\nurl = {url}\ninstance = {name}\n"
-                    f"active_active = {str(mode == 'active-active').lower()}\n[roles]\nredis = store\n" + MAAR_SECTIONS)
+    path.write_text(cmd_domain(MAARS, rest, udp, "metrics_port = 0", "[store]", "backend = redis", f"url = {url}",
+                               f"instance = {name}", f"active_active = {str(mode == 'active-active').lower()}",
+                               "[roles]", "redis = store"))
     return path
 
 

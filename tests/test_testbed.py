@@ -138,6 +138,10 @@ def test_lab_scenario(tmp_path, mode, tunnel):
     need(available() and shutil.which("tshark") is not None, "the lab needs root, Open vSwitch and tshark")
     report = run_lab(tmp_path, "--mode", mode, "--tunnel", tunnel, "--dwell", "1.5")
     assert report["ok"] and report["mode"] == mode and report["tunnel"] == tunnel
+    # OpenFlow over TLS by default (issue 11 item 3): every switch's controller is ssl: and connected
+    assert report["openflow"]["tls"] and report["openflow"]["switches"].keys() == set(report["maars"])
+    for sw in report["openflow"]["switches"].values():
+        assert sw["target"] == f"ssl:[{CMD}]:6653" and sw["is_connected"], sw
     hos = report["handovers"]
     assert [(h["from"], h["to"]) for h in hos] == [("maar1", "maar2"), ("maar2", "maar3")]
     for h in hos:
@@ -201,10 +205,14 @@ def test_lab_legacy_mode(tmp_path):
 def test_lab_mns_that_never_solicit(tmp_path):
     """MNs whose kernels never send a Router Solicitation (router_solicitations=0), re-associating by
     a link bounce, which would make them solicit: each is attached and moved from the other frames it
-    sends (MLD reports, DAD probes, data), and nothing in any agent's events is an RS."""
+    sends (MLD reports, DAD probes, data), and nothing in any agent's events is an RS. Also the lab's
+    --of-plain: OpenFlow in plain TCP when asked for."""
     need(available() and shutil.which("tshark") is not None, "the lab needs root, Open vSwitch and tshark")
-    report = run_lab(tmp_path, "--no-rs", "--reattach", "bounce", "--dwell", "1.5")
+    report = run_lab(tmp_path, "--no-rs", "--reattach", "bounce", "--dwell", "1.5", "--of-plain")
     assert report["ok"] and not report["mn_rs"] and report["reattach"] == "bounce"
+    assert not report["openflow"]["tls"]
+    assert all(sw["target"] == f"tcp:[{CMD}]:6653" and sw["is_connected"]
+               for sw in report["openflow"]["switches"].values())
     assert len(report["handovers"]) == 2 and report["registrations"][0]["prefix"] == "2001:db8:1::/64"
     for h in report["handovers"]:
         check_detection(h, report)

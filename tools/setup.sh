@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
-APT_PKGS="openvswitch-switch tshark iproute2 ethtool tcpdump iputils-ping procps mininet util-linux strace redis-server redis-sentinel"
+APT_PKGS="openvswitch-switch tshark iproute2 ethtool tcpdump iputils-ping procps mininet util-linux strace openssl redis-server redis-sentinel"
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=""

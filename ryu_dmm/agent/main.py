@@ -30,7 +30,7 @@ from ..mobility.config import Mode
 from ..mobility.distributed import DistributedMaar
 from ..mobility.maar import MaarCore, Role
 from ..stats import Stats
-from ..wire import DecodeError, decode, encode, mac_text, parse_mac, peer_address
+from ..wire import DecodeError, canonical6, decode, encode, mac_text, parse_mac, peer_address
 from . import authz, guard, metrics, nd, restart
 from .loop import Loop
 from .switch import OwnSwitch
@@ -81,8 +81,10 @@ class Agent:
     def __init__(self, config: str, name: str, port: int, control: str, cmd_port: int,
                  access_iface: Optional[str] = None, access_port: int = 0,
                  limiter: Optional[guard.AttachLimiter] = None, restart_counter: int = 0,
-                 openflow_listen: tuple[str, int] = OPENFLOW_LISTEN) -> None:
+                 openflow_listen: tuple[str, int] = OPENFLOW_LISTEN, cmds: tuple[str, ...] = ()) -> None:
         self.domain, settings = domainconf.load(config)
+        if cmds:  # --cmd: the CMDs to signal to, in order, instead of the file's (docs/failover.md)
+            self.domain = dataclasses.replace(self.domain, cmd_addresses=cmds)
         self.auth = settings.auth
         self.policy = load_policy(self.auth)  # PolicyError if its allow_file cannot be used
         self.auth_state = {"reloads": 0, "reload_errors": 0, "detached": 0}
@@ -92,7 +94,7 @@ class Agent:
         self.port, self.cmd_port = port, cmd_port
         self.loop = Loop(self._on_timer, self._on_loop_error)
         # For the metrics (agent/metrics.py): messages by peer and status, reports, attaches.
-        self.stats = Stats(self.domain.mode.value, peers={self.core.cmd, *self.core.peers})
+        self.stats = Stats(self.domain.mode.value, peers={*self.core.failover.cmds, *self.core.peers})
         self.metrics: Optional[metrics.MetricsHttp] = None
         self.events: deque[dict] = deque(maxlen=MAX_EVENTS)
         self.events_total = 0  # events ever recorded: the index the next one gets
@@ -167,7 +169,7 @@ class Agent:
     def _apply(self, e, now: float) -> None:
         kind = type(e)
         if kind is Send:
-            port = self.cmd_port if e.dst == self.core.cmd else self.port
+            port = self.cmd_port if e.dst in self.core.failover.cmds else self.port
             data = encode(e.msg)
             try:
                 self.sock.sendto(data, (e.dst, port))
@@ -449,7 +451,7 @@ class Agent:
         return {"ok": True, "name": self.core.info.name, "pool_in_use": self.core.pool.in_use,
                 "pool_capacity": self.core.pool.capacity, "bindings": bindings,
                 "bindings_total": len(self.core.bindings), "counters": dict(self.counters),
-                "protocol": dict(self.core.counters),
+                "protocol": dict(self.core.counters), "cmd": self.core.failover.describe(),
                 "heartbeat": {"restart_counter": hb.own_counter, "interval": hb.interval,
                               "missing_allowed": hb.missing_allowed, "counters": dict(hb.counters),
                               "peers": [dataclasses.asdict(v) for v in hb.views()]},
@@ -556,6 +558,10 @@ def main(argv=None) -> int:
     ap.add_argument("--name", required=True, help="this MAAR's name: its [maar:NAME] section")
     ap.add_argument("--port", type=int, default=5436, help="PMIPv6 UDP port to listen on (default 5436)")
     ap.add_argument("--cmd-port", type=int, default=None, help="the CMD's port (default: [dmm] port)")
+    ap.add_argument("--cmd", action="append", default=[], metavar="ADDRESS",
+                    help="a CMD to signal to; repeat it for several, in order of preference: the agent moves to "
+                         "the next when one falls silent (default: [dmm] cmd_addresses, else cmd_address; "
+                         "docs/failover.md)")
     ap.add_argument("--control", default=None, help="control socket path (default /tmp/ryu-dmm-NAME.sock)")
     ap.add_argument("--access-iface", default=None,
                     help="interface of the switch's agent port: RS/NS from MNs arrive there, RA/NA leave there")
@@ -594,6 +600,12 @@ def main(argv=None) -> int:
     except KeyError:
         print(f"ryu-dmm-maar: no [maar:{args.name}] in {args.config}", file=sys.stderr)
         return 2
+    try:
+        cmds = tuple(canonical6(a) for a in args.cmd)
+        dataclasses.replace(domain, cmd_addresses=cmds)  # refuses a MAAR's address or one listed twice
+    except ValueError as exc:
+        print(f"ryu-dmm-maar: --cmd: {exc}", file=sys.stderr)
+        return 2
     counter, warning = restart.next_counter(args.state_dir or settings.store.dir, args.name)
     if warning:
         print(f"ryu-dmm-maar: {warning}", file=sys.stderr, flush=True)
@@ -601,7 +613,7 @@ def main(argv=None) -> int:
         agent = Agent(args.config, args.name, args.port, args.control or f"/tmp/ryu-dmm-{args.name}.sock",
                       args.cmd_port or settings.port, args.access_iface, args.access_port,
                       guard.AttachLimiter(args.new_mn_limit, args.new_mn_window, args.mac_limit, args.mac_window),
-                      counter, args.openflow_listen)
+                      counter, args.openflow_listen, cmds)
     except (authz.PolicyError, ValueError) as exc:  # ValueError: flow_control = maar without switch ports
         print(f"ryu-dmm-maar: bad configuration: {exc}", file=sys.stderr)
         return 2

@@ -116,7 +116,10 @@ class AgentCollector:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         core = agent.core
-        self._names = {core.cmd: "cmd", **{a: m.name for a, m in core.peers.items()}}
+        # peer label: "cmd" for the one CMD, or cmd1, cmd2, ... in the order of the list (docs/failover.md)
+        cmds = core.failover.cmds
+        self._cmds = {a: "cmd" if len(cmds) == 1 else f"cmd{i}" for i, a in enumerate(cmds, 1)}
+        self._names = {**self._cmds, **{a: m.name for a, m in core.peers.items()}}
 
     def collect(self):
         agent, core = self.agent, self.agent.core
@@ -136,11 +139,12 @@ class AgentCollector:
         out["dmm_agent_bindings"].add_metric([me], len(core.bindings))
         out["dmm_agent_pool_in_use"].add_metric([me], core.pool.in_use)
         out["dmm_agent_pool_capacity"].add_metric([me], core.pool.capacity)
-        out["dmm_agent_pbu_sent"].add_metric([me, "cmd"], snap["messages"].get(("pbu_sent", core.cmd, None), 0))
+        for cmd, label in self._cmds.items():  # shown from the start, 0 included
+            out["dmm_agent_pbu_sent"].add_metric([me, label], snap["messages"].get(("pbu_sent", cmd, None), 0))
         for (kind, peer, status), n in sorted(snap["messages"].items(), key=_order):
             peer_name = self._names.get(peer, OTHER)
             if status is None:
-                if (kind, peer) != ("pbu_sent", core.cmd):
+                if kind != "pbu_sent" or peer not in self._cmds:
                     out[f"dmm_agent_{kind}"].add_metric([me, peer_name], n)
             else:
                 out[f"dmm_agent_{kind}"].add_metric([me, peer_name, status_name(status)], n)

@@ -235,7 +235,7 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
               "tunnel": lab.tunnel,
               "maars": list(topo.maars),
               "maar_addresses": maars,
-              "cmd_address": CMD_ADDR, "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
+              "cmd_address": CMD_ADDR, "openflow": lab.openflow(), "namespaces": list(lab.namespaces), "mns": {mn: list(p) for mn, p in topo.mns},
               "mn_ids": ids, "concurrent": topo.concurrent, "reattach": lab.reattach, "mn_rs": lab.rs,
               "t_start": t_start, "t_stop": t_stop,
               "old_addresses": old_addr, "registrations": list(registrations.values()), "handovers": handovers,
@@ -253,8 +253,14 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
                             for h in handovers]
     report["ok"] = (bool(verdict["ok"]) and all(handover_ok(h) for h in handovers)
                     and all(restart_mod.restart_ok(r) for r in crashes) and len(crashes) == len(restarts)
-                    and (release is None or release["ok"]))
+                    and (release is None or release["ok"]) and openflow_ok(report["openflow"]))
     return report
+
+
+def openflow_ok(of: dict) -> bool:
+    """Every switch connected to the CMD the way the lab asked: ``ssl:`` (TLS) or ``tcp:``."""
+    scheme = "ssl:" if of["tls"] else "tcp:"
+    return all(s["is_connected"] and s["target"].startswith(scheme) for s in of["switches"].values())
 
 
 def run_restarts(lab: Lab, log: EventLog, restarts: tuple[str, ...], ids: dict, dwell: float) -> list[dict]:
@@ -616,6 +622,9 @@ def main(argv=None) -> int:
                     help="[timers] anchor_idle_timeout (1..): old anchors go after T idle seconds; after the last "
                          "step the first MN that moved has its old flows stopped, the others' keep running, and the "
                          "report's \"anchor_release\" shows which anchors went, when, and the evidence")
+    ap.add_argument("--of-plain", dest="of_tls", action="store_false",
+                    help="OpenFlow between the CMD and the switches in plain TCP (default: TLS with keys of a "
+                         "domain CA the lab makes; docs/security.md)")
     args = ap.parse_args(argv)
     try:
         restarts = restart_mod.parse_restarts(args.restart) if args.restart else ()
@@ -637,7 +646,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ryu-dmm-lab-"))
     lab = Lab(topo, Mode(args.mode), work, args.tunnel, args.reattach, args.rs, args.anchor_idle, args.lma,
-              args.flow_control, args.store)
+              args.flow_control, args.store, args.of_tls)
 
     def interrupted(_s, _f):
         raise KeyboardInterrupt

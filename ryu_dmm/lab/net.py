@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import domainconf
+from .. import ca, domainconf
 from ..agent.main import request
 from ..mobility.config import Domain, MaarInfo, Mode, Timers
 from .common import LabError, lab_maars, remove_namespace, wait_until
@@ -25,6 +25,7 @@ CMD_ADDR = "2001:db8:ff::100"
 CN_ADDR = "2001:db8:cc::1"
 CN_MAC = "02:00:00:00:cc:01"
 REST_PORT = 8080
+OF_PORT = 6653  # the CMD's OpenFlow port (TLS unless the lab runs with --of-plain)
 CORE, TUNNEL, AGENT = 1, 2, 3  # OpenFlow port numbers on every MAAR's access bridge
 # Packet-ins per second (and queued) per switch: bounds what the switch copies to the CMD from its
 # access ports (ND, MLD and unrouted frames: the pipeline's [punt]); OVS queues above the rate, fairly
@@ -48,10 +49,10 @@ def preflight() -> None:
     if os.geteuid() != 0:
         raise LabError("the lab must run as root (network namespaces, Open vSwitch)")
     for tool in ("ip", "ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ethtool",
-                 "tcpdump", "tshark"):
+                 "tcpdump", "tshark", "openssl"):
         if shutil.which(tool) is None:
-            raise LabError(f"'{tool}' is missing: install openvswitch-switch, iproute2, ethtool, tcpdump and "
-                           "tshark (tools/setup.sh does, as root)")
+            raise LabError(f"'{tool}' is missing: install openvswitch-switch, iproute2, ethtool, tcpdump, "
+                           "tshark and openssl (tools/setup.sh does, as root)")
     if not Path(SCHEMA).exists():
         raise LabError(f"{SCHEMA} is missing: install openvswitch-switch")
     if not PLUGIN.is_file():
@@ -83,7 +84,7 @@ class MaarNode:
 class Lab:
     def __init__(self, topo: Topology, mode: Mode, work: Path, tunnel: str = "gre", reattach: str = "carrier",
                  rs: bool = True, anchor_idle: float = 0.0, lma: str | None = None, flow_control: str = "cmd",
-                 store: str = "sqlite") -> None:
+                 store: str = "sqlite", of_tls: bool = True) -> None:
         if reattach not in REATTACH:
             raise ValueError(f"reattach must be one of {', '.join(REATTACH)}")
         if flow_control not in FLOW_CONTROL:
@@ -93,6 +94,9 @@ class Lab:
         self.store = store
         self.topo, self.mode, self.work, self.tunnel = topo, mode, work, tunnel
         self.reattach, self.rs, self.anchor_idle = reattach, rs, anchor_idle
+        # OpenFlow over TLS (docs/security.md): the domain CA and every key in work/pki, made at build
+        self.of_tls = of_tls and self.flow_control == "cmd"  # flow_control = maar: plain, on the switch's loopback
+        self.pki: dict[str, ca.Issued] = {}
         tag = f"dmm{os.getpid() % 100000}"
         self.core_ns, self.cn_ns = f"{tag}c", f"{tag}cn"
         maars = lab_maars(topo.maars)
@@ -179,6 +183,8 @@ class Lab:
         for mn, (j, ns) in self.mns.items():
             self.ns_add(ns)
         self._write_config()
+        if self.of_tls:
+            self._make_keys()
         if self.mode is not Mode.DISTRIBUTED:
             self.start_cmd()
         own = self.flow_control == "maar"  # each agent is its switch's controller: it listens first
@@ -232,10 +238,38 @@ class Lab:
                 f"ofport_request={AGENT}")
         m.sh("ip", "link", "set", f"g{i}", "up")
 
+    def _make_keys(self) -> None:
+        """The lab's domain CA, and a key and certificate for the CMD (its address as subject alt
+        name) and for each MAAR's switch, in ``work/pki``."""
+        folder = self.work / "pki"
+        authority = ca.create_ca(folder, "ryu-dmm lab CA")
+        self.pki["cmd"] = ca.issue(authority, folder, "cmd", ips=(CMD_ADDR,))
+        for name, m in self.maars.items():
+            self.pki[name] = ca.issue(authority, folder, f"switch-{name}", ips=(m.info.address,))
+
     def _connect(self, m: MaarNode) -> None:
-        target = f"tcp:{AGENT_OPENFLOW}" if self.flow_control == "maar" else f"tcp:[{CMD_ADDR}]:6653"
+        """Point the access bridge at its controller: the MAAR's own agent (``tcp:`` on the switch's
+        loopback, flow_control = maar), else the CMD: ``ssl:`` with the switch's own key, certificate and
+        the domain CA (``set-ssl``: one per OVS instance), or ``tcp:`` with --of-plain."""
+        if self.flow_control == "maar":
+            target = f"tcp:{AGENT_OPENFLOW}"
+        else:
+            scheme = "tcp"
+            if self.of_tls:
+                keys = self.pki[m.info.name]
+                m.vsctl("set-ssl", str(keys.key), str(keys.cert), str(keys.ca_cert))
+                scheme = "ssl"
+            target = f"{scheme}:[{CMD_ADDR}]:{OF_PORT}"
         m.vsctl("set-controller", m.bridge, target, "--", "set", "controller", m.bridge,
                 f"controller_rate_limit={PACKET_IN_RATE}", f"controller_burst_limit={PACKET_IN_BURST}")
+
+    def openflow(self) -> dict:
+        """How each switch reaches the CMD, as its own OVS says: ``target`` (``get-controller``) and
+        ``is_connected``."""
+        return {"tls": self.of_tls, "switches": {
+            name: {"target": m.vsctl("get-controller", m.bridge).strip(),
+                   "is_connected": m.vsctl("get", "controller", m.bridge, "is_connected").strip() == "true"}
+            for name, m in self.maars.items()}}
 
     def start_agent(self, name: str) -> None:
         """Start MAAR ``name``'s agent (its log appended to) and wait for its control socket."""
@@ -260,9 +294,14 @@ class Lab:
 
     def start_cmd(self) -> None:
         """Start the CMD (its log appended to; its binding store in ``work/dmm-state``) and wait for REST."""
+        if self.of_tls:
+            keys = self.pki["cmd"]
+            listen = ["--ofp-ssl-listen-port", str(OF_PORT), "--ctl-privkey", str(keys.key), "--ctl-cert",
+                      str(keys.cert), "--ca-certs", str(keys.ca_cert)]
+        else:
+            listen = ["--ofp-tcp-listen-port", str(OF_PORT)]
         self.cmd = self.start(self.core_ns, [str(BIN / "ryu-manager"), "--config-file", str(self.work / "domain.ini"),
-                                             "--ofp-listen-host", "::", "--ofp-tcp-listen-port", "6653", "ryu_dmm.cmd"],
-                              "cmd.log")
+                                             "--ofp-listen-host", "::", *listen, "ryu_dmm.cmd"], "cmd.log")
         wait_until(lambda: self.rest("/dmm/v1/stats"), 30, "the CMD's REST API")
 
     def _prime_tunnels(self, only: MaarNode | None = None) -> None:

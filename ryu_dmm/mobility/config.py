@@ -90,6 +90,11 @@ class Timers:
     # an idle TCP connection sends its first keepalive (RFC 1122 4.2.3.6), so a kept-alive
     # connection keeps its anchor.
     anchor_idle_timeout: float = ANCHOR_IDLE_TIMEOUT
+    # A MAAR with several CMDs ([dmm] cmd_addresses) moves to the next once a request to the current
+    # one (PBU, retransmission, Heartbeat request) has gone this long with no word from it; 0: never.
+    # 2 s: one retransmission (initial_bindack_timeout, 1 s) still goes to the current CMD, and the
+    # registration in flight, re-sent to the next CMD, is answered within 3 s (docs/failover.md).
+    failover_timeout: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("lifetime", "partial_lifetime"):
@@ -119,6 +124,9 @@ class Timers:
         if not (self.anchor_idle_timeout == 0 or 1 <= self.anchor_idle_timeout <= MAX_ANCHOR_IDLE_TIMEOUT):
             raise ValueError(f"timers.anchor_idle_timeout {self.anchor_idle_timeout} must be 0 (anchors kept while "
                              f"the session lives) or within 1..{MAX_ANCHOR_IDLE_TIMEOUT:g} s")
+        if not (self.failover_timeout == 0 or MIN_LAB_HEARTBEAT_INTERVAL <= self.failover_timeout <= 3600):
+            raise ValueError(f"timers.failover_timeout {self.failover_timeout} must be 0 (never) or within "
+                             f"{MIN_LAB_HEARTBEAT_INTERVAL}..3600 s")
         for name in ("initial_bindack_timeout", "max_bindack_timeout", "aggregate_timeout", "timestamp_window"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"timers.{name} must be positive")
@@ -169,9 +177,14 @@ class Domain:
     dereg: Dereg = Dereg.SERVING_ONLY
     timers: Timers = field(default_factory=Timers)
     lma: Optional[str] = None  # legacy mode: the name of the MAAR acting as LMA
+    # The CMDs the MAARs signal to, in order (fail-over: mobility/failover.py); empty: cmd_address alone
+    cmd_addresses: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cmd_address", canonical6(self.cmd_address))
+        object.__setattr__(self, "cmd_addresses", tuple(canonical6(a) for a in self.cmd_addresses))
+        if len(set(self.cmd_addresses)) != len(self.cmd_addresses):
+            raise ValueError("cmd_addresses: an address listed twice")
         object.__setattr__(self, "mode", Mode(self.mode))
         object.__setattr__(self, "dereg", Dereg(self.dereg))
         if (self.mode is Mode.LEGACY) != (self.lma is not None):
@@ -180,7 +193,7 @@ class Domain:
             raise ValueError(f"lma {self.lma} is not a configured MAAR")
         names, addrs = set(), set()
         for m in self.maars:
-            if m.name in names or m.address in addrs or m.address == self.cmd_address:
+            if m.name in names or m.address in addrs or m.address in (self.cmd_address, *self.cmd_addresses):
                 raise ValueError(f"maar {m.name}: name or address used twice")
             names.add(m.name)
             addrs.add(m.address)
@@ -189,6 +202,11 @@ class Domain:
             for b, nb in nets[i + 1:]:
                 if na.overlaps(nb):
                     raise ValueError(f"maars {a.name} and {b.name}: pools {a.pool} and {b.pool} overlap")
+
+    @property
+    def cmds(self) -> tuple[str, ...]:
+        """The CMDs a MAAR signals to, in order of preference."""
+        return self.cmd_addresses or (self.cmd_address,)
 
     @property
     def lma_info(self) -> Optional[MaarInfo]:

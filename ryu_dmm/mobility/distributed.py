@@ -33,6 +33,7 @@ from .events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Effect, RaPrefix, Received, Report, ReportKind,
     RetxKey, Send, SetTimer, TimerFired, TimerKey, TimerKind,
 )
+from .failover import CmdFailover
 from .heartbeat import Heartbeats
 from .pool import PrefixPool
 from .retransmit import Outstanding, Retransmitter
@@ -65,6 +66,7 @@ class DistributedMaar:
     def __init__(self, domain: Domain, name: str, restart_counter: int = 0) -> None:
         self.domain, self.timers = domain, domain.timers
         self.cmd = domain.cmd_address  # "::": there is no CMD, nothing is sent there (the agent's views)
+        self.failover = CmdFailover(domain.cmds, 0.0)  # the agent's views of "its CMDs": never moves
         # RFC 5847 among MAARs is not built yet (docs/mode-distributed.md): the monitor watches no one
         self.heartbeats = Heartbeats(restart_counter, 0, domain.timers.missing_heartbeats_allowed)
         self.info = domain.maar(name)

@@ -26,6 +26,7 @@ class TimerKind(Enum):
     EXPIRE = "expire"  # MAAR: a binding's lifetime ran out
     ADVERTISE = "ra"  # MAAR: the next unsolicited Router Advertisement to an attached MN
     REBUILD = "rebuild"  # CMD: the next PBUs re-sending a restarted MAAR its bindings (mn_id: that MAAR)
+    FAILOVER = "failover"  # MAAR: the current CMD has been silent since a request too long (mn_id "")
 
 
 class TimerKey(NamedTuple):
@@ -57,6 +58,7 @@ class ReportKind(str, Enum):
     PEER_REACHABLE = "peer_reachable"
     PEER_RESTARTED = "peer_restarted"
     RELEASED = "released"  # CMD: an idle P-MAAR left an MN's session (docs/anchor-release.md)
+    FAILOVER = "failover"  # MAAR: it moved to the next CMD of its list (docs/failover.md)
 
 
 # ---- inputs -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from .events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Effect, RaPrefix, Received, Report, ReportKind,
     RetxKey, Send, SetTimer, TimerFired, TimerKey, TimerKind,
 )
+from .failover import KEY as FAILOVER_KEY, CmdFailover
 from .heartbeat import HeartbeatKey, Heartbeats
 from .pool import PrefixPool
 from .retransmit import Outstanding, Retransmitter
@@ -77,7 +78,10 @@ class MaarCore:
         self.domain = domain
         self.info: MaarInfo = domain.maar(name)
         self.address = self.info.address
-        self.cmd = domain.cmd_address
+        # The CMDs of the domain in order, and the one we signal to now (``cmd``): we move to the next
+        # when it falls silent (mobility/failover.py, docs/failover.md).
+        self.failover = CmdFailover(domain.cmds, domain.timers.failover_timeout)
+        self.cmd = self.failover.current
         self.timers = domain.timers
         self.peers = domain.by_address()
         self.pool = PrefixPool(self.info.pool, self.info.prefix_length)
@@ -89,8 +93,9 @@ class MaarCore:
         # prefix; we ask with ALL_ZERO and allocate nothing ourselves.
         lma = domain.lma_info
         self._lma_pool = PrefixPool(lma.pool, lma.prefix_length) if lma is not None else None
-        # RFC 5847 liveness of the CMD (MAAR-to-MAAR heartbeats are not needed: the CMD rebuilds a
-        # restarted MAAR, and tells the others).
+        # RFC 5847 liveness of the CMDs (MAAR-to-MAAR heartbeats are not needed: the CMD rebuilds a
+        # restarted MAAR, and tells the others). Every CMD of the list is watched, so that a fail-over
+        # can skip one known to be down and a standby's Heartbeats are answered.
         self.heartbeats = Heartbeats(restart_counter, domain.timers.heartbeat_interval,
                                      domain.timers.missing_heartbeats_allowed)
         # Messages accepted without RFC 8885's D flag (§4.1, §4.2), e.g. from a plain PMIPv6 peer;
@@ -137,10 +142,21 @@ class MaarCore:
 
     # ---- dispatch ----------------------------------------------------------------------------
     def start(self, now: float) -> list[Effect]:
-        """What a starting MAAR does before any event: watch the CMD with Heartbeats."""
-        return self.heartbeats.watch(self.cmd, now, first_at=now)  # a start is a restart: tell the CMD now
+        """What a starting MAAR does before any event: watch the CMDs with Heartbeats."""
+        effects = self.heartbeats.watch(self.cmd, now, first_at=now)  # a start is a restart: tell the CMD now
+        for other in self.failover.cmds:
+            if other != self.cmd:
+                effects += self.heartbeats.watch(other, now)
+        return effects
 
     def handle(self, event, now: float) -> list[Effect]:
+        """One event at time ``now``; see ``_dispatch``. Around it, the fail-over clock: any message
+        from the current CMD stops it, a request to it starts it (mobility/failover.py)."""
+        heard = self.failover.heard(event.src) if type(event) is Received else []
+        effects = self._dispatch(event, now)
+        return heard + effects + self.failover.sent(effects, now)
+
+    def _dispatch(self, event, now: float) -> list[Effect]:
         """One event at time ``now`` (seconds since the epoch, the clock of the PBU timestamps).
 
         Events: ``Attach``/``Detach`` of an MN on an access port, ``Received(src, PBU|PBA|Heartbeat)``
@@ -230,6 +246,8 @@ class MaarCore:
         if not pba.d:
             self.counters["pba_without_d"] += 1
         if src != self.cmd:
+            if src in self.failover.cmds:
+                return []  # a late answer from a CMD we moved away from: its PBUs were sent again
             return self._on_direct_pba(src, pba, now)
         out = self.retx.pending.get((src, pba.sequence))
         if out is None:
@@ -548,6 +566,8 @@ class MaarCore:
 
     # ---- timers ------------------------------------------------------------------------------
     def _on_timer(self, key, now: float) -> list[Effect]:
+        if key == FAILOVER_KEY:
+            return self._fail_over(now)
         if type(key) is RetxKey:
             effects, failed = self.retx.fire(key, now)
             return effects + self._failed(failed, now) if failed is not None else effects
@@ -569,16 +589,43 @@ class MaarCore:
     # ---- liveness of the CMD (RFC 5847) ------------------------------------------------------
     def _on_heartbeat(self, src: str, hb: Heartbeat, now: float) -> list[Effect]:
         effects, restarted = self.heartbeats.handle_message(src, hb, now)
-        if restarted is None:
+        if restarted is None or src != self.cmd:  # (a standby CMD that restarted holds nothing of ours)
             return effects
-        return effects + self._resync(now)
+        return effects + self._resync(now, "the CMD restarted")
 
-    def _resync(self, now: float) -> list[Effect]:
-        """The CMD restarted and may have lost our sessions: tell it again what we hold, paced at
-        RESYNC_RATE. Each attached MN we serve re-registers (its PBA brings the P-MAAR list back);
-        each anchor for an MN elsewhere asks with the renewal exchange, which keeps it only if the
-        CMD still lists it (Decisions: after a CMD restart). A binding whose PBU is in flight needs
-        nothing: its retransmissions reach the new CMD."""
+    # ---- fail-over to the next CMD (docs/failover.md) ------------------------------------------
+    def _fail_over(self, now: float) -> list[Effect]:
+        """The current CMD has been silent for ``failover_timeout`` since a request: signal to the
+        next. Every PBU in flight to the old one goes to the new one at once (a new sequence number,
+        continuing the old CMD's, and a fresh timestamp: the new CMD takes it as any registration),
+        a Heartbeat tells it our Restart Counter, and what we hold is told again as after a CMD
+        restart (``_resync``): the new CMD may not share the old one's bindings."""
+        old = self.cmd
+        new = self.failover.fire(now, lambda peer: (v := self.heartbeats.view(peer)) is None or v.reachable)
+        if new is None:
+            return []
+        self.cmd = new
+        self.retx.carry_seq(old, new)
+        effects: list[Effect] = [Report(ReportKind.FAILOVER, "", f"CMD {old} silent for "
+                                        f"{self.failover.timeout:g} s: now signalling to {new}")]
+        # At most max_outstanding PBUs were in flight to the old CMD and none is to the new one (we
+        # left it with none), so none is evicted here; the snapshot guards the loop all the same.
+        for b in [b for b in self.bindings.values() if b.pbu is not None and b.pbu.dst == old]:
+            out = b.pbu
+            effects += self.retx.cancel(out)
+            sent, b.pbu, evicted = self.retx.send(new, b.mn_id, out.build, now, out.context)
+            b.pbu.final = out.final
+            effects += sent + (self._failed(evicted, now) if evicted is not None else [])
+        effects.append(SetTimer(HeartbeatKey(new), now))
+        return effects + self._resync(now, f"moved to CMD {new}")
+
+    def _resync(self, now: float, why: str) -> list[Effect]:
+        """The CMD restarted, or we moved to another (``why``), and it may not hold our sessions: tell
+        it again what we hold, paced at RESYNC_RATE. Each attached MN we serve re-registers (its PBA
+        brings the P-MAAR list back); each anchor for an MN elsewhere asks with the renewal exchange,
+        which keeps it only if the CMD still lists it (Decisions: after a CMD restart). A binding
+        whose PBU is in flight needs nothing: its retransmissions reach the new CMD (after a
+        fail-over, they were sent there)."""
         serving = [b for b in self.bindings.values() if b.pbu is None and b.role is Role.SERVING and b.attached]
         anchors = [b for b in self.bindings.values() if b.pbu is None and b.role is Role.ANCHOR]
         effects: list[Effect] = []
@@ -589,5 +636,5 @@ class MaarCore:
             else:
                 b.expires = min(b.expires, at)
                 effects.append(SetTimer(TimerKey(TimerKind.EXPIRE, b.mn_id), at))
-        return effects + [Report(ReportKind.RENEWED, "", f"the CMD restarted: {len(serving)} registration(s) "
+        return effects + [Report(ReportKind.RENEWED, "", f"{why}: {len(serving)} registration(s) "
                                  f"and {len(anchors)} anchor(s) told again")]

@@ -69,6 +69,13 @@ class Retransmitter:
         """The next PBU to ``dst`` gets ``seq`` (the CMD after a restart: see PersistMeta)."""
         self._seq[dst] = (seq - 1) & 0xFFFF
 
+    def carry_seq(self, old: str, new: str) -> None:
+        """PBUs to ``new`` go on from the numbers used with ``old`` (a MAAR moving to another CMD,
+        which may share the old one's bindings): the next is after the later of the two."""
+        a, b = self._seq.get(old), self._seq.get(new)
+        if a is not None and (b is None or (a - b) & 0xFFFF < 0x8000):  # a is b or later (16-bit serial)
+            self._seq[new] = a
+
     def _send_times(self, key: tuple[str, str], now: float) -> tuple[float, ...]:
         if now - self._generation >= 1.0 or len(self._recent) >= self.timers.max_outstanding:
             self._older, self._recent = (self._recent if now - self._generation < 2.0 else {}), {}
