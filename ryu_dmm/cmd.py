@@ -13,6 +13,7 @@ import time
 from typing import NoReturn
 
 from . import domainconf, httpaccess, metrics, ofsync, packetin, pipeline, rest, store
+from .ipsec import enforce
 from .logsafe import Guard, SafeLog, contained
 from .domainview import DomainView
 from .flowmirror import (
@@ -88,6 +89,10 @@ class CmdApp(App):
             if self.settings.metrics_port != 0:
                 httpaccess.check_listener("[dmm] metrics_listen", self.settings.metrics_listen, access)
             self.tls = httpaccess.server_context(access)
+            if self.settings.require_ipsec:
+                refused = enforce.check(self.settings.port)
+                if refused:
+                    raise domainconf.ConfigError(refused)
         except (domainconf.ConfigError, ValueError) as exc:
             # Before anything is bound or started: nothing is half-applied.
             print(f"ryu_dmm.cmd: bad configuration: {exc}", file=sys.stderr, flush=True)

@@ -22,6 +22,7 @@ from collections import deque
 from typing import Optional
 
 from .. import domainconf
+from ..ipsec import enforce
 from ..mobility.events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, Send, SetTimer, TimerFired,
 )
@@ -538,6 +539,11 @@ def main(argv=None) -> int:
     try:
         domain, settings = domainconf.load(args.config)
         domain.maar(args.name)
+        if settings.require_ipsec:
+            for port in sorted({settings.port, args.port}):
+                refused = enforce.check(port)
+                if refused:
+                    raise domainconf.ConfigError(refused)
     except domainconf.ConfigError as exc:
         print(f"ryu-dmm-maar: bad configuration: {exc}", file=sys.stderr)
         return 2
