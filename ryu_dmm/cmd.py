@@ -115,7 +115,7 @@ class CmdApp(App):
         self._tokens = itertools.count(1)
         self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,
                                lambda: self.endpoint.receive_path() if self.endpoint is not None else {},
-                               self.store_state)
+                               self.store_state, self.ipsec_state)
         kwargs["wsgi"].register(rest.DmmRestController, rest.registration(self.view, self.guard))
         rest.install_server(limits, self.guard.log, self.tls, self.http_guard("rest"))
 
@@ -220,6 +220,11 @@ class CmdApp(App):
         self.stats.count("store.write_failed")
         self.guard.log.log(logging.ERROR, "store", "store_failed",
                            "binding store write failed (retrying; accepted PBAs wait): %s", exc)
+
+    def ipsec_state(self) -> dict:
+        """require_ipsec, and the plaintext signalling the kernel dropped (read from nftables)."""
+        s = self.settings
+        return {"required": s.require_ipsec, "plaintext_dropped": enforce.counters() if s.require_ipsec else {}}
 
     def store_state(self) -> dict:
         body = dict(self._store_info)

@@ -32,12 +32,13 @@ def _nothing() -> dict:
 class DomainView:
     def __init__(self, domain: Domain, settings: CmdSettings, core: CmdCore, mirror: FlowMirror, stats: Stats,
                  query_flows: FlowQuery, receive_path: Callable[[], dict] = _nothing,
-                 store_state: Callable[[], dict] = _nothing) -> None:
+                 store_state: Callable[[], dict] = _nothing, ipsec_state: Callable[[], dict] = _nothing) -> None:
         self.domain = domain
         self.settings = settings
         self._core, self._mirror, self._stats, self._query = core, mirror, stats, query_flows
         self._receive_path = receive_path
         self._store_state = store_state
+        self._ipsec_state = ipsec_state
         self._by_name = {m.name: m for m in domain.maars}
         self._by_address = domain.by_address()
 
@@ -101,6 +102,7 @@ class DomainView:
         body["store"] = self._store_state()
         body["peers"] = self.peers()
         body["protocol"] = self.protocol()
+        body["ipsec"] = self._ipsec_state()
         return body
 
     def protocol(self) -> dict:

@@ -74,6 +74,7 @@ class Agent:
                  limiter: Optional[guard.AttachLimiter] = None, restart_counter: int = 0) -> None:
         self.domain, settings = domainconf.load(config)
         self.auth = settings.auth
+        self.require_ipsec = settings.require_ipsec
         self.policy = load_policy(self.auth)  # PolicyError if its allow_file cannot be used
         self.auth_state = {"reloads": 0, "reload_errors": 0, "detached": 0}
         self.core = MaarCore(self.domain, name, restart_counter, access_port)
@@ -417,6 +418,8 @@ class Agent:
                 "pool_capacity": self.core.pool.capacity, "bindings": bindings,
                 "bindings_total": len(self.core.bindings), "counters": dict(self.counters),
                 "protocol": dict(self.core.counters),
+                "ipsec": {"required": self.require_ipsec,
+                          "plaintext_dropped": enforce.counters() if self.require_ipsec else {}},
                 "heartbeat": {"restart_counter": hb.own_counter, "interval": hb.interval,
                               "missing_allowed": hb.missing_allowed, "counters": dict(hb.counters),
                               "peers": [dataclasses.asdict(v) for v in hb.views()]},
