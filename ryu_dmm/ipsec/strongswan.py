@@ -18,8 +18,9 @@ from pathlib import Path
 ROUTING_TABLE = 5436  # where kernel-libipsec's routes go; only signalling is steered into it (lab)
 IKE_PROPOSAL = "aes256-sha256-x25519"  # plugins of Debian's strongswan-charon (no openssl plugin)
 ESP_PROPOSAL = "chacha20poly1305-x25519"
-PLUGINS = ("random nonce aes sha1 sha2 hmac chapoly curve25519 x509 pubkey pem pkcs1 pkcs8 gmp kdf constraints "
-           "revocation kernel-netlink socket-default vici")
+PLUGINS = "random nonce aes sha1 sha2 hmac chapoly curve25519 x509 pubkey pem pkcs1 pkcs8 gmp kdf constraints revocation"
+# the first kernel interface loaded provides the IPsec backend: kernel-libipsec must precede kernel-netlink
+NET_PLUGINS = "kernel-netlink socket-default vici"
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Peer:
 
 def strongswan_conf(folder: Path, userspace_esp: bool = True) -> str:
     """charon's settings for a private instance whose files (vici socket, log) live in ``folder``."""
-    load = PLUGINS + (" kernel-libipsec" if userspace_esp else "")
+    load = f"{PLUGINS} {'kernel-libipsec ' if userspace_esp else ''}{NET_PLUGINS}"
     libipsec = ("    kernel-libipsec { allow_peer_ts = yes }\n"
                 # its routes go to our table, which only signalling reaches (ip rules: lab/ipsec.py)
                 f"    kernel-netlink {{ fwmark = {ROUTING_TABLE:#x} }}\n") if userspace_esp else ""
