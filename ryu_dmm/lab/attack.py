@@ -25,18 +25,25 @@ import sys
 import time
 from pathlib import Path
 
-from ..mobility import messages as M
-from ..wire import Prefix, encode
+from ..wire import Prefix
 from . import ipsec
 from .common import LabError
 
 HOSTILE = "2001:db8:ff::bad"
+# The PBU is built just before it leaves, so that its Timestamp is fresh (RFC 5213's validity
+# window is 300 ms): an attacker on the link has the right time too.
 SEND = """
-import sys
+import json, sys, time
 from scapy.all import IPv6, UDP, Raw, send
-src, dst, payload = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3])
-send(IPv6(src=src, dst=dst) / UDP(sport=5436, dport=5436) / Raw(payload), verbose=False, count=int(sys.argv[4]))
+from ryu_dmm.mobility import messages as M
+from ryu_dmm.wire import Prefix, encode
+src, dst, a = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+for i in range(a["copies"]):
+    pbu = M.pbu(a["seq"] + i, time.time(), a["mn_id"], Prefix.parse(a["prefix"]), 3600, a["handoff"], 3,
+                bytes.fromhex(a["mac"]), serving=a["serving"])
+    send(IPv6(src=src, dst=dst) / UDP(sport=5436, dport=5436) / Raw(encode(pbu)), verbose=False)
 """
+COPIES = 3
 _COUNTERS = re.compile(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?\s*")
 
 
@@ -80,24 +87,23 @@ def run_attack(lab, mn: str, mn_id: str, mac: str, path: list, ping_log: Path, p
             old_prefix = Prefix.parse(prefix)
     if old_prefix is None:
         raise LabError(f"--attack: {mn_id} has no anchor at {anchor} in the CMD's session: {before['session']}")
-    mac_b = bytes.fromhex(mac.replace(":", ""))
-    now = time.time()
+    pbu = {"mn_id": mn_id, "mac": mac.replace(":", ""), "copies": COPIES}
     pool = ipaddress.IPv6Network(str(maars[other].pool))
     fake = Prefix.parse(f"{pool.network_address + (0xBAD << 64)}/64")  # in that MAAR's pool, bound to no one
     attempts = [
         ("cmd_spoof_outsider", lab.domain.cmd_address, maars[anchor].address,
-         M.pbu(40001, now, mn_id, old_prefix, 3600, 1, 3, mac_b, serving=HOSTILE)),
+         {**pbu, "seq": 40001, "prefix": str(old_prefix), "handoff": 1, "serving": HOSTILE}),
         ("cmd_spoof_domain", lab.domain.cmd_address, maars[anchor].address,
-         M.pbu(40002, now, mn_id, old_prefix, 3600, 1, 3, mac_b, serving=maars[other].address)),
+         {**pbu, "seq": 40011, "prefix": str(old_prefix), "handoff": 1, "serving": maars[other].address}),
+        ("maar_spoof", maars[other].address, lab.domain.cmd_address,
+         {**pbu, "seq": 40021, "prefix": str(fake), "handoff": 2, "serving": None}),
     ]
-    attempts.append(("maar_spoof", maars[other].address, lab.domain.cmd_address,
-                     M.pbu(40003, now, mn_id, fake, 3600, 2, 3, mac_b)))
     t0 = time.time()
     sent = []
-    for name, src, dst, msg in attempts:
-        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", SEND, src, dst, encode(msg).hex(), "3"],
+    for name, src, dst, fields in attempts:
+        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", SEND, src, dst, json.dumps(fields)],
                              capture_output=True, text=True, timeout=60)
-        sent.append({"attempt": name, "src": src, "dst": dst, "copies": 3, "ok": out.returncode == 0,
+        sent.append({"attempt": name, "src": src, "dst": dst, "copies": COPIES, "ok": out.returncode == 0,
                      **({"error": out.stderr.strip()[-300:]} if out.returncode else {})})
         time.sleep(0.3)
     time.sleep(1.5)
@@ -110,6 +116,7 @@ def run_attack(lab, mn: str, mn_id: str, mac: str, path: list, ping_log: Path, p
     hostile_mac = json.loads(subprocess.run(["ip", "-n", ns, "-j", "link", "show", "hx"], capture_output=True,
                                             text=True, check=True).stdout)[0]["address"]
     report = {"victim": mn, "mn_id": mn_id, "hostile_mac": hostile_mac, "anchor": anchor, "serving": serving, "spoofed_maar": other,
+              "spoofed_prefix": str(fake),
               "attempts": sent, "session_unchanged": before["session"] == after["session"],
               "session_before": before["session"], "session_after": after["session"],
               "flows_unchanged": before["flows"] == after["flows"],
