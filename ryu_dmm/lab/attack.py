@@ -115,8 +115,8 @@ def run_attack(lab, mn: str, mn_id: str, mac: str, path: list, ping_log: Path, p
     dropped = {h.name: ipsec.dropped(h) for h in lab.ipsec_hosts}
     hostile_mac = json.loads(subprocess.run(["ip", "-n", ns, "-j", "link", "show", "hx"], capture_output=True,
                                             text=True, check=True).stdout)[0]["address"]
-    report = {"victim": mn, "mn_id": mn_id, "hostile_mac": hostile_mac, "anchor": anchor, "serving": serving, "spoofed_maar": other,
-              "spoofed_prefix": str(fake),
+    report = {"victim": mn, "mn_id": mn_id, "hostile_mac": hostile_mac, "anchor": anchor, "serving": serving,
+              "spoofed_maar": other, "spoofed_prefix": str(fake),
               "attempts": sent, "session_unchanged": before["session"] == after["session"],
               "session_before": before["session"], "session_after": after["session"],
               "flows_unchanged": before["flows"] == after["flows"],
