@@ -40,24 +40,26 @@ def free_udp_port() -> int:
 
 
 class Client:
-    """One socket per MAAR address; requests are PBUs built at send time (fresh timestamps)."""
+    """One socket per MAAR address; requests are PBUs built at send time (fresh timestamps).
+    ``host``/``sources``: another CMD address and the (address, port) of each MAAR socket
+    (benchmarks/cmd_ipsec.py: one MAAR on port 5436, which its IPsec traffic selectors name)."""
 
-    def __init__(self, port: int) -> None:
-        self.dest = ("127.0.0.1", port)
+    def __init__(self, port: int, host: str = "127.0.0.1", sources: list | None = None) -> None:
+        self.dest = (host, port)
         self.socks = []
         self.sel = selectors.DefaultSelector()
-        for i in range(N_MAARS):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind((f"127.0.0.{i + 2}", 0))
+        for source in sources or [(f"127.0.0.{i + 2}", 0) for i in range(N_MAARS)]:
+            s = socket.socket(socket.AF_INET6 if ":" in source[0] else socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(source)
             s.setblocking(False)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
             self.sel.register(s, selectors.EVENT_READ)
             self.socks.append(s)
         self.n = 0
-        self.blocks = [0] * N_MAARS
+        self.blocks = [0] * len(self.socks)
 
     def send(self) -> None:
-        k = self.n % N_MAARS
+        k = self.n % len(self.socks)
         self.n += 1
         b = self.blocks[k]
         self.blocks[k] += 1
@@ -65,6 +67,11 @@ class Client:
         msg = M.pbu(self.n & 0xFFFF, time.time(), f"mn{self.n}", prefix, 3600, 1, 3)
         from ryu_dmm.wire import encode
         self.socks[k].sendto(encode(msg), self.dest)
+
+    def close(self) -> None:
+        self.sel.close()
+        for s in self.socks:
+            s.close()
 
     def receive(self, timeout: float) -> int:
         got = 0
@@ -95,14 +102,14 @@ class Client:
 
     def open_loop(self, rate: float, seconds: float) -> list[float]:
         """Paced sends; latency of each answer matched by send order per socket (FIFO on loopback)."""
-        sent = {k: [] for k in range(N_MAARS)}
+        sent = {k: [] for k in range(len(self.socks))}
         lat: list[float] = []
         interval, t0 = 1.0 / rate, time.perf_counter()
         nxt = t0
         while time.perf_counter() - t0 < seconds:
             now = time.perf_counter()
             while nxt <= now:
-                k = self.n % N_MAARS
+                k = self.n % len(self.socks)
                 sent[k].append(time.perf_counter())
                 self.send()
                 nxt += interval
@@ -113,7 +120,8 @@ class Client:
                         key.fileobj.recv(65535)
                     except BlockingIOError:
                         break
-                    lat.append(time.perf_counter() - sent[k].pop(0))
+                    if sent[k]:  # (a late answer to the previous phase, on a reused address: not ours)
+                        lat.append(time.perf_counter() - sent[k].pop(0))
         return lat
 
 
@@ -122,9 +130,13 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1000
 
 
-def measure(name: str, port: int, seconds: float, window: int) -> dict:
-    peak = Client(port).closed_loop(seconds, window)
-    lat = Client(port).open_loop(peak / 2, seconds)
+def measure(name: str, port: int, seconds: float, window: int, **client) -> dict:
+    c = Client(port, **client)
+    peak = c.closed_loop(seconds, window)
+    c.close()  # its addresses are the next client's
+    c = Client(port, **client)
+    lat = c.open_loop(peak / 2, seconds)
+    c.close()
     return {"name": name, "peak": peak, "rate": peak / 2, "n": len(lat), "p50": pct(lat, 50), "p90": pct(lat, 90),
             "p99": pct(lat, 99)}
 

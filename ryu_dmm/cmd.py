@@ -14,6 +14,7 @@ import time
 from typing import NoReturn
 
 from . import domainconf, httpaccess, metrics, ofsync, oftls, packetin, pipeline, rest, store
+from .ipsec import enforce
 from .roles.keeper import keeper_for
 from .logsafe import Guard, SafeLog, contained
 from .domainview import DomainView
@@ -87,6 +88,10 @@ class CmdApp(App):
             self.tls = httpaccess.server_context(access)
             of_tls = oftls.from_conf(cfg.CONF)
             of_ctx = oftls.context(of_tls) if of_tls is not None else None
+            if self.settings.require_ipsec:
+                refused = enforce.check(self.settings.port)
+                if refused:
+                    raise domainconf.ConfigError(refused)
         except (domainconf.ConfigError, ValueError) as exc:
             # Before anything is bound or started: nothing is half-applied.
             print(f"ryu_dmm.cmd: bad configuration: {exc}", file=sys.stderr, flush=True)
@@ -127,7 +132,7 @@ class CmdApp(App):
         self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,
                                lambda: self.endpoint.receive_path() if self.endpoint is not None else {},
                                self.store_state, self.store if self.shared is not None else None,
-                               self.roles.state if self.roles is not None else None)
+                               self.roles.state if self.roles is not None else None, self.ipsec_state)
         kwargs["wsgi"].register(rest.DmmRestController, rest.registration(self.view, self.guard))
         rest.install_server(limits, self.guard.log, self.tls, self.http_guard("rest"))
 
@@ -268,6 +273,11 @@ class CmdApp(App):
         self.stats.count("store.write_failed")
         self.guard.log.log(logging.ERROR, "store", "store_failed",
                            "binding store write failed (retrying; accepted PBAs wait): %s", exc)
+
+    def ipsec_state(self) -> dict:
+        """require_ipsec, and the plaintext signalling the kernel dropped (read from nftables)."""
+        s = self.settings
+        return {"required": s.require_ipsec, "plaintext_dropped": enforce.counters() if s.require_ipsec else {}}
 
     def store_state(self) -> dict:
         body = dict(self._store_info)

@@ -128,6 +128,8 @@ class CmdSettings:
     # programs its own switch from its own state, and the CMD only signals (docs/flow-control.md)
     flow_control: str = "cmd"
     roles: RoleSettings = field(default_factory=RoleSettings)
+    # the CMD and the agents start only where nftables drops plaintext signalling (docs/security.md)
+    require_ipsec: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ class SwitchSettings:
 
 
 _DMM_KEYS = {"cmd_address", "cmd_addresses", "mode", "lma", "dereg", "listen", "port", "raw_mh", "tunnel",
-             "tunnel_key", "rcvbuf", "metrics_listen", "metrics_port", "flow_control"}
+             "tunnel_key", "rcvbuf", "metrics_listen", "metrics_port", "flow_control", "require_ipsec"}
 _SWITCH_KEYS = {"core_port", "tunnel_port", "agent_port", "access_ports", "core_gateway_mac"}
 _MAAR_KEYS = {"address", "pool", "prefix_length", "mac", "datapath_id"} | _SWITCH_KEYS
 _TIMER_KEYS = {f.name: f.type for f in fields(Timers)}
@@ -283,6 +285,7 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     listen = _address("dmm", "listen", dmm.get("listen", "::"))
     port = _int("dmm", "port", dmm.get("port", "5436"), 1, 65535)
     raw_mh = _bool("dmm", "raw_mh", dmm.get("raw_mh", "false"))
+    require_ipsec = _bool("dmm", "require_ipsec", dmm.get("require_ipsec", "false"))
     tunnel_key = _int("dmm", "tunnel_key", dmm.get("tunnel_key", str(0x444D4D)), 0, 2**32 - 1)
     rcvbuf = _int("dmm", "rcvbuf", dmm.get("rcvbuf", str(CmdSettings.rcvbuf)), 0, 2**30)
     metrics_listen = _ip("dmm", "metrics_listen", dmm.get("metrics_listen", CmdSettings.metrics_listen))
@@ -356,7 +359,8 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
                           "agent drives its own switch: remove [roles] or use flow_control = cmd")
     return domain, CmdSettings(listen, port, raw_mh, tunnel, tunnel_key, tuple(switches), rcvbuf=rcvbuf,
                                metrics_listen=metrics_listen, metrics_port=metrics_port, store=store, rest=rest,
-                               auth=auth, flow_control=flow_control, roles=roles)
+                               auth=auth, flow_control=flow_control, roles=roles,
+                               require_ipsec=require_ipsec)
 
 
 def _roles(items: dict) -> RoleSettings:
@@ -547,7 +551,8 @@ def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[
               f"mode = {domain.mode.value}",
               *([f"lma = {domain.lma}"] if domain.lma is not None else []),
               f"dereg = {domain.dereg.value}", f"listen = {settings.listen}", f"port = {settings.port}",
-              f"raw_mh = {str(settings.raw_mh).lower()}", f"tunnel = {settings.tunnel}",
+              f"raw_mh = {str(settings.raw_mh).lower()}",
+              f"require_ipsec = {str(settings.require_ipsec).lower()}", f"tunnel = {settings.tunnel}",
               f"tunnel_key = {settings.tunnel_key:#x}", f"rcvbuf = {settings.rcvbuf}",
               f"metrics_listen = {settings.metrics_listen}", f"flow_control = {settings.flow_control}"]
     if settings.metrics_port is not None:

@@ -38,7 +38,7 @@ class DomainView:
     def __init__(self, domain: Domain, settings: CmdSettings, core: CmdCore, mirror: FlowMirror, stats: Stats,
                  query_flows: FlowQuery, receive_path: Callable[[], dict] = _nothing,
                  store_state: Callable[[], dict] = _nothing, shared=None,
-                 roles_state: Optional[Callable[[], dict]] = None) -> None:
+                 roles_state: Optional[Callable[[], dict]] = None, ipsec_state: Callable[[], dict] = _nothing) -> None:
         self.domain = domain
         self.settings = settings
         self._core, self._mirror, self._stats, self._query = core, mirror, stats, query_flows
@@ -46,6 +46,7 @@ class DomainView:
         self._store_state = store_state
         self._shared = shared  # active-active: the Redis store every instance reads sessions from
         self._roles_state = roles_state  # None: one instance, no OpenFlow roles
+        self._ipsec_state = ipsec_state
         self._by_name = {m.name: m for m in domain.maars}
         self._by_address = domain.by_address()
 
@@ -135,6 +136,7 @@ class DomainView:
         body["protocol"] = self.protocol()
         if self._roles_state is not None:  # which instance is master of which switch (docs/openflow-roles.md)
             body["roles"] = self.roles()
+        body["ipsec"] = self._ipsec_state()
         return body
 
     def roles(self) -> dict:

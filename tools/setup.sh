@@ -10,7 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
-APT_PKGS="openvswitch-switch tshark iproute2 ethtool tcpdump iputils-ping procps mininet util-linux strace openssl redis-server redis-sentinel"
+APT_PKGS="openvswitch-switch tshark iproute2 ethtool tcpdump iputils-ping procps mininet util-linux strace openssl \
+    redis-server redis-sentinel \
+    strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins strongswan-pki nftables"
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=""

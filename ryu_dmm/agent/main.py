@@ -23,6 +23,7 @@ from typing import Optional
 
 from .. import domainconf
 from ..flowmirror import FlowsConfirmed, MirrorKey, Noted, NoteKind
+from ..ipsec import enforce
 from ..mobility.events import (
     Advertise, Attach, CancelTimer, DataPlaneChanged, Detach, Received, Report, Send, SetTimer, TimerFired,
 )
@@ -86,6 +87,7 @@ class Agent:
         if cmds:  # --cmd: the CMDs to signal to, in order, instead of the file's (docs/failover.md)
             self.domain = dataclasses.replace(self.domain, cmd_addresses=cmds)
         self.auth = settings.auth
+        self.require_ipsec = settings.require_ipsec
         self.policy = load_policy(self.auth)  # PolicyError if its allow_file cannot be used
         self.auth_state = {"reloads": 0, "reload_errors": 0, "detached": 0}
         # mode = distributed: no CMD; the MAARs find an MN's previous MAARs themselves (docs/mode-distributed.md)
@@ -452,6 +454,8 @@ class Agent:
                 "pool_capacity": self.core.pool.capacity, "bindings": bindings,
                 "bindings_total": len(self.core.bindings), "counters": dict(self.counters),
                 "protocol": dict(self.core.counters), "cmd": self.core.failover.describe(),
+                "ipsec": {"required": self.require_ipsec,
+                          "plaintext_dropped": enforce.counters() if self.require_ipsec else {}},
                 "heartbeat": {"restart_counter": hb.own_counter, "interval": hb.interval,
                               "missing_allowed": hb.missing_allowed, "counters": dict(hb.counters),
                               "peers": [dataclasses.asdict(v) for v in hb.views()]},
@@ -594,6 +598,11 @@ def main(argv=None) -> int:
     try:
         domain, settings = domainconf.load(args.config)
         domain.maar(args.name)
+        if settings.require_ipsec:
+            for port in sorted({settings.port, args.port}):
+                refused = enforce.check(port)
+                if refused:
+                    raise domainconf.ConfigError(refused)
     except domainconf.ConfigError as exc:
         print(f"ryu-dmm-maar: bad configuration: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,8 @@ from pathlib import Path
 from .. import domainconf
 from ..agent.main import mn_id_of, request
 from ..mobility.config import Mode, Timers
+from . import attack as attack_mod
+from . import ipsec as ipsec_mod
 from . import release as release_mod
 from . import restarts as restart_mod
 from . import topology as topo_mod
@@ -125,7 +127,14 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
     topo = lab.topo
     log = EventLog(lab)
     underlay = lab.capture("underlay.pcap", TUNNEL_FILTER[lab.tunnel])
-    signalling = lab.capture("signalling.pcap", wire_verdict.CAPTURE_FILTER)
+    if lab.ipsec:  # the wire carries ESP; the verdict judges what the hosts' TUN devices decrypted
+        wire = [lab.capture("underlay-signalling.pcap", ipsec_mod.UNDERLAY_FILTER),
+                lab.capture("signalling-cmd.pcap", ipsec_mod.PLAINTEXT_FILTER, lab.core_ns, ipsec_mod.TUN)]
+        if lab.mode in (Mode.LOCATOR, Mode.DISTRIBUTED):  # MAAR to MAAR: each message once, where it was sent
+            wire += [lab.capture(f"signalling-{m}.pcap", f"({ipsec_mod.PLAINTEXT_FILTER}) and not host {CMD_ADDR}",
+                                 lab.maars[m].ns, ipsec_mod.TUN, "out") for m in topo.maars]
+    else:
+        wire = [lab.capture("signalling.pcap", wire_verdict.CAPTURE_FILTER)]
     t_start = time.time()
     old_addr, flows, ids, registrations = {}, [], {}, {}
     own: dict[str, list] = {}  # each MN's old flows (its TCP source and ping), stopped on purpose by --anchor-idle
@@ -167,15 +176,30 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
     moved = [mn for mn, path in topo.mns if len(path) > 1]
     release = (release_mod.run_release(lab, moved[0], own, ids, lab.anchor_idle)
                if lab.anchor_idle and moved else None)
+    attack = None
+    if lab.attack and moved:  # --attack: a hostile host spoofs the signalling (lab/attack.py)
+        victim = moved[0]
+        attack = attack_mod.run_attack(lab, victim, ids[victim]["mn_id"], ids[victim]["mac"],
+                                       list(dict(topo.mns)[victim]), lab.work / f"ping-old-{victim}.log",
+                                       ping_replies)
     t_stop = time.time()  # the run's end: the flows stop now
     for p in flows:
         p.send_signal(signal.SIGTERM)
     for p in flows:
         p.wait(10)
     time.sleep(0.3)
-    for cap in (underlay, signalling):
+    for cap in (underlay, *wire):
         cap.send_signal(signal.SIGTERM)
         cap.wait(10)
+    ipsec_report = None
+    if lab.ipsec:
+        run("mergecap", "-F", "pcap", "-w", str(lab.work / "signalling.pcap"),
+            *(str(p) for p in sorted(lab.work.glob("signalling-*.pcap"))))
+        ipsec_report = {"sa_setup_s": round(lab.ipsec_setup_s, 3),
+                        "underlay": ipsec_mod.on_the_wire(lab.work / "underlay-signalling.pcap",
+                                                          lab.work / "tshark-home",
+                                                          (attack["hostile_mac"],) if attack else ()),
+                        "plaintext_dropped": {h.name: ipsec_mod.dropped(h) for h in lab.ipsec_hosts}}
     tunnelled = gre_inner(lab.work / "underlay.pcap")
     ends = {}  # each handover's window lasts until that MN's next move (or the run's end)
     for h in reversed(handovers):
@@ -243,7 +267,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
               "cmd_stats": None if lab.mode is Mode.DISTRIBUTED else lab.rest("/dmm/v1/stats"),
               "wire_verdict": verdict, "restarts": crashes,
               "anchor_idle_timeout": lab.anchor_idle or None, "anchor_release": release,
-              "max_pmaars_seen": max((h["pmaars_after"] for h in handovers), default=0)}
+              "max_pmaars_seen": max((h["pmaars_after"] for h in handovers), default=0),
+              "ipsec": ipsec_report, "attack": attack}
     report["tcp"] = {mn: tcp_series(samples, t_stop) for mn, samples in tcp.items()}
     # path length and handover latency per handover, to set runs of other modes beside this one
     report["comparison"] = [{"handover": f"{h['mn']}: {h['from']}->{h['to']}",
@@ -253,7 +278,9 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
                             for h in handovers]
     report["ok"] = (bool(verdict["ok"]) and all(handover_ok(h) for h in handovers)
                     and all(restart_mod.restart_ok(r) for r in crashes) and len(crashes) == len(restarts)
-                    and (release is None or release["ok"]) and openflow_ok(report["openflow"]))
+                    and (release is None or release["ok"]) and openflow_ok(report["openflow"])
+                    and (ipsec_report is None or ipsec_report["underlay"]["ok"])
+                    and (attack is None or attack["ok"]))
     return report
 
 
@@ -537,6 +564,10 @@ def print_report(report: dict) -> None:
     print(f"\nryu-dmm lab, {report['mode']} mode, flows by the {report['flow_control'].upper()}, {report['tunnel']}, "
           f"{'concurrent' if report['concurrent'] else 'sequential'} moves, re-attachment by {report['reattach']}"
           f"{'' if report['mn_rs'] else ', MNs never solicit'}; old addresses: {report['old_addresses']}")
+    ipsec_report = report.get("ipsec")
+    print("IPsec: off (--no-ipsec)" if ipsec_report is None else
+          f"IPsec: SAs up in {ipsec_report['sa_setup_s']} s; on the underlay (tshark): {ipsec_report['underlay']}; "
+          f"plaintext dropped: {ipsec_report['plaintext_dropped']}")
     print("signalling: from the MN's first frame the new MAAR acted on (detected: by what, and when after the")
     print("move started) until its registration is confirmed, the P-MAARs have switched and every switch has")
     print("confirmed its flows by barrier (flows: that last part alone); move: the link move itself, until the")
@@ -625,6 +656,12 @@ def main(argv=None) -> int:
     ap.add_argument("--of-plain", dest="of_tls", action="store_false",
                     help="OpenFlow between the CMD and the switches in plain TCP (default: TLS with keys of a "
                          "domain CA the lab makes; docs/security.md)")
+    ap.add_argument("--no-ipsec", dest="ipsec", action="store_false",
+                    help="plaintext signalling, to compare: no strongSwan, no require_ipsec (by default the CMD and "
+                         "the MAARs talk through IKEv2/ESP, and the report's \"ipsec\" checks the underlay)")
+    ap.add_argument("--attack", action="store_true",
+                    help="after the last step a hostile namespace on the underlay spoofs PBUs from the CMD and a "
+                         "MAAR against the first MN that moved; the report's \"attack\" says what changed")
     args = ap.parse_args(argv)
     try:
         restarts = restart_mod.parse_restarts(args.restart) if args.restart else ()
@@ -638,7 +675,9 @@ def main(argv=None) -> int:
         if (args.flow_control == "maar" or args.mode == Mode.DISTRIBUTED.value) and (args.anchor_idle or restarts):
             # idle anchors are found from the CMD's flow counters; restarts are not adapted (docs/flow-control.md)
             raise ValueError("--flow-control maar: not with --anchor-idle or --restart")
-        preflight()
+        if args.attack and args.mode == Mode.DISTRIBUTED.value:  # the attack's verdict reads the CMD's sessions
+            raise ValueError("--attack: not with --mode distributed (no CMD)")
+        preflight(args.ipsec)
     except (ValueError, LabError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 2
@@ -646,7 +685,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ryu-dmm-lab-"))
     lab = Lab(topo, Mode(args.mode), work, args.tunnel, args.reattach, args.rs, args.anchor_idle, args.lma,
-              args.flow_control, args.store, args.of_tls)
+              args.flow_control, args.store, args.of_tls, args.ipsec)
+    lab.attack = args.attack
 
     def interrupted(_s, _f):
         raise KeyboardInterrupt
@@ -673,7 +713,10 @@ def main(argv=None) -> int:
         lab.teardown()
         logs = out / "logs"
         logs.mkdir(exist_ok=True)
-        kept = [work / "domain.ini", work / "underlay.pcap", work / "signalling.pcap"]
+        kept = [work / "domain.ini", work / "underlay.pcap", work / "signalling.pcap",
+                work / "underlay-signalling.pcap"]
+        for f in work.glob("ipsec/*/run/charon.log"):  # each host's charon (lab/ipsec.py)
+            (logs / f"{f.parent.parent.name}-charon.log").write_bytes(f.read_bytes())
         for f in list(work.glob("*.log")) + list(work.glob("ovs-*/*.log")) + list(work.glob("tcp-*.json")) + list(work.glob("ra-*.pcap")) + kept:
             if f.exists():
                 (logs / f.name if f.parent == work else logs / f"{f.parent.name}-{f.name}").write_bytes(f.read_bytes())

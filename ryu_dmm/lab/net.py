@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import ca, domainconf
 from ..agent.main import request
 from ..mobility.config import Domain, MaarInfo, Mode, Timers
+from . import ipsec
 from .common import LabError, lab_maars, remove_namespace, wait_until
 from .ovs import SCHEMA, PrivateOvs
 from .topology import Topology
@@ -44,10 +45,15 @@ def run(*args: str, check: bool = True) -> str:
     return out.stdout
 
 
-def preflight() -> None:
+def preflight(with_ipsec: bool = False) -> None:
     """Refuse clearly when the lab cannot run here."""
     if os.geteuid() != 0:
         raise LabError("the lab must run as root (network namespaces, Open vSwitch)")
+    missing = ipsec.missing_tools() if with_ipsec else []
+    if missing:
+        raise LabError(f"{', '.join(missing)} missing: install strongswan-charon, strongswan-swanctl, "
+                       "libcharon-extra-plugins, strongswan-pki and nftables (tools/setup.sh does, as root), "
+                       "or run with --no-ipsec")
     for tool in ("ip", "ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ethtool",
                  "tcpdump", "tshark", "openssl"):
         if shutil.which(tool) is None:
@@ -84,7 +90,7 @@ class MaarNode:
 class Lab:
     def __init__(self, topo: Topology, mode: Mode, work: Path, tunnel: str = "gre", reattach: str = "carrier",
                  rs: bool = True, anchor_idle: float = 0.0, lma: str | None = None, flow_control: str = "cmd",
-                 store: str = "sqlite", of_tls: bool = True) -> None:
+                 store: str = "sqlite", of_tls: bool = True, ipsec: bool = True) -> None:
         if reattach not in REATTACH:
             raise ValueError(f"reattach must be one of {', '.join(REATTACH)}")
         if flow_control not in FLOW_CONTROL:
@@ -97,6 +103,10 @@ class Lab:
         # OpenFlow over TLS (docs/security.md): the domain CA and every key in work/pki, made at build
         self.of_tls = of_tls and self.flow_control == "cmd"  # flow_control = maar: plain, on the switch's loopback
         self.pki: dict[str, ca.Issued] = {}
+        self.ipsec = ipsec  # strongSwan between the CMD and the MAARs, require_ipsec (lab/ipsec.py)
+        self.ipsec_hosts: list = []
+        self.ipsec_setup_s: float | None = None
+        self.attack = False  # --attack (lab/attack.py)
         tag = f"dmm{os.getpid() % 100000}"
         self.core_ns, self.cn_ns = f"{tag}c", f"{tag}cn"
         maars = lab_maars(topo.maars)
@@ -151,12 +161,15 @@ class Lab:
     def control(self, maar: str) -> str:
         return str(self.work / f"{maar}.sock")
 
-    def capture(self, name: str, bpf: str) -> subprocess.Popen:
-        """tcpdump on the core bridge into ``work/name`` (packets between MAARs too: the bridge
-        device in promiscuous mode sees what it forwards); returns once the file is open."""
+    def capture(self, name: str, bpf: str, ns: str | None = None, iface: str = "br0",
+                direction: str | None = None) -> subprocess.Popen:
+        """tcpdump on the core bridge (or ``iface`` in ``ns``; ``direction`` in/out) into ``work/name``
+        (packets between MAARs too: the bridge device in promiscuous mode sees what it forwards);
+        returns once the file is open."""
         path = self.work / name
-        p = subprocess.Popen(["ip", "netns", "exec", self.core_ns, "tcpdump", "-n", "-U", "-i", "br0", "-w", str(path),
-                              bpf], stdout=subprocess.DEVNULL, stderr=open(self.work / f"{name}.log", "w"))
+        p = subprocess.Popen(["ip", "netns", "exec", ns or self.core_ns, "tcpdump", "-n", "-U", "-i", iface,
+                              *(["-Q", direction] if direction else []), "-w", str(path), bpf],
+                             stdout=subprocess.DEVNULL, stderr=open(self.work / f"{name}.log", "w"))
         self.procs.append(p)
         wait_until(lambda: p.poll() is None and path.exists() and path.stat().st_size >= 24, 10,
                    f"tcpdump writing {name}")
@@ -169,7 +182,7 @@ class Lab:
 
     # ---- build -----------------------------------------------------------------------------------
     def build(self) -> None:
-        preflight()
+        preflight(self.ipsec)
         self.ns_add(self.core_ns)
         self.ns_add(self.cn_ns)
         run("ip", "-n", self.core_ns, "link", "add", "br0", "type", "bridge")
@@ -182,6 +195,8 @@ class Lab:
             self._build_maar(m)
         for mn, (j, ns) in self.mns.items():
             self.ns_add(ns)
+        if self.ipsec:
+            self._start_ipsec()
         self._write_config()
         if self.of_tls:
             self._make_keys()
@@ -204,6 +219,15 @@ class Lab:
         self._prime_tunnels()
         for mn, (j, ns) in self.mns.items():
             self._build_mn(mn, j, ns)
+
+    def _start_ipsec(self) -> None:
+        """Certificates, charons and the require_ipsec table in the core and every MAAR namespace;
+        returns when every CHILD_SA is up (MAAR to MAAR too in locator and distributed mode)."""
+        maars = [(m.info.name, m.ns, m.info.address) for m in self.maars.values()]
+        self.ipsec_hosts = ipsec.plan(("cmd", self.core_ns, CMD_ADDR), maars, self.mode in (Mode.LOCATOR, Mode.DISTRIBUTED),
+                                      self.work / "ipsec")
+        ipsec.configure(self.ipsec_hosts, self.work / "ipsec", domainconf.CmdSettings.port)
+        self.ipsec_setup_s = ipsec.start(self.ipsec_hosts, self.procs)
 
     def _build_maar(self, m: MaarNode) -> None:
         self.ns_add(m.ns)
@@ -287,7 +311,7 @@ class Lab:
                                                    bytes.fromhex(CN_MAC.replace(":", "")))
                          for m in self.maars.values())
         settings = domainconf.CmdSettings(listen=CMD_ADDR, tunnel=self.tunnel, switches=switches,
-                                          flow_control=self.flow_control,
+                                          flow_control=self.flow_control, require_ipsec=self.ipsec,
                                           store=domainconf.StoreSettings(backend=self.store))
         (self.work / "domain.ini").write_text(domainconf.render(
             self.domain, settings, ryu={"wsapi_host": "127.0.0.1", "wsapi_port": REST_PORT}))
