@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Optional
+from urllib.parse import urlsplit
 
 from .agent import authz
 from .mobility.config import Dereg, Domain, MaarInfo, Mode, Timers
@@ -368,9 +369,8 @@ def _roles(items: dict) -> RoleSettings:
     _check_keys("roles", items, _ROLE_KEYS)
     d = RoleSettings()
     url = items.get("redis") or None
-    if url is not None and url != "store" and not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"[roles] redis: {url!r:.80} is not store (the binding store's) or a redis://, rediss:// "
-                          "or unix:// URL")
+    if url is not None and url != "store":
+        _redis_url("[roles] redis", url, "store (the binding store's) or ")
     ttl = _float("roles", "lease_ttl", items.get("lease_ttl", str(d.lease_ttl)), 2 * GUARD, 60.0)
     every = _float("roles", "renew_interval", items.get("renew_interval", str(d.renew_interval)), 0.05, 30.0)
     if every > (ttl - GUARD) / 2:
@@ -484,6 +484,22 @@ def _store(items: dict, source: str) -> StoreSettings:
     return _redis(items, base)
 
 
+def _redis_url(where: str, url: str, other: str = "") -> None:
+    """Refuse a URL redis-py could not use (it would fail at start-up with a traceback otherwise)."""
+    bad = ConfigError(f"{where}: {url!r:.80} is not {other}a redis://, rediss:// or unix:// URL")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (read to validate: digits, 0..65535)
+    except ValueError:
+        raise bad from None
+    db = parts.path.strip("/")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise bad
+    elif parts.scheme not in ("redis", "rediss") or not parts.hostname or (db and not db.isdigit()):
+        raise bad
+
+
 def _redis(items: dict, base: StoreSettings) -> StoreSettings:
     """``[store]`` of the Redis backend: exactly one of ``url`` and ``sentinels``."""
     url = items.get("url", "").strip()
@@ -492,8 +508,8 @@ def _redis(items: dict, base: StoreSettings) -> StoreSettings:
     if bool(url) == bool(sentinels):
         raise ConfigError("[store] backend = redis needs either url (redis://host:port/db) or sentinels "
                           "(host:port, host:port, ...) with service, not both")
-    if url and not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"[store] url: {url!r:.80} is not a redis://, rediss:// or unix:// URL")
+    if url:
+        _redis_url("[store] url", url)
     names = {}
     for key in ("service", "namespace", "instance"):
         value = items.get(key, getattr(base, key)).strip()

@@ -54,7 +54,9 @@ def test_store_section_defaults_and_relative_dir(tmp_path, monkeypatch):
 @pytest.mark.parametrize("line,message", [
     ("backend = etcd", "[store] backend"), ("backend = redis", "needs either url"),
     ("backend = redis\nurl = redis://h:1/0\nsentinels = h:2", "not both"),
-    ("backend = redis\nurl = http://h/", "[store] url"), ("backend = redis\nsentinels = h", "[store] sentinels"),
+    ("backend = redis\nurl = http://h/", "[store] url"), ("backend = redis\nurl = redis://h:abc/0", "[store] url"),
+    ("backend = redis\nurl = redis://h:99999/0", "[store] url"), ("backend = redis\nurl = redis://h:1/x", "[store] url"),
+    ("backend = redis\nurl = redis:///0", "[store] url"), ("backend = redis\nsentinels = h", "[store] sentinels"),
     ("backend = redis\nsentinels = h:0", "[store] sentinels"), ("backend = redis\nsentinels = [::1]:x", "sentinels"),
     ("backend = redis\nurl = redis://h:1/0\nwait_replicas = 17", "[store] wait_replicas: 17 is outside 0..16"),
     ("backend = redis\nurl = redis://h:1/0\nwait_timeout_ms = 0", "[store] wait_timeout_ms"),

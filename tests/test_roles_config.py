@@ -31,7 +31,7 @@ def test_the_stores_redis_and_only_with_a_shared_store():
 
 
 @pytest.mark.parametrize("text, why", [
-    ("redis = http://x\n", "is not store"),
+    ("redis = http://x\n", "is not store"), ("redis = redis://127.0.0.1:abc/0\n", "is not store"),
     ("redis = redis://x\nlease_ttl = 0.5\n", "lease_ttl: 0.5 is outside"),
     ("redis = redis://x\nlease_ttl = 1.0\n", "renew_interval: at most half"),  # (1.0 - 0.3) / 2 < 0.5
     ("redis = redis://x\nrenew_interval = fast\n", "is not a number"),

@@ -82,6 +82,11 @@ def test_corrupt_and_foreign_data_are_clear_errors(redis_url):
         store.load()
     assert err.value.kind == "corrupt"
     raw.hdel("dmm:sessions", "mnx")
+    raw.hset("dmm:meta", "restart_counter", b"\xff")  # not UTF-8: read back, it must be refused, not raise
+    with pytest.raises(StoreError, match="corrupt") as err:
+        store.load()
+    assert err.value.kind == "corrupt"
+    raw.hset("dmm:meta", "restart_counter", "1")
     raw.hset("dmm:meta", "schema", "7")
     with pytest.raises(StoreError, match="schema") as err:
         store.load()

@@ -207,6 +207,8 @@ class RedisStore:
             return Loaded(sessions, ports, meta, int(meta["restart_counter"]), fresh)
         except redis.RedisError as exc:
             raise self._error("cannot load the binding store", exc) from None
+        except (ValueError, UnicodeDecodeError) as exc:  # a version, owner or meta field that is not ours
+            raise self._error("corrupt", exc, "corrupt") from None
 
     def write(self, batch: Batch) -> None:
         try:
