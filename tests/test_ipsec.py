@@ -77,6 +77,15 @@ def test_installed_table_read_back_by_nft_is_complete_and_a_missing_rule_is_name
         assert enforce.verify(listing, PORT) == ["no output-hook rule drops plaintext Mobility Header (protocol 135)"]
         # and one for another port protects nothing on this one
         assert len(enforce.verify(listing, 5437)) == 5  # its 4 UDP rules, and the MH one already gone
+        # an operator's "accept everything" placed first voids the drops after it: refused, named
+        nft(ns, "-f", "-", stdin=enforce.ruleset(PORT))
+        nft(ns, "insert", "rule", "inet", "ryu_dmm_ipsec", "signalling_in", "accept")
+        listing = json.loads(nft(ns, "-j", "list", "table", "inet", "ryu_dmm_ipsec"))
+        assert enforce.verify(listing, PORT) == ["an input-hook rule accepts more than lo, ipsec0 and decrypted packets"]
+        nft(ns, "-f", "-", stdin=enforce.ruleset(PORT))
+        nft(ns, "insert", "rule", "inet", "ryu_dmm_ipsec", "signalling_out", "oifname", "eth0", "accept")
+        listing = json.loads(nft(ns, "-j", "list", "table", "inet", "ryu_dmm_ipsec"))
+        assert enforce.verify(listing, PORT) == ["an output-hook rule accepts more than lo, ipsec0 and decrypted packets"]
 
 
 CONFIG = """\
@@ -208,10 +217,15 @@ def test_signalling_crosses_the_wire_as_esp_only_and_spoofed_plaintext_is_droppe
             assert server.stdout.read().strip() == "5"  # the application saw the 5 real PBUs, none of the 4
             assert ipsec.dropped(hosts[0]) == {"plaintext_in": 4, "plaintext_out": 0}
             assert ipsec.dropped(hosts[1]) == {"plaintext_in": 0, "plaintext_out": 0}
-        finally:
+        finally:  # every one is stopped, even if one of them does not go in time
             for p in reversed(procs):
                 if p.poll() is None:
                     p.terminate()
+            for p in reversed(procs):
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
                     p.wait(10)
         hostile_mac = json.loads(subprocess.run(["ip", "-n", h, "-j", "link", "show", "eh"], capture_output=True,
                                                 text=True).stdout)[0]["address"]

@@ -59,6 +59,27 @@ def _drops(rule: dict, port: int) -> set:
     return found
 
 
+_TRUSTED = {"lo", "ipsec0"}  # where plaintext signalling may pass: loopback and the userspace-ESP device
+
+
+def _wide_accept(rule: dict) -> bool:
+    """An ``accept`` that lets more through than loopback, the ESP device or what the kernel decrypted
+    (``meta ipsec exists``): placed before the drops it would void them."""
+    exprs = rule.get("expr", [])
+    if not any(isinstance(e, dict) and "accept" in e for e in exprs):
+        return False
+    matches = [e["match"] for e in exprs if isinstance(e, dict) and "match" in e]
+
+    def narrow(m: dict) -> bool:
+        key, right = m.get("left", {}).get("meta", {}).get("key"), m.get("right")
+        items = right["set"] if isinstance(right, dict) and "set" in right else [right]
+        names = {x for x in items if isinstance(x, str)} if isinstance(items, list) else set()
+        return m.get("op", "==") == "==" and (
+            (key in ("iifname", "oifname") and len(names) == len(items) and names <= _TRUSTED)
+            or (key == "ipsec" and right is True))
+    return not matches or not all(narrow(m) for m in matches)
+
+
 def verify(listing: dict, port: int = 5436) -> list[str]:
     """Problems with a table listing (``nft -j list table inet ryu_dmm_ipsec``); empty when both an
     input and an output hook drop UDP to and from ``port`` and the Mobility Header."""
@@ -67,16 +88,21 @@ def verify(listing: dict, port: int = 5436) -> list[str]:
         if "chain" in item and item["chain"].get("hook") in ("input", "output"):
             hooks[item["chain"]["name"]] = item["chain"]["hook"]
     dropped: dict = {"input": set(), "output": set()}
+    opened: set = set()  # hooks where a wide accept comes before (or among) the drops
     for item in listing.get("nftables", []):
         rule = item.get("rule")
         if rule and rule.get("chain") in hooks:
             dropped[hooks[rule["chain"]]] |= _drops(rule, port)
+            if _wide_accept(rule):
+                opened.add(hooks[rule["chain"]])
     want = {("udp", "dport"), ("udp", "sport"), ("mh", None)}
     problems = []
     for hook in ("input", "output"):
         for kind, field in sorted(want - dropped[hook], key=str):
             what = f"UDP {field} {port}" if kind == "udp" else f"Mobility Header (protocol {MH})"
             problems.append(f"no {hook}-hook rule drops plaintext {what}")
+        if hook in opened:
+            problems.append(f"an {hook}-hook rule accepts more than lo, ipsec0 and decrypted packets")
     return problems
 
 

@@ -643,9 +643,9 @@ def main(argv=None) -> int:
                     help="after the first step's handovers, kill -9 the CMD and start it again (cmd), then kill -9 "
                          "the agent and OVS of the MAAR anchoring the first moved MN's old prefix and bring them "
                          "back (maar); the report's \"restarts\" shows what each cost the old flows")
-    ap.add_argument("--flow-control", choices=list(FLOW_CONTROL), default="cmd",
+    ap.add_argument("--flow-control", choices=list(FLOW_CONTROL),
                     help="who programs the MAARs' switches: the CMD (the default) or each MAAR's agent its own "
-                         "([dmm] flow_control, docs/flow-control.md)")
+                         "(the only choice in distributed mode; [dmm] flow_control, docs/flow-control.md)")
     ap.add_argument("--store", choices=list(domainconf.STORE_BACKENDS), default="sqlite",
                     help="the CMD's binding store ([store] backend): sqlite (the default; an accepted PBA waits for "
                          "its commit, docs/store.md) or memory (nothing waits; for timing the modes alone)")
@@ -672,9 +672,13 @@ def main(argv=None) -> int:
             raise ValueError(f"--lma {args.lma}: only with --mode legacy, naming one of {', '.join(topo.maars)}")
         if args.anchor_idle:
             Timers(anchor_idle_timeout=args.anchor_idle)  # refuses a value outside its bounds
+        if args.mode == Mode.DISTRIBUTED.value and args.flow_control == "cmd":
+            raise ValueError("--mode distributed has no CMD to program the switches: --flow-control maar only")
+        args.flow_control = args.flow_control or ("maar" if args.mode == Mode.DISTRIBUTED.value else "cmd")
         if (args.flow_control == "maar" or args.mode == Mode.DISTRIBUTED.value) and (args.anchor_idle or restarts):
             # idle anchors are found from the CMD's flow counters; restarts are not adapted (docs/flow-control.md)
-            raise ValueError("--flow-control maar: not with --anchor-idle or --restart")
+            what = "--mode distributed" if args.mode == Mode.DISTRIBUTED.value else "--flow-control maar"
+            raise ValueError(f"{what}: not with --anchor-idle or --restart (the MAARs drive their own switches)")
         if args.attack and args.mode == Mode.DISTRIBUTED.value:  # the attack's verdict reads the CMD's sessions
             raise ValueError("--attack: not with --mode distributed (no CMD)")
         preflight(args.ipsec)
