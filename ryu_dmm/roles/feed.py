@@ -36,7 +36,7 @@ class ChangeFeed:
         self._pending: dict[str, None] = {}  # MN IDs to publish, in order, each once
         self._everything = False  # IDs were dropped: the next message asks for a full re-read
         self._wake = hub.Event()
-        self.counts = {"published": 0, "received": 0, "feed_failed": 0, "resubscribed": 0, "dropped": 0,
+        self.counts = {"published": 0, "received": 0, "failed": 0, "resubscribed": 0, "dropped": 0,
                        "publish_failed": 0, "asked_reread": 0}
 
     def start(self) -> None:
@@ -108,7 +108,7 @@ class ChangeFeed:
     def _run(self) -> None:
         while True:
             self._guard.call("roles_feed", self._listen)
-            self.counts["feed_failed"] += 1
+            self.counts["failed"] += 1
             hub.sleep(RETRY)
 
     def _listen(self) -> None:
