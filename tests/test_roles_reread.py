@@ -167,3 +167,65 @@ def test_concurrent_rereads_in_the_shell_share_loads_and_each_waits_for_one_begu
     assert log == [("start", 1), ("end", 1), ("start", 2), ("end", 2)]  # never two at once
     assert sorted(done) == [("gap", 0), ("p1", 2), ("p2", 2), ("p3", 2)]  # p2, p3 after load 2
     assert app.rereads.counts["coalesced"] == 3 and not app.rereads.running
+
+
+def shell(core, shared=None, read=None):
+    """What CmdApp's ``_core_event``, ``_settle`` and ``_others_changed`` use of the app, with a
+    re-read running."""
+    r = running()
+    r.started()
+    app = types.SimpleNamespace(core=core, shared=shared, rereads=r, mirror=types.SimpleNamespace(
+        handle=lambda ev, now: []), _apply=lambda effects: None, _shared_out=lambda effects, now: None, feed=None,
+        sharedwriter=types.SimpleNamespace(dead=set()), store=types.SimpleNamespace(read=read))
+    return app, r
+
+
+def test_the_shell_marks_a_pbu_handled_during_the_load_standby():
+    import time
+    core = CmdCore(domain())
+    app, r = shell(core)
+    now = time.time()
+    CmdApp._core_event(app, Received(A3, M.pbu(1, now, "mn9", P3, 40, 1, 3)))
+    assert core.record("mn9") is not None
+    r.adopt(core, [], now + 1)
+    assert core.record("mn9") is not None
+
+
+def test_the_shell_marks_a_check_settled_during_the_load():
+    import time
+    from ryu_dmm.store.shared import SharedCore
+    core = CmdCore(domain())
+    shared = SharedCore(core, "a")
+    app, r = shell(core, shared)
+    now = time.time()
+    shared.handle(Received(A3, M.pbu(1, now, "mn9", P3, 40, 1, 3)), now)
+    [check] = shared.gate.take()
+    CmdApp._settle(app, check, True, {"mn9": 5}, [])  # won, version 5; the snapshot was read before
+    assert not shared.gate.busy("mn9")
+    r.adopt(core, [], now + 1, {}, shared.gate.versions, shared.gate.busy)
+    assert core.record("mn9") is not None and shared.gate.versions == {"mn9": 5}
+
+
+def test_the_shell_marks_what_the_feed_reloaded_during_the_load():
+    import time
+    from ryu_dmm.store.shared import Current, SharedCore
+    core = CmdCore(domain())
+    shared = SharedCore(core, "a")
+    new = Record("mn1", A1, P1, MAC, (), NOW + 20, 3, 0, 1, False)  # another instance registered it
+    app, r = shell(core, shared, lambda ids: [Current("mn1", 8, new, "b")])
+    CmdApp._others_changed(app, ["mn1"])
+    r.adopt(core, [], time.time(), {}, shared.gate.versions, shared.gate.busy)  # (read before it existed)
+    assert core.record("mn1") == new and shared.gate.versions == {"mn1": 8}
+
+
+def test_the_feed_never_takes_a_read_older_than_what_a_check_of_ours_settled():
+    from ryu_dmm.store.shared import Current, SharedCore
+    core = CmdCore(domain())
+    ours = Record("mn1", A1, P1, MAC, (), NOW + 30, 3, 0, 2, False)
+    core.restore([ours], {}, NOW)
+    shared = SharedCore(core, "a")
+    shared.gate.versions["mn1"] = 10  # our check won version 10 while the feed's read was on its way
+    older = Record("mn1", A2, P2, MAC, (), NOW + 20, 3, 0, 1, False)
+    app, _ = shell(core, shared, lambda ids: [Current("mn1", 7, older, "b")])
+    CmdApp._others_changed(app, ["mn1"])
+    assert core.record("mn1") == ours and shared.gate.versions == {"mn1": 10}
