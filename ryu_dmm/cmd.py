@@ -35,6 +35,7 @@ from .signalling import Endpoint
 from .stats import Stats
 from .store.sqlite import move_aside
 from .sharedwriter import SharedWriter
+from .store.reread import Reread
 from .store.shared import VERIFY, SharedCore
 from .storewriter import StoreWriter
 from .wire import BindingAck, BindingUpdate
@@ -127,7 +128,9 @@ class CmdApp(App):
         self._tokens = itertools.count(1)
         # [roles] (docs/openflow-roles.md): the mirror sees a switch only while this instance is its master
         self.roles = keeper_for(self.settings, self.domain, self.guard, self._promoted, self._demoted)
-        self.feed = (self.roles.feed(self._others_changed, self._reread)
+        self.rereads = Reread()  # the shared store re-read into the core, one load at a time (store/reread.py)
+        self._reread_done = hub.Event()
+        self.feed = (self.roles.feed(self._others_changed, lambda: self._reread(wait=False))
                      if self.roles is not None and self.shared is not None else None)
         self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,
                                lambda: self.endpoint.receive_path() if self.endpoint is not None else {},
@@ -283,6 +286,8 @@ class CmdApp(App):
         body = dict(self._store_info)
         if self.writer is not None:
             body.update(self.writer.state())
+        if self.roles is not None:
+            body["reread"] = self.rereads.state()
         if self.sharedwriter is not None:
             body["active_active"] = state = self.sharedwriter.state()
             try:  # which instance holds which sessions' timers
@@ -313,7 +318,10 @@ class CmdApp(App):
     def _core_event(self, event) -> None:
         now = time.time()
         if self.shared is None:
-            self._apply(self.mirror.handle(CoreOutput(tuple(self.core.handle(event, now))), now))
+            effects = self.core.handle(event, now)
+            if self.rereads.running:  # what the running re-read loaded of these MNs is stale
+                self.rereads.touch([e.mn_id for e in effects if type(e) is Persist])
+            self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
         else:  # several CMDs (docs/deploy-cmds.md): carried out once the store confirms (_settle)
             self._shared_out(self.shared.handle(event, now), now)
 
@@ -331,6 +339,8 @@ class CmdApp(App):
         came (a PBU that waited out a Redis fail-over is still inside its timestamp window)."""
         now = time.time()
         self.shared.dead = frozenset(self.sharedwriter.dead)
+        if self.rereads.running:  # written or reloaded here: newer than the running re-read's snapshot
+            self.rereads.touch([mn for mn, _, _ in check.items] + [c.mn_id for c in current])
         self._shared_out(self.shared.settled(check, won, versions, current, now), now)
         if won and self.feed is not None:  # the switches' masters render what we changed
             self.feed.publish([mn for mn, _, value in check.items if value is not VERIFY])
@@ -338,6 +348,7 @@ class CmdApp(App):
     def _adopted(self, adopted: list) -> None:
         """Sessions of a dead instance this one now owns."""
         now = time.time()
+        self.rereads.touch([c.mn_id for c, _ in adopted])
         self._shared_out(self.shared.adopted(adopted, now), now)
 
     def _on_timer(self, key) -> None:
@@ -470,34 +481,56 @@ class CmdApp(App):
             self.logger.info("master of %s's switch", self.view.name_of(maar))
             self._mirror_event(SwitchUp(maar))
 
-    def _reread(self) -> None:
+    def _reread(self, wait: bool = True) -> None:
         """The shared store's sessions and ports into the core and the mirror (a promotion, or the
-        change feed subscribed again); if Redis cannot answer, what this instance knows stays."""
+        change feed subscribed again). One load at a time: a request made during one is served by
+        one more load after it, which ``wait`` waits for (a promotion reconciles from it). What
+        changed here during the load stays as it is (store/reread.py)."""
+        run, ticket = self.rereads.request()
+        while run:
+            self.guard.call("roles", self._reread_once)  # (a bug costs this load, never the next ones)
+            run = self.rereads.finished()
+            done, self._reread_done = self._reread_done, hub.Event()
+            done.set()
+        while wait and self.rereads.completed < ticket:
+            self._reread_done.wait(1.0)
+
+    def _reread_once(self) -> None:
+        """One load, adopted but for what it cannot know; if Redis cannot answer, what this instance
+        knows stays."""
+        self.rereads.started(self.gate.unsettled() if self.gate is not None else ())
         try:
             loaded = self.store.load()
         except store.StoreError as exc:
             self.stats.count("roles.refresh_failed")
             self.guard.log.log(logging.ERROR, "roles", "refresh_failed", "cannot re-read the sessions: %s", exc)
             return
-        now, gate = time.time(), self.shared.gate if self.shared is not None else None
-        effects = self.core.adopt(loaded.sessions, now, gate.busy if gate is not None else None)
-        if gate is not None:
-            gate.versions.update((m, v) for m, v in self.store.versions.items() if not gate.busy(m))
+        now, shared = time.time(), self.shared.gate if self.shared is not None else None
+        if shared is None:
+            effects = self.rereads.adopt(self.core, loaded.sessions, now)
+        else:
+            effects = self.rereads.adopt(self.core, loaded.sessions, now, dict(self.store.versions), shared.versions,
+                                         shared.busy)
+        if effects is None:
+            self.stats.count("roles.refresh_overflowed")
+            return
         self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
         self._learn_ports(loaded.ports)
 
     def _others_changed(self, mn_ids: list) -> None:
         """Sessions another instance changed (roles/feed.py): read them, so that this instance's
         mirror pushes them to the switches it is master of. One of ours being checked is left to
-        its check."""
+        its check; a read older than what a check of ours settled meanwhile is ignored."""
         gate, now = self.shared.gate, time.time()
         for c in self.store.read([m for m in mn_ids if not gate.busy(m)]):
-            if gate.busy(c.mn_id) or gate.versions.get(c.mn_id, 0) == c.version:
+            held = gate.versions.get(c.mn_id, 0)
+            if gate.busy(c.mn_id) or held == c.version or 0 < c.version < held:
                 continue
             if c.version:
                 gate.versions[c.mn_id] = c.version
             else:
                 gate.versions.pop(c.mn_id, None)
+            self.rereads.touch([c.mn_id])
             effects = self.core.reload(c.mn_id, c.record, now, renotify=False)
             self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
 

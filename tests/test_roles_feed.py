@@ -59,3 +59,88 @@ def test_more_than_max_ids_mns_in_a_message_mean_a_full_re_read():
     assert len(got) == MAX_IDS == 4096 and not gaps
     f._message(json.dumps({"from": "b", "mns": [f"mn{i}" for i in range(MAX_IDS + 1)]}).encode())
     assert len(got) == MAX_IDS and gaps == [1]
+
+
+class Redis:
+    """What the feed's publisher uses of redis-py: ``publish`` (recorded, or failing)."""
+
+    def __init__(self):
+        self.sent, self.fail = [], False
+
+    def publish(self, channel, data):
+        if self.fail:
+            raise redis.ConnectionError("down")
+        self.sent.append(json.loads(data))
+
+
+def test_publishing_coalesces_in_one_bounded_queue_and_overflows_into_a_full_re_read():
+    from ryu_dmm.roles.feed import MAX_PENDING
+    assert MAX_PENDING == 65536
+    r = Redis()
+    f = ChangeFeed(r, "dmm:changed", "a", None, None, None)
+    f.max_pending = 3
+    f.publish(["mn1", "mn2"])
+    f.publish(["mn1", "mn3"])  # mn1 again: once; three pending, at the bound
+    assert list(f._pending) == ["mn1", "mn2", "mn3"] and r.sent == []  # nothing sent on the caller's greenthread
+    f._flush()
+    assert r.sent == [{"from": "a", "mns": ["mn1", "mn2", "mn3"]}] and f.counts["dropped"] == 0
+    f.publish(["mn4", "mn5", "mn6", "mn7"])  # one over the bound: all four dropped, a full re-read asked
+    f.publish(["mn8"])
+    assert not f._pending and f.counts["dropped"] == 5
+    f._flush()
+    assert r.sent[1] == {"from": "a", "mns": [], "all": True} and f.counts["asked_reread"] == 1
+    f.publish(["mn9"])  # back to normal
+    f._flush()
+    assert r.sent[2] == {"from": "a", "mns": ["mn9"]} and not f._pending
+
+
+def test_a_failed_publish_asks_for_a_full_re_read_next():
+    r = Redis()
+    f = ChangeFeed(r, "dmm:changed", "a", None, None, None)
+    f.publish(["mn1"])
+    r.fail = True
+    try:
+        f._flush()
+    except redis.ConnectionError:
+        pass
+    assert f.counts["publish_failed"] == 1 and f.counts["dropped"] == 1
+    r.fail = False
+    f._flush()
+    assert r.sent == [{"from": "a", "mns": [], "all": True}]
+
+
+def test_a_message_asking_for_everything_is_a_full_re_read():
+    got, gaps = [], []
+    f = ChangeFeed(None, "dmm:changed", "a", got.extend, lambda: gaps.append(1), None)
+    f._message(json.dumps({"from": "b", "mns": [], "all": True}).encode())
+    assert gaps == [1] and got == []
+
+
+def test_one_publisher_however_many_checks_win_while_redis_is_slow():
+    """A won check costs no greenthread: 1,000 publishes while Redis takes 0.1 s per message go
+    out as few messages, one at a time."""
+    from ryu_dmm.runtime import hub
+    calls, busy = [], []
+
+    class Slow(Redis):
+        def publish(self, channel, data):
+            busy.append(1)
+            assert len(busy) == 1  # never two at once
+            hub.sleep(0.1)
+            calls.append(json.loads(data))
+            busy.pop()
+    guard = Guard(lambda _: None, SafeLog(logging.getLogger("test.feed")))
+    f = ChangeFeed(Slow(), "dmm:changed", "a", None, None, guard)
+    f._publisher = hub.spawn(f._drain)
+    try:
+        for i in range(1000):
+            f.publish([f"mn{i}"])
+            if i % 100 == 0:
+                hub.sleep(0)
+        deadline = time.monotonic() + 5
+        while (f._pending or busy) and time.monotonic() < deadline:
+            hub.sleep(0.05)
+        assert sorted(m for c in calls for m in c["mns"]) == sorted(f"mn{i}" for i in range(1000))
+        assert len(calls) <= 11
+    finally:
+        f.stop()

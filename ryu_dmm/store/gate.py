@@ -47,6 +47,10 @@ class DurabilityGate:
         return (len(self._sessions) + len(self._ports) + len(self._meta) + len(self._in_flight)
                 + len(self._meta_in_flight))
 
+    def unsettled(self) -> set[str]:
+        """MNs with a change staged or being written (a store re-read must not undo it)."""
+        return set(self._sessions) | set(self._in_flight)
+
     @property
     def held(self) -> int:
         return self._held_count
