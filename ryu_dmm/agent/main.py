@@ -34,7 +34,7 @@ from ..stats import Stats
 from ..wire import DecodeError, canonical6, decode, encode, mac_text, parse_mac, peer_address
 from . import authz, guard, metrics, nd, restart
 from .loop import Loop
-from .switch import OwnSwitch
+from .switch import HandshakeKey, OwnSwitch
 
 MAX_EVENTS = 10_000  # events kept for the control socket's "events" (older ones are dropped)
 REPLY_BUDGET = 60_000  # bytes of events or bindings in one control reply (a Unix datagram holds ~200 kB)
@@ -132,7 +132,8 @@ class Agent:
         if settings.flow_control == "maar":
             self.switch = OwnSwitch(self.domain, settings, self.core.address, openflow_listen, self.loop,
                                     lambda effects: self._apply_all(effects, time.time()), self._on_frame,
-                                    lambda kind, view: self._line(kind, view))
+                                    lambda kind, view: self._line(kind, view),
+                                    lambda kind, view: self._bad("bad_openflow", kind, view))
 
     def start(self) -> None:
         """The core's start-up effects (Heartbeats to the CMD begin)."""
@@ -145,7 +146,7 @@ class Agent:
         if type(key) is metrics.HttpKey:
             if self.metrics is not None:
                 self.metrics.on_timer(key)
-        elif type(key) is MirrorKey and self.switch is not None:
+        elif type(key) in (MirrorKey, HandshakeKey) and self.switch is not None:
             self.switch.on_timer(key, time.time())
         else:
             self._handle(TimerFired(key))
