@@ -88,6 +88,7 @@ class Agent:
             self.domain = dataclasses.replace(self.domain, cmd_addresses=cmds)
         self.auth = settings.auth
         self.require_ipsec = settings.require_ipsec
+        self.ipsec_counters = enforce.CachedCounters()  # read in the loop: at most every 10 s, cut at 1 s
         self.policy = load_policy(self.auth)  # PolicyError if its allow_file cannot be used
         self.auth_state = {"reloads": 0, "reload_errors": 0, "detached": 0}
         # mode = distributed: no CMD; the MAARs find an MN's previous MAARs themselves (docs/mode-distributed.md)
@@ -456,7 +457,8 @@ class Agent:
                 "bindings_total": len(self.core.bindings), "counters": dict(self.counters),
                 "protocol": dict(self.core.counters), "cmd": self.core.failover.describe(),
                 "ipsec": {"required": self.require_ipsec,
-                          "plaintext_dropped": enforce.counters() if self.require_ipsec else {}},
+                          **(self.ipsec_counters.view(time.monotonic()) if self.require_ipsec
+                             else {"plaintext_dropped": {}})},
                 "heartbeat": {"restart_counter": hb.own_counter, "interval": hb.interval,
                               "missing_allowed": hb.missing_allowed, "counters": dict(hb.counters),
                               "peers": [dataclasses.asdict(v) for v in hb.views()]},
