@@ -369,3 +369,35 @@ def test_a_connection_that_says_nothing_does_not_disturb_the_switch(tmp_path):
                 pass  # the old connection was closed (end of stream; a timeout here fails)
         finally:
             link2.sock.close()
+
+
+def test_a_pending_connection_that_does_not_read_is_closed_without_stalling_the_agent(tmp_path):
+    """A peer that floods echo requests (whose replies we owe) and reads nothing fills its socket
+    buffers: before it is identified the agent never waits for it, so control requests (served by
+    the same loop) keep being answered at once, and the switch that is up stays up."""
+    with agent_and_switch(tmp_path) as got:
+        sw, link, control, of = got["switch"], got["link"], got["control"], got["of"]
+        assert link.until(lambda: len(sw.entries) == BASE)
+        flood = socket.create_connection(("127.0.0.1", of), timeout=5)
+        flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        echo = header(2, 65535, 7) + bytes(65535 - 8)  # OFPT_ECHO_REQUEST, the largest there is
+        flood.settimeout(0.05)
+        slowest, sent, t_end = 0.0, 0, time.time() + 10
+        try:
+            flood.sendall(header(0, 8, 1))  # HELLO, and never a features reply
+            while time.time() < t_end:
+                try:
+                    sent += flood.send(echo)
+                except socket.timeout:
+                    pass
+                except OSError:
+                    break  # closed by the agent
+                t0 = time.monotonic()
+                state = request(control, {"op": "state"}, timeout=3)["switch"]
+                slowest = max(slowest, time.monotonic() - t0)
+                if state["pending"] == 0 and sent > 0:
+                    break
+            assert state["pending"] == 0 and state["connected"] and sent > 1 << 20, (state, sent)
+            assert slowest < 1.0, slowest  # a blocking write would have held the loop SEND_TIMEOUT (2 s)
+        finally:
+            flood.close()

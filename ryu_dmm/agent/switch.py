@@ -288,7 +288,7 @@ class OwnSwitch:
             conn.close()
             self._on_event("switch-refused", {"peer": str(addr[0]), "why": f"{MAX_PENDING} connections pending"})
             return
-        conn.settimeout(SEND_TIMEOUT)
+        conn.setblocking(False)  # until identified, a peer that does not read is closed, never waited for
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = _Peer(conn, str(addr[0]), next(self._ids))
         self.pending[peer.ident] = peer
@@ -302,6 +302,8 @@ class OwnSwitch:
             return
         try:
             data = peer.sock.recv(65536)
+        except BlockingIOError:
+            return
         except OSError as exc:
             self._close(peer, f"receive: {exc}")
             return
@@ -357,6 +359,7 @@ class OwnSwitch:
         """``peer`` named our datapath: it is the switch now (the one before it, if any, reconnected)."""
         del self.pending[peer.ident]
         self._loop.timers.cancel(HandshakeKey(peer.ident))
+        peer.sock.settimeout(SEND_TIMEOUT)  # the switch: a write may wait for it, up to SEND_TIMEOUT
         if self.active is not None:
             self._close(self.active, "replaced by a new connection from the same datapath")
         self.active, self.up = peer, True
@@ -372,7 +375,7 @@ class OwnSwitch:
             return
         try:
             peer.sock.sendall(data)
-        except OSError as exc:  # timeout included: a switch that does not read is dropped
+        except OSError as exc:  # timeout or would-block included: a peer that does not read is dropped
             self._close(peer, f"send: {exc}")
 
     def _close(self, peer: _Peer, why: str) -> None:
