@@ -147,10 +147,11 @@ def header(kind: int, length: int, xid: int) -> bytes:
 SHORT_FEATURES = header(6, 16, 1) + struct.pack("!Q", 1)  # a datapath id and nothing more: 16 < 32
 SHORT_ERROR = header(1, 10, 2) + b"\0\1"  # the error type without its code: 10 < 12
 JUNK_PACKET_IN = header(10, 12, 3) + b"junk"  # 12 bytes
+PI_FIXED = struct.pack("!IHBBQ", 0xFFFFFFFF, 0, 1, 0, 0)  # buffer_id NO_BUFFER, total_len, reason, table, cookie
 # 34 bytes, well formed, but its match has no in_port (OpenFlow requires it in a packet-in's match)
-PACKET_IN_NO_PORT = header(10, 34, 4) + struct.pack("!IHBBQ", 0xFFFFFFFF, 0, 1, 0, 0) + struct.pack("!HH4x", 1, 4) + b"\0\0"
+PACKET_IN_NO_PORT = header(10, 34, 4) + PI_FIXED + struct.pack("!HH4x", 1, 4) + b"\0\0"
 # a match claiming 200 bytes inside a 42-byte message
-PACKET_IN_BAD_MATCH = header(10, 42, 5) + struct.pack("!IHBBQ", 0xFFFFFFFF, 0, 1, 0, 0) + struct.pack("!HH12x", 1, 200) + b"\0\0"
+PACKET_IN_BAD_MATCH = header(10, 42, 5) + PI_FIXED + struct.pack("!HH12x", 1, 200) + b"\0\0"
 BARRIER = header(21, 8, 9)
 
 

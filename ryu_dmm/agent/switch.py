@@ -226,7 +226,7 @@ class OwnSwitch:
 
     def __init__(self, domain, settings, maar: str, listen: tuple[str, int], loop,
                  deliver: Callable[[list], None], on_frame: Callable[[bytes, int], None],
-                 on_event: Callable[[str, dict], None], on_bad: Optional[Callable[[str, dict], None]] = None) -> None:
+                 on_event: Callable[[str, dict], None], on_bad: Callable[[str, dict], None]) -> None:
         switches = configured_switches(domain, settings, only=maar)
         if not switches:
             name = domain.by_address()[maar].name
@@ -237,7 +237,7 @@ class OwnSwitch:
         self.pipeline = pipeline_mod.load()
         self.mirror = FlowMirror(self.pipeline, switches, local=maar)
         self._loop, self._deliver, self._on_frame, self._on_event = loop, deliver, on_frame, on_event
-        self._on_bad = on_bad or on_event
+        self._on_bad = on_bad
         family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
         self.listener = socket.socket(family, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
