@@ -290,3 +290,31 @@ def test_lab_without_ipsec_the_protocol_checks_stop_an_outsider_but_not_a_spoofe
     # spoofed MAAR is gone): only data-origin authentication stops that
     assert not attack["session_unchanged"], attack
     assert attack["session_after"] != attack["session_before"]
+
+
+# ---- the agent's state reads the drop counters from its loop: cached and cut short ------------
+def test_cached_counters_read_nft_at_most_once_per_max_age_and_keep_them_when_a_read_fails():
+    reads = []
+    answers = [({"plaintext_in": 1}, ""), (None, "nft did not answer within 1 s"), ({"plaintext_in": 4}, "")]
+
+    def read(timeout):
+        reads.append(timeout)
+        return answers[len(reads) - 1]
+    cache = enforce.CachedCounters(max_age=10.0, timeout=1.0, read=read)
+    assert cache.view(100.0) == {"plaintext_dropped": {"plaintext_in": 1}, "counters_age": 0.0, "counters_error": None}
+    assert cache.view(109.9)["counters_age"] == 9.9 and reads == [1.0]  # within 10 s: no second read
+    failed = cache.view(110.0)  # read again, fails: the last counters stay, with their age and why
+    assert failed == {"plaintext_dropped": {"plaintext_in": 1}, "counters_age": 10.0,
+                      "counters_error": "nft did not answer within 1 s"}
+    assert cache.view(115.0)["counters_error"] and len(reads) == 2  # a failure is not retried at once either
+    assert cache.view(120.0)["plaintext_dropped"] == {"plaintext_in": 4} and reads == [1.0, 1.0, 1.0]
+
+
+def test_a_hanging_nft_costs_the_read_no_more_than_its_timeout(tmp_path, monkeypatch):
+    fake = tmp_path / "nft"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    t0 = time.monotonic()
+    got, error = enforce.read_counters(0.3)
+    assert got is None and "0.3 s" in error and time.monotonic() - t0 < 1.5

@@ -18,7 +18,7 @@ from scapy.layers.inet6 import ICMPv6ND_RS, IPv6
 from scapy.layers.l2 import Ether
 
 from ryu_dmm.agent.main import request
-from ryu_dmm.agent.switch import ChannelClosed, OfChannel, PacketIn, packet_out
+from ryu_dmm.agent.switch import MAX_PENDING, BadMessage, ChannelClosed, OfChannel, PacketIn, packet_out
 from ryu_dmm.flowmirror import BarrierReplied, CoreOutput, FlowMirror, FlowsConfirmed, MirrorKey, ReplaceFlows, \
     SwitchUp, configured_switches
 from ryu_dmm.flowmirror.mirror import HOLD_TIMEOUT
@@ -137,6 +137,52 @@ def test_channel_reads_a_packet_in():
     assert events == [PacketIn(11, frame)]
 
 
+
+def header(kind: int, length: int, xid: int) -> bytes:
+    return struct.pack("!BBHI", 4, kind, length, xid)
+
+
+# Lengths from OpenFlow 1.3.5 §7: ofp_switch_features 32 bytes, ofp_error_msg 12, ofp_packet_in 32
+# with an empty match (type 1, length 4, padded to 8) followed by pad[2]: 34 at the least.
+SHORT_FEATURES = header(6, 16, 1) + struct.pack("!Q", 1)  # a datapath id and nothing more: 16 < 32
+SHORT_ERROR = header(1, 10, 2) + b"\0\1"  # the error type without its code: 10 < 12
+JUNK_PACKET_IN = header(10, 12, 3) + b"junk"  # 12 bytes
+PI_FIXED = struct.pack("!IHBBQ", 0xFFFFFFFF, 0, 1, 0, 0)  # buffer_id NO_BUFFER, total_len, reason, table, cookie
+# 34 bytes, well formed, but its match has no in_port (OpenFlow requires it in a packet-in's match)
+PACKET_IN_NO_PORT = header(10, 34, 4) + PI_FIXED + struct.pack("!HH4x", 1, 4) + b"\0\0"
+# a match claiming 200 bytes inside a 42-byte message
+PACKET_IN_BAD_MATCH = header(10, 42, 5) + PI_FIXED + struct.pack("!HH12x", 1, 200) + b"\0\0"
+BARRIER = header(21, 8, 9)
+
+
+def test_malformed_messages_cost_one_event_each_and_keep_the_rest_of_the_read(caplog):
+    ch = OfChannel()
+    bad = SHORT_FEATURES + SHORT_ERROR + JUNK_PACKET_IN + PACKET_IN_NO_PORT + PACKET_IN_BAD_MATCH
+    events, answer = ch.feed(bad + BARRIER, A1)
+    assert [(type(e), getattr(e, "xid", None)) for e in events] == [(BadMessage, 1), (BadMessage, 2), (BadMessage, 3),
+                                                                    (BadMessage, 4), (BadMessage, 5),
+                                                                    (BarrierReplied, 9)]
+    assert [e.type for e in events[:5]] == [6, 1, 10, 10, 10]
+    assert all("shorter" in e.reason for e in events[:3]) and not any("shorter" in e.reason for e in events[3:5])
+    assert answer == b""
+    # the framing held: the next read starts at a message boundary
+    assert ch.feed(header(21, 8, 10), A1) == ([BarrierReplied(A1, 10)], b"")
+    assert not [r for r in caplog.records if r.name.startswith("ryu")]  # no parser traceback logged
+
+
+def test_a_message_at_its_minimum_length_is_read():
+    features = header(6, 32, 1) + struct.pack("!QIBB2xII", 7, 0, 254, 0, 0, 0)  # ofp_switch_features, 32 bytes
+    error = header(1, 12, 2) + struct.pack("!HH", 5, 1)  # ofp_error_msg with no data, 12 bytes
+    events, _ = OfChannel().feed(features + error, A1)
+    assert [type(e).__name__ for e in events] == ["Connected", "SwitchError"]
+    assert events[0].dpid == 7 and (events[1].type, events[1].code, events[1].xid) == (5, 1, 2)
+
+
+def test_a_header_shorter_than_a_header_closes_the_channel_but_keeps_what_came_before():
+    with pytest.raises(ChannelClosed) as got:
+        OfChannel().feed(BARRIER + header(21, 7, 11) + BARRIER, A1)
+    assert got.value.events == [BarrierReplied(A1, 9)]
+
 # ---- the agent process driving the fake switch -------------------------------------------------
 class SwitchLink:
     """The fake switch behind a TCP connection to the agent: every byte the agent sends is applied by
@@ -188,7 +234,7 @@ def agent_and_switch(tmp_path, mode: str = "proxy", dpid: int = 1):
         sw = FakeSwitch(dpid=dpid)
         link = SwitchLink(of, sw)
         try:
-            yield {"cmd": cmd, "control": control, "switch": sw, "link": link, "port": port, "mode": mode}
+            yield {"cmd": cmd, "control": control, "switch": sw, "link": link, "port": port, "mode": mode, "of": of}
         finally:
             link.sock.close()
 
@@ -277,3 +323,82 @@ def test_a_switch_with_another_datapath_id_is_refused(tmp_path):
     with agent_and_switch(tmp_path, dpid=9) as got:
         assert got["link"].until(lambda: events(got["control"], "switch-disconnected"))
         assert not got["switch"].entries and request(got["control"], {"op": "state"})["switch"]["refused"] == 1
+
+
+
+def test_a_connection_that_says_nothing_does_not_disturb_the_switch(tmp_path):
+    with agent_and_switch(tmp_path) as got:
+        sw, link, control, of = got["switch"], got["link"], got["control"], got["of"]
+        assert link.until(lambda: len(sw.entries) == BASE)
+        silent = [socket.create_connection(("127.0.0.1", of), timeout=5) for _ in range(MAX_PENDING + 1)]
+        try:
+            def seen():
+                s = request(control, {"op": "state"})["switch"]
+                return s if s["pending"] == MAX_PENDING and s["refused_pending"] == 1 else None
+            state = link.until(seen)
+            assert state and state["connected"]  # the switch that is up stays up
+            # ... and is still served: its malformed messages are counted, the packet-in behind them attaches the MN
+            rs = bytes(Ether(src="02:00:00:00:0a:01", dst="33:33:00:00:00:02") / IPv6(src="fe80::a01", dst="ff02::2")
+                       / ICMPv6ND_RS())
+            link.send(SHORT_ERROR + JUNK_PACKET_IN + packet_in(11, rs))
+            link.pump()
+            pbu = decode(got["cmd"].recvfrom(4096)[0])
+            assert isinstance(pbu, BindingUpdate) and pbu.mn_ll_id == MAC
+            assert link.until(lambda: request(control, {"op": "state"})["counters"]["bad_openflow"] == 2)
+            state = request(control, {"op": "state"})["switch"]
+            assert state["connected"] and state["bad_messages"] == 2
+            # the silent ones are closed at the handshake deadline (5 s)
+            assert link.until(lambda: request(control, {"op": "state"})["switch"]["pending"] == 0, 8)
+            state = request(control, {"op": "state"})["switch"]
+            assert state["handshake_timeouts"] == MAX_PENDING and state["connected"]
+            assert silent[0].recv(64)  # it got our HELLO and features request ...
+            silent[0].settimeout(2)
+            while silent[0].recv(64):
+                pass  # ... and then end of stream
+        finally:
+            for s in silent:
+                s.close()
+        # the same switch reconnecting (hello and features with our datapath id) replaces the old connection
+        sw2 = FakeSwitch(dpid=1)
+        link2 = SwitchLink(of, sw2)
+        try:
+            assert link2.until(lambda: len(sw2.entries) >= BASE)
+            state = request(control, {"op": "state"})["switch"]
+            assert state["connected"] and state["pending"] == 0
+            link.sock.settimeout(2)
+            while link.sock.recv(1 << 20):
+                pass  # the old connection was closed (end of stream; a timeout here fails)
+        finally:
+            link2.sock.close()
+
+
+def test_a_pending_connection_that_does_not_read_is_closed_without_stalling_the_agent(tmp_path):
+    """A peer that floods echo requests (whose replies we owe) and reads nothing fills its socket
+    buffers: before it is identified the agent never waits for it, so control requests (served by
+    the same loop) keep being answered at once, and the switch that is up stays up."""
+    with agent_and_switch(tmp_path) as got:
+        sw, link, control, of = got["switch"], got["link"], got["control"], got["of"]
+        assert link.until(lambda: len(sw.entries) == BASE)
+        flood = socket.create_connection(("127.0.0.1", of), timeout=5)
+        flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        echo = header(2, 65535, 7) + bytes(65535 - 8)  # OFPT_ECHO_REQUEST, the largest there is
+        flood.settimeout(0.05)
+        slowest, sent, t_end = 0.0, 0, time.time() + 10
+        try:
+            flood.sendall(header(0, 8, 1))  # HELLO, and never a features reply
+            while time.time() < t_end:
+                try:
+                    sent += flood.send(echo)
+                except socket.timeout:
+                    pass
+                except OSError:
+                    break  # closed by the agent
+                t0 = time.monotonic()
+                state = request(control, {"op": "state"}, timeout=3)["switch"]
+                slowest = max(slowest, time.monotonic() - t0)
+                if state["pending"] == 0 and sent > 0:
+                    break
+            assert state["pending"] == 0 and state["connected"] and sent > 1 << 20, (state, sent)
+            assert slowest < 1.0, slowest  # a blocking write would have held the loop SEND_TIMEOUT (2 s)
+        finally:
+            flood.close()

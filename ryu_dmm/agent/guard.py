@@ -40,6 +40,7 @@ COUNTERS = (
     "refused_limiter_full",  # ... because a limiter's table was full of live entries
     "refused_unauthorized",  # ... because [auth] does not allow the MN (agent/authz.py)
     "refused_port_cap",  # ... because the port's MNs hold [auth] max_prefixes_per_port prefixes already
+    "bad_openflow",  # messages from our own switch (flow_control = maar) too short for their type or unparsable
     "bad_frames",  # frames on the access link that claim to be RS/NS but fail RFC 4861 validation
     "internal_errors",  # exceptions from the core, the encoder or a callback (a bug or an unencodable message)
     "send_errors",  # sendto/send failures (OSError) on the signalling or access socket

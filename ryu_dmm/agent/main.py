@@ -34,7 +34,7 @@ from ..stats import Stats
 from ..wire import DecodeError, canonical6, decode, encode, mac_text, parse_mac, peer_address
 from . import authz, guard, metrics, nd, restart
 from .loop import Loop
-from .switch import OwnSwitch
+from .switch import HandshakeKey, OwnSwitch
 
 MAX_EVENTS = 10_000  # events kept for the control socket's "events" (older ones are dropped)
 REPLY_BUDGET = 60_000  # bytes of events or bindings in one control reply (a Unix datagram holds ~200 kB)
@@ -88,6 +88,7 @@ class Agent:
             self.domain = dataclasses.replace(self.domain, cmd_addresses=cmds)
         self.auth = settings.auth
         self.require_ipsec = settings.require_ipsec
+        self.ipsec_counters = enforce.CachedCounters()  # read in the loop: at most every 10 s, cut at 1 s
         self.policy = load_policy(self.auth)  # PolicyError if its allow_file cannot be used
         self.auth_state = {"reloads": 0, "reload_errors": 0, "detached": 0}
         # mode = distributed: no CMD; the MAARs find an MN's previous MAARs themselves (docs/mode-distributed.md)
@@ -132,7 +133,8 @@ class Agent:
         if settings.flow_control == "maar":
             self.switch = OwnSwitch(self.domain, settings, self.core.address, openflow_listen, self.loop,
                                     lambda effects: self._apply_all(effects, time.time()), self._on_frame,
-                                    lambda kind, view: self._line(kind, view))
+                                    lambda kind, view: self._line(kind, view),
+                                    lambda kind, view: self._bad("bad_openflow", kind, view))
 
     def start(self) -> None:
         """The core's start-up effects (Heartbeats to the CMD begin)."""
@@ -145,7 +147,7 @@ class Agent:
         if type(key) is metrics.HttpKey:
             if self.metrics is not None:
                 self.metrics.on_timer(key)
-        elif type(key) is MirrorKey and self.switch is not None:
+        elif type(key) in (MirrorKey, HandshakeKey) and self.switch is not None:
             self.switch.on_timer(key, time.time())
         else:
             self._handle(TimerFired(key))
@@ -455,7 +457,8 @@ class Agent:
                 "bindings_total": len(self.core.bindings), "counters": dict(self.counters),
                 "protocol": dict(self.core.counters), "cmd": self.core.failover.describe(),
                 "ipsec": {"required": self.require_ipsec,
-                          "plaintext_dropped": enforce.counters() if self.require_ipsec else {}},
+                          **(self.ipsec_counters.view(time.monotonic()) if self.require_ipsec
+                             else {"plaintext_dropped": {}})},
                 "heartbeat": {"restart_counter": hb.own_counter, "interval": hb.interval,
                               "missing_allowed": hb.missing_allowed, "counters": dict(hb.counters),
                               "peers": [dataclasses.asdict(v) for v in hb.views()]},

@@ -82,6 +82,7 @@ COUNTER_FAMILIES = {name: f"dmm_agent_{name}" for name in guard.COUNTERS
 _COUNTER_HELP = {
     "decode_errors": "Signalling datagrams that are not a well-formed PBU/PBA/Heartbeat.",
     "bad_control": "Control requests refused as malformed.",
+    "bad_openflow": "OpenFlow messages from the MAAR's own switch skipped as malformed (flow_control = maar).",
     "bad_frames": "Access-link frames claiming to be RS/NS that fail validation.",
     "internal_errors": "Exceptions contained (a bug or an unencodable message).",
     "send_errors": "Send failures on the signalling or access socket.",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from typing import Optional
+from typing import Callable, Optional
 
 FAMILY, TABLE = "inet", "ryu_dmm_ipsec"
 TUN = "ipsec0"  # kernel-libipsec's TUN device (strongSwan names its first one so)
@@ -106,14 +106,14 @@ def verify(listing: dict, port: int = 5436) -> list[str]:
     return problems
 
 
-def _list() -> tuple[Optional[dict], str]:
+def _list(timeout: float = 10.0) -> tuple[Optional[dict], str]:
     try:
         out = subprocess.run(["nft", "-j", "list", "table", FAMILY, TABLE], capture_output=True, text=True,
-                             timeout=10)
+                             timeout=timeout)
     except FileNotFoundError:
         return None, "the nft command is missing (Debian package nftables)"
     except subprocess.TimeoutExpired:
-        return None, "nft did not answer within 10 s"
+        return None, f"nft did not answer within {timeout:g} s"
     if out.returncode != 0:
         return None, out.stderr.strip().splitlines()[0] if out.stderr.strip() else f"nft exited {out.returncode}"
     try:
@@ -136,12 +136,49 @@ def check(port: int = 5436) -> Optional[str]:
     return None
 
 
-def counters() -> dict:
-    """Plaintext signalling dropped so far ({counter: packets}); empty when the table is absent."""
-    listing, _ = _list()
+def read_counters(timeout: float = 10.0) -> tuple[Optional[dict], str]:
+    """({counter: packets} of plaintext signalling dropped so far, "") or (None, why not)."""
+    listing, error = _list(timeout)
+    if listing is None:
+        return None, error
     out = {}
-    for item in (listing or {}).get("nftables", []):
+    for item in listing.get("nftables", []):
         c = item.get("counter")
         if c and c.get("name") in COUNTERS:
             out[c["name"]] = c.get("packets", 0)
-    return out
+    return out, ""
+
+
+def counters() -> dict:
+    """Plaintext signalling dropped so far ({counter: packets}); empty when the table is absent."""
+    return read_counters()[0] or {}
+
+
+COUNTERS_MAX_AGE = 10.0  # seconds an agent's `state` shows the same counters before reading them again
+COUNTERS_TIMEOUT = 1.0  # seconds one read (nft -j) may hold the agent's loop
+
+
+class CachedCounters:
+    """The drop counters for a single-threaded loop that must not wait on ``nft``: read at most once
+    per ``max_age`` seconds (a read costs a process, ~4 ms), each read cut at ``timeout``; a read
+    that fails keeps the last counters and says why."""
+
+    def __init__(self, max_age: float = COUNTERS_MAX_AGE, timeout: float = COUNTERS_TIMEOUT,
+                 read: Callable[[float], tuple[Optional[dict], str]] = read_counters) -> None:
+        self.max_age, self.timeout, self._read = max_age, timeout, read
+        self.counters: dict = {}
+        self._tried: Optional[float] = None  # when the last read was tried
+        self._read_at: Optional[float] = None  # when the counters shown were read
+        self.error: Optional[str] = None
+
+    def view(self, now: float) -> dict:
+        """``now``: a monotonic clock."""
+        if self._tried is None or now - self._tried >= self.max_age:
+            self._tried = now
+            got, error = self._read(self.timeout)
+            if got is None:
+                self.error = error
+            else:
+                self.counters, self._read_at, self.error = got, now, None
+        age = None if self._read_at is None else round(now - self._read_at, 3)
+        return {"plaintext_dropped": dict(self.counters), "counters_age": age, "counters_error": self.error}
