@@ -243,10 +243,10 @@ def test_mn_moves_on_while_the_withdrawal_is_in_flight(mode):
 @pytest.mark.parametrize("mode", DMM_MODES)
 def test_withdrawal_answers_a_registration_whose_pbas_were_lost(mode):
     """The CMD accepts maar2's registration but every answer to it is lost, so maar2 retransmits
-    (0, 1, 3, 7, 15 s) towards a failure at 31 s that would drop an MN the CMD says it serves.
-    The anchor's release comes first (timeout 8 s): its withdrawal names maar2 Serving MAAR, which
-    can only follow an accepted registration. maar2 sends its registration anew at once and serves
-    (a property test example, seed 5911, failed on this before)."""
+    (0, 1, 3, 7, 15 s) towards a failure at 31 s (and a new try 32 s later). The anchor's release
+    comes first (timeout 8 s): its withdrawal names maar2 Serving MAAR, which can only follow an
+    accepted registration. maar2 sends its registration anew at once and serves (the property
+    test's example with seed 5911 failed on this: maar2 dropped the MN at 31 s)."""
     n = net(mode, timeout=8.0)
     n.attach("maar1", "mn1")
     n.run(1.0)

@@ -56,6 +56,12 @@ def run_with_traffic(n: Net, duration: float, active: set[str], where: dict[str,
 @example(mode=Mode.RELAY, steps=[(1, 0, 1.0), (1, 2, 1.0), (0, 0, 1.0), (2, 0, 1.0), (0, 1, 1.0), (1, 1, 1.0),
                                  (1, 0, 1.0), (2, 3, 1.5), (0, 2, 1.0)],
          active=set(), loss=0.15, dup=0.1, jitter=0.02, seed=5911, late=None)
+# Every answer to a registration lost and no CMD PBU to tell: the MAAR, the MN still attached, asks again.
+@example(mode=Mode.RELAY, steps=[(1, 0, 1.1458452628243654), (1, 2, 0.9493187149657948), (0, 0, 1.5),
+                                 (2, 2, 0.9842168629234627), (2, 3, 0.34068578762523866), (0, 1, 1.4441197602781433),
+                                 (1, 1, 0.5441625691162822), (1, 3, 0.4015144912225416), (2, 3, 1.1482146601036824),
+                                 (1, 1, 0.5441625691162822)],
+         active={"mn1", "mn2", "mn3"}, loss=0.15, dup=0.1, jitter=0.02, seed=11823, late=(2, 0, 22.76531672003606))
 def test_idle_anchors_go_active_ones_stay(mode, steps, active, loss, dup, jitter, seed, late):
     d = domain(4, mode=mode, timers=Timers(lifetime=400, aggregate_timeout=1.0, anchor_idle_timeout=T))
     n = Net(d, loss=loss, dup=dup, jitter=jitter, seed=seed, switches=True)

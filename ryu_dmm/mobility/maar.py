@@ -384,8 +384,16 @@ class MaarCore:
             return self._abandoned(b, now)
         if failed.context[2] and b.role is Role.ANCHOR:  # an audit unanswered (the CMD is down?): keep
             return self._audit_later(b, now)
-        return self._remove(b, now, ReportKind.FAILED, f"no PBA from the CMD after {failed.tries} tries",
-                            quarantine=self._unanswered())
+        detail = f"no PBA from the CMD after {failed.tries} tries"
+        if b.attached and not failed.context[2]:
+            # The MN is still here. The CMD may hold the session (it accepted a copy whose answers
+            # were lost) or be away a while: dropping the MN would leave it unserved either way. Keep
+            # the binding and ask again at the slowest retransmission pace (Decisions: an unanswered
+            # registration).
+            again = self.timers.max_bindack_timeout
+            return [Report(ReportKind.FAILED, b.mn_id, f"{detail}; asking again in {again:g} s"),
+                    SetTimer(TimerKey(TimerKind.REREGISTER, b.mn_id), now + again)]
+        return self._remove(b, now, ReportKind.FAILED, detail, quarantine=self._unanswered())
 
     def _audit_later(self, b: Binding, now: float) -> list[Effect]:
         """Only the CMD's explicit "not listed" (accepted, lifetime 0) ends an anchor: a refused or
@@ -525,9 +533,9 @@ class MaarCore:
     def _overdue(self, b: Binding, now: float) -> list[Effect]:
         """The CMD named us Serving MAAR (a "you serve" or a withdrawal) while our registration for
         this attached MN is overdue (sent again at least once): the CMD accepted a copy and its PBAs
-        were lost. Send it anew now, with all its tries: left to run out, it would fail and drop an
-        MN the CMD says we serve (Decisions: registration answered by a CMD PBU). A registration
-        sent only once is just in flight: its PBA may be a moment behind."""
+        were lost. Send it anew now, with all its tries, rather than serve the MN only after the
+        failure's slow retry (Decisions: an unanswered registration). A registration sent only
+        once is just in flight: its PBA may be a moment behind."""
         out = b.pbu
         if not b.attached or out is None or out.context[2] or out.final or out.tries < 2:
             return []
