@@ -12,9 +12,10 @@ from ryu_dmm.flowmirror import FlowMirror
 from ryu_dmm.mobility.cmd import CmdCore
 from ryu_dmm.mobility.config import Mode, Timers
 from ryu_dmm.mobility.events import AnchorIdle, RaPrefix
+from ryu_dmm.mobility.maar import Role
 from ryu_dmm.pipeline import ETH_IPV6, load
-from ryu_dmm.wire import Prefix
-from tests.sim import DMM_MODES, CMD, PORTS, Net, domain
+from ryu_dmm.wire import BindingAck, BindingUpdate, Prefix, decode
+from tests.sim import DMM_MODES, CMD, PORTS, START, Net, domain
 from tests.test_mobility_properties import CN, check_forwarding, check_invariants, host, settle
 
 T = 40.0  # anchor_idle_timeout in these tests
@@ -237,6 +238,46 @@ def test_mn_moves_on_while_the_withdrawal_is_in_flight(mode):
     check_invariants(n, {"mn1": "maar3"}, after_lifetimes=False)
     check_forwarding(n, {"mn1": "maar3"})
     assert n.cmd.cache["mn1"].pmaars == ((A[2], P[2]),)
+
+
+@pytest.mark.parametrize("mode", DMM_MODES)
+def test_withdrawal_answers_a_registration_whose_pbas_were_lost(mode):
+    """The CMD accepts maar2's registration but every answer to it is lost, so maar2 retransmits
+    (0, 1, 3, 7, 15 s) towards a failure at 31 s (and a new try 32 s later). The anchor's release
+    comes first (timeout 8 s): its withdrawal names maar2 Serving MAAR, which can only follow an
+    accepted registration. maar2 sends its registration anew at once and serves (the property
+    test's example with seed 5911 failed on this: maar2 dropped the MN at 31 s)."""
+    n = net(mode, timeout=8.0)
+    n.attach("maar1", "mn1")
+    n.run(1.0)
+    n.attach("maar2", "mn1")
+    first = n.maars["maar2"].bindings["mn1"].pbu.seq
+    send = n._send
+
+    def lose_its_answers(src: str, dst: str, raw: bytes) -> None:
+        msg = decode(raw)
+        if not (dst == A[2] and type(msg) is BindingAck and msg.sequence == first):
+            send(src, dst, raw)
+    n._send = lose_its_answers
+    n.run(1.5)  # accepted, its PBA lost, sent again once: the answer is overdue
+    assert n.cmd.cache["mn1"].serving == A[2] and n.maars["maar2"].bindings["mn1"].role is Role.REGISTERING
+    mark = len(n.log)
+    while not released(n):
+        n.run(0.01)
+    assert n.now - START < 1.0 + 15.0  # before the last try (sent at 15 s)
+    n.run(0.5)
+    pbus = [d for d in n.log[mark:] if type(d.msg) is BindingUpdate]
+    (withdrawal,) = [d for d in pbus if (d.src, d.dst) == (CMD, A[2])]
+    assert (withdrawal.msg.lifetime, withdrawal.msg.serving_maar, withdrawal.msg.hnps) == (0, A[2], (P[1],))
+    again = [(d.msg.lifetime, d.msg.hnps) for d in pbus if d.src == A[2] and d.msg.sequence != first]
+    assert again == [(4000, (P[2],))]  # sent anew at once, answered (not lost: a new sequence number)
+    assert n.maars["maar2"].bindings["mn1"].role is Role.SERVING
+    n.run(40)  # past the failure the first registration was heading to
+    settle(n)
+    b = n.maars["maar2"].bindings["mn1"]
+    assert b.role is Role.SERVING and b.anchors == {} and not n.reports_of("failed", "maar2")
+    check_invariants(n, {"mn1": "maar2"}, after_lifetimes=False)
+    check_forwarding(n, {"mn1": "maar2"})
 
 
 def test_lost_withdrawal_is_repaired_by_the_next_re_registration():

@@ -3,6 +3,7 @@ import pytest
 
 from ryu_dmm.mobility.config import Dereg, Mode, Timers
 from ryu_dmm.mobility.dataplane import LocalRoute, MnDataPlane, TunnelToAnchor, TunnelToServing
+from ryu_dmm.mobility.maar import Role
 from ryu_dmm.wire import Prefix
 from tests.sim import DMM_MODES, Net, domain
 
@@ -223,11 +224,16 @@ def test_retransmission_backoff_and_failure_report():
     n.attach("maar1", "mn1")
     n.run(100)
     sends = [d.at - n.log[0].at for d in n.log if d.src == A1]
-    assert [round(s) for s in sends] == [0, 1, 3, 7, 15]
+    # 1 s doubling (RFC 5213 §6.9.4); after max_tries the MN, still attached, is asked for again
+    # MAX_BINDACK_TIMEOUT (32 s) after the failure at 31 s, with a full set of tries
+    assert [round(s) for s in sends] == [0, 1, 3, 7, 15, 63, 64, 66, 70, 78]
     stamps = [d.msg.timestamp for d in n.log if d.src == A1]
     assert stamps == sorted(set(stamps))  # each retransmission carries a fresh timestamp
     failed = n.reports_of("failed", "maar1")
     assert failed and "after 5 tries" in failed[0].detail
+    assert n.maars["maar1"].bindings["mn1"].role is Role.REGISTERING  # no RA: nothing offered yet
+    n.detach("maar1", "mn1")  # the MN left: the registration is given up
+    n.run(100)
     assert not n.maars["maar1"].bindings and n.maars["maar1"].pool.in_use == 0
 
 

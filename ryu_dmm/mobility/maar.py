@@ -384,8 +384,16 @@ class MaarCore:
             return self._abandoned(b, now)
         if failed.context[2] and b.role is Role.ANCHOR:  # an audit unanswered (the CMD is down?): keep
             return self._audit_later(b, now)
-        return self._remove(b, now, ReportKind.FAILED, f"no PBA from the CMD after {failed.tries} tries",
-                            quarantine=self._unanswered())
+        detail = f"no PBA from the CMD after {failed.tries} tries"
+        if b.attached and not failed.context[2]:
+            # The MN is still here. The CMD may hold the session (it accepted a copy whose answers
+            # were lost) or be away a while: dropping the MN would leave it unserved either way. Keep
+            # the binding and ask again at the slowest retransmission pace (Decisions: an unanswered
+            # registration).
+            again = self.timers.max_bindack_timeout
+            return [Report(ReportKind.FAILED, b.mn_id, f"{detail}; asking again in {again:g} s"),
+                    SetTimer(TimerKey(TimerKind.REREGISTER, b.mn_id), now + again)]
+        return self._remove(b, now, ReportKind.FAILED, detail, quarantine=self._unanswered())
 
     def _audit_later(self, b: Binding, now: float) -> list[Effect]:
         """Only the CMD's explicit "not listed" (accepted, lifetime 0) ends an anchor: a refused or
@@ -487,7 +495,7 @@ class MaarCore:
         if smaar == self.address:  # the CMD confirms that we serve the MN (Decisions: stale CMD PBUs)
             effects = self._answer(pbu, Status.ACCEPTED, pbu.lifetime, (src,))
             if b.role is not Role.ANCHOR:
-                return effects
+                return effects + self._overdue(b, now)
             # A stale PBU took our serving role away before this, newer, word of the CMD arrived:
             # serve again; our registration brings back the P-MAAR list.
             b.role, b.fresh = Role.REGISTERING, False
@@ -510,7 +518,7 @@ class MaarCore:
         preferring it (RFC 4862 §5.5.3(e) lets a host keep the address until its remaining valid
         lifetime, at most 2 h, runs out: docs/anchor-release.md)."""
         b.last_cmd_ts, b.last_cmd_seq, b.last_cmd_smaar = pbu.timestamp or b.last_cmd_ts, pbu.sequence, self.address
-        effects = self._answer(pbu, Status.ACCEPTED, 0, (self.cmd,))
+        effects = self._answer(pbu, Status.ACCEPTED, 0, (self.cmd,)) + self._overdue(b, now)
         gone = {(a, p) for a, p in b.anchors.items() if p == pbu.hnps[0]}
         if not gone:
             return effects
@@ -521,6 +529,17 @@ class MaarCore:
         return effects + [self._changed(b.mn_id), *self._advertised(b, now, gone),
                           Report(ReportKind.DEREGISTERED, b.mn_id, f"anchor {names} released by the CMD: "
                                  f"{pbu.hnps[0]} withdrawn")]
+
+    def _overdue(self, b: Binding, now: float) -> list[Effect]:
+        """The CMD named us Serving MAAR (a "you serve" or a withdrawal) while our registration for
+        this attached MN is overdue (sent again at least once): the CMD accepted a copy and its PBAs
+        were lost. Send it anew now, with all its tries, rather than serve the MN only after the
+        failure's slow retry (Decisions: an unanswered registration). A registration sent only
+        once is just in flight: its PBA may be a moment behind."""
+        out = b.pbu
+        if not b.attached or out is None or out.context[2] or out.final or out.tries < 2:
+            return []
+        return self._register(b, out.context[0], now)
 
     def _claim(self, prefix: Prefix, stamp: int) -> bool:
         """Whether we may serve ``prefix`` again as the CMD rebuilds us: one of our pool's (adopted),
