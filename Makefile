@@ -7,7 +7,7 @@ MODE ?= proxy
 OSKEN_TESTS := tests/test_startup.py tests/test_cmd_app.py tests/test_cmd_limits.py \
 	tests/test_hostile_cmd.py tests/test_rest_server.py tests/test_metrics.py tests/test_metrics_ovs.py \
 	tests/test_ovs_flows.py tests/test_raw_mh.py tests/test_store_restart.py tests/test_active_active.py \
-	tests/test_of_tls.py tests/test_failover_e2e.py
+	tests/test_of_tls.py tests/test_failover_e2e.py tests/test_roles_ovs.py
 
 .PHONY: venv venv-osken test test-osken lab demo bench clean
 venv:

@@ -14,6 +14,7 @@ import time
 from typing import NoReturn
 
 from . import domainconf, httpaccess, metrics, ofsync, oftls, packetin, pipeline, rest, store
+from .roles.keeper import keeper_for
 from .logsafe import Guard, SafeLog, contained
 from .domainview import DomainView
 from .flowmirror import (
@@ -33,7 +34,7 @@ from .signalling import Endpoint
 from .stats import Stats
 from .store.sqlite import move_aside
 from .sharedwriter import SharedWriter
-from .store.shared import SharedCore
+from .store.shared import VERIFY, SharedCore
 from .storewriter import StoreWriter
 from .wire import BindingAck, BindingUpdate
 from .wire import DecodeError, decode, encode
@@ -119,9 +120,14 @@ class CmdApp(App):
         self._maar_of = {m.datapath_id: m.address for m in self.domain.maars if own and m.datapath_id is not None}
         self._queries = {}  # token -> (hub.Event, [flows]) of REST requests waiting for flow stats
         self._tokens = itertools.count(1)
+        # [roles] (docs/openflow-roles.md): the mirror sees a switch only while this instance is its master
+        self.roles = keeper_for(self.settings, self.domain, self.guard, self._promoted, self._demoted)
+        self.feed = (self.roles.feed(self._others_changed, self._reread)
+                     if self.roles is not None and self.shared is not None else None)
         self.view = DomainView(self.domain, self.settings, self.core, self.mirror, self.stats, self.query_flows,
                                lambda: self.endpoint.receive_path() if self.endpoint is not None else {},
-                               self.store_state, self.store if self.shared is not None else None)
+                               self.store_state, self.store if self.shared is not None else None,
+                               self.roles.state if self.roles is not None else None)
         kwargs["wsgi"].register(rest.DmmRestController, rest.registration(self.view, self.guard))
         rest.install_server(limits, self.guard.log, self.tls, self.http_guard("rest"))
 
@@ -147,6 +153,10 @@ class CmdApp(App):
         self._restore(self.loaded)
         if self.sharedwriter is not None:
             self.sharedwriter.start()
+        if self.roles is not None:
+            self.roles.start()
+        if self.feed is not None:
+            self.feed.start()
         self.endpoint.serve(self.on_datagram)
         self._flusher = hub.spawn(self.guard.repeat, hub.sleep, 1.0, "log_flush", self.guard.log.flush)
         install_clean_exit(self.logger)
@@ -175,6 +185,10 @@ class CmdApp(App):
         return lambda app: httpaccess.guarded(app, self.settings.rest, refused)
 
     def stop(self):
+        if self.feed is not None:
+            self.feed.stop()
+        if self.roles is not None:
+            self.roles.stop()  # gives our switches' leases up: another instance takes over at once
         if self._flusher is not None:
             hub.kill(self._flusher)
         if self.timers is not None:
@@ -238,7 +252,11 @@ class CmdApp(App):
             if self.shared is not None:  # a session of a MAAR this instance does not know stays for the others
                 effects = [e for e in effects if type(e) is not Persist]
             self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
-        for (maar, mac), port in loaded.ports.items():
+        self._learn_ports(loaded.ports)
+
+    def _learn_ports(self, ports: dict) -> None:
+        """Stored access ports of the MNs served now into the mirror; the others are deleted."""
+        for (maar, mac), port in ports.items():
             if self.mirror.has_switch(maar) and self.mirror.learnt_port(maar, mac)[0] is not None:
                 self._mirror_event(PortLearnt(maar, mac, port))
             elif self.gate is not None:
@@ -261,9 +279,10 @@ class CmdApp(App):
                 state["instances"] = self.store.instances()
             except store.StoreError as exc:
                 state["instances"] = {"error": str(exc)}
-            # OpenFlow roles (issue 10 item 3) fill this: switch -> the instance that is its master.
-            # Until then every instance programs the switches connected to it.
-            state["switch_masters"] = {}
+            # switch -> the instance that is its OpenFlow master (docs/openflow-roles.md); without
+            # [roles] every instance programs the switches connected to it
+            roles = self.roles.state()["switches"] if self.roles is not None else {}
+            state["switch_masters"] = {self.view.name_of(a): v["master"] for a, v in roles.items()}
         return body
 
     # ---- signalling and timers -------------------------------------------------------------------
@@ -303,6 +322,8 @@ class CmdApp(App):
         now = time.time()
         self.shared.dead = frozenset(self.sharedwriter.dead)
         self._shared_out(self.shared.settled(check, won, versions, current, now), now)
+        if won and self.feed is not None:  # the switches' masters render what we changed
+            self.feed.publish([mn for mn, _, value in check.items if value is not VERIFY])
 
     def _adopted(self, adopted: list) -> None:
         """Sessions of a dead instance this one now owns."""
@@ -356,7 +377,7 @@ class CmdApp(App):
                                        "%s %s %s (status %s)", e.kind.value, e.mn_id, e.detail, e.status)
                 elif kind in _SWITCH_EFFECTS:
                     dp = self._datapaths.get(e.maar)
-                    if dp is not None:
+                    if dp is not None and (self.roles is None or self.roles.is_master(e.maar)):
                         dp.send(ofsync.encode(self.pipeline, e))  # one write: the push's messages, packed
                 elif kind is Noted:
                     self.stats.note(e.kind.value, e.maar)
@@ -418,10 +439,75 @@ class CmdApp(App):
         if ev.state == MAIN_DISPATCHER:
             self.logger.info("switch %016x connected (%s)", dp.id, self.view.name_of(maar))
             self._datapaths[maar] = dp
-            self._mirror_event(SwitchUp(maar))
+            if self.roles is None:
+                self._mirror_event(SwitchUp(maar))
+            else:  # SwitchUp once the switch confirmed us as its master (_promoted)
+                self.roles.connected(maar, dp)
         elif self._datapaths.get(maar) is dp:
             del self._datapaths[maar]
-            self._mirror_event(SwitchDown(maar))
+            if self.roles is None:
+                self._mirror_event(SwitchDown(maar))
+            else:
+                self.roles.disconnected(maar)
+
+    def _promoted(self, maars: list) -> None:
+        """This instance became these switches' master: with a shared store (Redis), its sessions and
+        ports first, as another instance may have changed them; then the mirror reconciles each
+        switch (docs/openflow-roles.md)."""
+        if self.store.backend == "redis":
+            self._reread()
+        for maar in [m for m in maars if self.roles.is_master(m)]:  # (still: it may have ended meanwhile)
+            self.logger.info("master of %s's switch", self.view.name_of(maar))
+            self._mirror_event(SwitchUp(maar))
+
+    def _reread(self) -> None:
+        """The shared store's sessions and ports into the core and the mirror (a promotion, or the
+        change feed subscribed again); if Redis cannot answer, what this instance knows stays."""
+        try:
+            loaded = self.store.load()
+        except store.StoreError as exc:
+            self.stats.count("roles.refresh_failed")
+            self.guard.log.log(logging.ERROR, "roles", "refresh_failed", "cannot re-read the sessions: %s", exc)
+            return
+        now, gate = time.time(), self.shared.gate if self.shared is not None else None
+        effects = self.core.adopt(loaded.sessions, now, gate.busy if gate is not None else None)
+        if gate is not None:
+            gate.versions.update((m, v) for m, v in self.store.versions.items() if not gate.busy(m))
+        self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
+        self._learn_ports(loaded.ports)
+
+    def _others_changed(self, mn_ids: list) -> None:
+        """Sessions another instance changed (roles/feed.py): read them, so that this instance's
+        mirror pushes them to the switches it is master of. One of ours being checked is left to
+        its check."""
+        gate, now = self.shared.gate, time.time()
+        for c in self.store.read([m for m in mn_ids if not gate.busy(m)]):
+            if gate.busy(c.mn_id) or gate.versions.get(c.mn_id, 0) == c.version:
+                continue
+            if c.version:
+                gate.versions[c.mn_id] = c.version
+            else:
+                gate.versions.pop(c.mn_id, None)
+            effects = self.core.reload(c.mn_id, c.record, now, renotify=False)
+            self._apply(self.mirror.handle(CoreOutput(tuple(effects)), now))
+
+    def _demoted(self, maar: str) -> None:
+        self.logger.warning("no longer master of %s's switch", self.view.name_of(maar))
+        self._mirror_event(SwitchDown(maar))
+
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    @contained("openflow")
+    def _role_reply(self, ev):
+        maar = self._maar_of.get(ev.msg.datapath.id)
+        if maar is not None and self.roles is not None:
+            self.roles.role_reply(maar, ev.msg.role, ev.msg.generation_id)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
+    @contained("openflow")
+    def _error_msg(self, ev):
+        maar = self._maar_of.get(ev.msg.datapath.id)
+        if maar is not None and self.roles is not None:
+            self.roles.error(maar, ev.msg)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @contained("openflow")
@@ -462,6 +548,8 @@ class CmdApp(App):
         msg = ev.msg
         dp, desc = msg.datapath, msg.desc
         maar = self._maar_of.get(dp.id)
+        if maar and self.roles is not None and not self.roles.is_master(maar):
+            return  # the master asks (a slave's packet-out would be refused)
         query = maar and packetin.port_up_query(self.domain, self.settings, maar, msg.reason, desc.port_no,
                                                 desc.state, desc.config)
         if query:

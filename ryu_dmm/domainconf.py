@@ -95,6 +95,18 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class RoleSettings:
+    """``[roles]``: OpenFlow master/slave roles among several CMD instances (docs/openflow-roles.md).
+    No ``redis``: one instance, no role requests (the switches keep the equal role)."""
+
+    redis: Optional[str] = None  # redis://host:port/db holding the switches' leases, or "store": [store]'s Redis
+    instance: str = ""  # this instance's name, unique in the domain ("": [store] instance, else hostname-pid)
+    lease_ttl: float = 1.5
+    renew_interval: float = 0.5
+    key_prefix: str = "dmm"
+
+
+@dataclass(frozen=True)
 class CmdSettings:
     """What the CMD process needs besides the domain itself."""
 
@@ -115,6 +127,7 @@ class CmdSettings:
     # "cmd": the CMD programs every MAAR's switch from its sessions; "maar": each MAAR's agent
     # programs its own switch from its own state, and the CMD only signals (docs/flow-control.md)
     flow_control: str = "cmd"
+    roles: RoleSettings = field(default_factory=RoleSettings)
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,7 @@ _STORE_KEYS = {"backend", "dir", "file", "synchronous", "on_corrupt", "max_batch
 _REDIS_KEYS = _STORE_KEYS - {"backend", "dir", "file", "synchronous", "on_corrupt", "max_batch"}
 _NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 _AUTH_KEYS = {"mode", "allow_macs", "allow_nais", "allow_file", "max_prefixes_per_port"}
+_ROLE_KEYS = {f.name for f in fields(RoleSettings)}
 _REST_KEYS = {"token", "token_file", "tls_cert", "tls_key", "client_ca", "allow"}
 TOKEN_MIN = 16  # characters of a bearer token at least (a guessable one protects nothing)
 TOKEN_MAX = 4096
@@ -234,10 +248,10 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
         parser.read_string(text, source)
     except configparser.Error as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    known = {"DEFAULT", "dmm", "timers", "store", "rest", "auth"}
+    known = {"DEFAULT", "dmm", "timers", "store", "rest", "auth", "roles"}
     for section in parser.sections():
         if section not in known and not section.startswith("maar:"):
-            raise ConfigError(f"[{section}]: unknown section (known: [dmm], [timers], [store], [rest], [auth], "
+            raise ConfigError(f"[{section}]: unknown section (known: [dmm], [timers], [store], [rest], [auth], [roles], "
                               "[maar:NAME], [DEFAULT] for Ryu)")
     if not parser.has_section("dmm"):
         raise ConfigError("[dmm]: section missing")
@@ -334,9 +348,34 @@ def parse(text: str, source: str = "<config>") -> tuple[Domain, CmdSettings]:
     store = _store(dict(parser.items("store")) if parser.has_section("store") else {}, source)
     rest = _rest(dict(parser.items("rest")) if parser.has_section("rest") else {}, source)
     auth = _auth(dict(parser.items("auth")) if parser.has_section("auth") else {}, source)
+    roles = _roles(dict(parser.items("roles")) if parser.has_section("roles") else {})
+    if roles.redis and store.backend != "redis":  # a new master reconciles the switches from the shared state
+        raise ConfigError("[roles] needs the binding store shared by the instances: [store] backend = redis")
     return domain, CmdSettings(listen, port, raw_mh, tunnel, tunnel_key, tuple(switches), rcvbuf=rcvbuf,
                                metrics_listen=metrics_listen, metrics_port=metrics_port, store=store, rest=rest,
-                               auth=auth, flow_control=flow_control)
+                               auth=auth, flow_control=flow_control, roles=roles)
+
+
+def _roles(items: dict) -> RoleSettings:
+    from .roles.election import GUARD
+    _check_keys("roles", items, _ROLE_KEYS)
+    d = RoleSettings()
+    url = items.get("redis") or None
+    if url is not None and url != "store" and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"[roles] redis: {url!r:.80} is not store (the binding store's) or a redis://, rediss:// "
+                          "or unix:// URL")
+    ttl = _float("roles", "lease_ttl", items.get("lease_ttl", str(d.lease_ttl)), 2 * GUARD, 60.0)
+    every = _float("roles", "renew_interval", items.get("renew_interval", str(d.renew_interval)), 0.05, 30.0)
+    if every > (ttl - GUARD) / 2:
+        raise ConfigError(f"[roles] renew_interval: at most half of lease_ttl - {GUARD} s (two renewals before our "
+                          f"lease can end), here {(ttl - GUARD) / 2:g}")
+    instance = items.get("instance", d.instance).strip()
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{0,64}", instance):
+        raise ConfigError(f"[roles] instance: {instance!r}: up to 64 letters, digits, '.', '_', ':', '-'")
+    prefix = items.get("key_prefix", d.key_prefix).strip()
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", prefix):
+        raise ConfigError(f"[roles] key_prefix: {prefix!r}: 1-64 letters, digits, '.', '_', ':', '-'")
+    return RoleSettings(url, instance, ttl, every, prefix)
 
 
 def _auth(items: dict, source: str) -> AuthSettings:

@@ -37,13 +37,15 @@ def _session(r: Record) -> Session:
 class DomainView:
     def __init__(self, domain: Domain, settings: CmdSettings, core: CmdCore, mirror: FlowMirror, stats: Stats,
                  query_flows: FlowQuery, receive_path: Callable[[], dict] = _nothing,
-                 store_state: Callable[[], dict] = _nothing, shared=None) -> None:
+                 store_state: Callable[[], dict] = _nothing, shared=None,
+                 roles_state: Optional[Callable[[], dict]] = None) -> None:
         self.domain = domain
         self.settings = settings
         self._core, self._mirror, self._stats, self._query = core, mirror, stats, query_flows
         self._receive_path = receive_path
         self._store_state = store_state
         self._shared = shared  # active-active: the Redis store every instance reads sessions from
+        self._roles_state = roles_state  # None: one instance, no OpenFlow roles
         self._by_name = {m.name: m for m in domain.maars}
         self._by_address = domain.by_address()
 
@@ -131,7 +133,16 @@ class DomainView:
         body["store"] = self._store_state()
         body["peers"] = self.peers()
         body["protocol"] = self.protocol()
+        if self._roles_state is not None:  # which instance is master of which switch (docs/openflow-roles.md)
+            body["roles"] = self.roles()
         return body
+
+    def roles(self) -> dict:
+        """This instance's name, per switch (by MAAR name) its role here and the instance that is its
+        master, with the generation id; rounds and role changes counted."""
+        state = self._roles_state()
+        state["switches"] = {self.name_of(a): v for a, v in state["switches"].items()}
+        return state
 
     def protocol(self) -> dict:
         """The CMD core's receipt checks (docs/security.md): PBUs/PBAs without the D flag taken, PBAs

@@ -200,6 +200,20 @@ class CmdCore:
                 effects += self._renotify(self.cache[r.mn_id], now)
         return effects
 
+    def adopt(self, records, now: float, skip=None) -> list[Effect]:
+        """Make the cache what a shared store holds now: every session that differs is reloaded
+        (``reload``, without re-sending handovers: their owners do), one no longer stored ends
+        quietly (whoever ended it told the MAARs). Used when this instance becomes a switch's
+        OpenFlow master (docs/openflow-roles.md): another instance may have changed sessions since
+        this one read them. ``skip(mn_id)``: leave that MN as it is (an event of ours about it is
+        being checked against the store, which settles it)."""
+        stored = {r.mn_id: r for r in records}
+        effects: list[Effect] = []
+        for mn_id in [m for m in self.cache if m not in stored] + [m for m, r in stored.items() if self.record(m) != r]:
+            if skip is None or not skip(mn_id):
+                effects += self.reload(mn_id, stored.get(mn_id), now, renotify=False)
+        return effects
+
     def watch_peers(self, counters: dict[str, int], now: float) -> list[Effect]:
         """Start RFC 5847 heartbeats with every MAAR; ``counters``: their Restart Counters as
         persisted, so that a MAAR that restarted while we were down is noticed at its first answer."""
