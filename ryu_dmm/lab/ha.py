@@ -30,6 +30,9 @@ from .net import BIN, CMD_ADDR, OF_PORT, PACKET_IN_BURST, PACKET_IN_RATE, REST_P
 
 MIN_CMDS, MAX_CMDS = 2, 8
 TAKE_OVER = 3.0  # seconds (issue 10 items 3 and 4): a survivor is master of every switch, agents moved
+# planted on every switch just before the master's kill: no session wants it (a prefix of no pool), so
+# only a new master reconciling the switch removes it (as tests/test_roles_ovs.py's drift)
+DRIFT = "table=2,priority=5,cookie=0x99,ipv6,ipv6_dst=2001:db8:77::/64,actions=drop"
 MAX_BACKOFF_MS = 1000  # OVS's reconnection back-off cap per controller (docs/openflow-roles.md)
 
 
@@ -140,9 +143,11 @@ class HaLab(Lab):
 
     # ---- views from outside the CMDs -------------------------------------------------------------
     def controllers(self, maar: str) -> list[dict]:
-        """The switch's controller records as its own OVS reports them: target, role, is_connected."""
-        out = json.loads(self.maars[maar].vsctl("--format=json", "--columns=target,role,is_connected",
-                                                "list", "controller"))
+        """The switch's controller records as its own OVS reports them: target, role, is_connected. Its
+        database's Unix socket is reached from here, without entering its namespace: a poll costs one
+        short process (the take-over times are polled)."""
+        out = json.loads(run("ovs-vsctl", f"--db=unix:{self.maars[maar].ovs.db}", "--timeout=10", "--format=json",
+                             "--columns=target,role,is_connected", "list", "controller"))
         return [{"target": t, "role": r if isinstance(r, str) else "", "is_connected": c is True}
                 for t, r, c in out["data"]]
 
@@ -215,17 +220,23 @@ class Faults:
 
     def kill_master(self, ids: dict, dwell: float) -> dict:
         """SIGKILL the instance OVS holds as master of the most switches; then wait for a survivor to
-        be master of each (OVS's view), every agent to move off the dead one, and every MN's session
-        on every survivor's REST."""
+        have written to each switch (the drift planted before the kill removed: only a master
+        writes), every agent to move off the dead one, and every MN's session on every survivor's
+        REST. (OVS's own role column lags by seconds: NOTES.md; it is read again at the end.)"""
         lab = self.lab
         masters = [lab.master_of(n) for n in lab.maars]
         victim = max(set(masters) - {None}, key=masters.count)
         proc = lab.instances[victim]["proc"]
+        for n, m in lab.maars.items():
+            run("ovs-ofctl", "-O", "OpenFlow13", "add-flow", f"unix:{m.ovs.dir}/{m.bridge}.mgmt", DRIFT)
         t_kill = time.time()
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        survivors = lab.alive()
-        checks = {("switch", n): (lambda n=n: lab.master_of(n) in survivors) for n in lab.maars}
+
+        def undone(m: MaarNode) -> bool:
+            return "cookie=0x99," not in run("ovs-ofctl", "-O", "OpenFlow13", "dump-flows",
+                                              f"unix:{m.ovs.dir}/{m.bridge}.mgmt", "table=2")
+        checks = {("switch", n): (lambda m=m: undone(m)) for n, m in lab.maars.items()}
         checks.update({("agent", n): (lambda n=n: lab.agent_cmd(n) != victim) for n in lab.maars})
         seen = first_times(checks, 15)
         seen.update(first_times(self._visible_checks(ids), 10))
@@ -259,7 +270,7 @@ class Faults:
         """Per survivor and MN: its REST shows the MN's session served where the MN is."""
         lab = self.lab
         return {("session", f"{lab.instances[a]['name']} {mn}"):
-                (lambda a=a, mn=mn: lab.sessions_on(a, {mn: v["mn_id"]})[mn] == lab.where[mn])
+                (lambda a=a, mn=mn, mn_id=v["mn_id"]: lab.sessions_on(a, {mn: mn_id})[mn] == lab.where[mn])
                 for a in lab.alive() for mn, v in ids.items()}
 
     def _after(self, t_kill: float, t_back: float, seen: dict, ids: dict, dwell: float) -> dict:
@@ -313,7 +324,7 @@ def describe(r: dict) -> str:
     """Lines of the lab's printed report: the fault, then one per MN."""
     if r["what"] == "cmd-master":
         head = (f"{r['killed']} (master of {', '.join(n for n, m in r['masters_before'].items() if m == r['killed'])}) "
-                f"kill -9: a survivor master of every switch at {_last(r['switch_master_after_ms'])} ms, "
+                f"kill -9: a survivor master of (writing to) every switch at {_last(r['switch_master_after_ms'])} ms, "
                 f"every agent moved at {_last(r['agent_moved_after_ms'])} ms")
     else:
         head = (f"{r['killed']} kill -9: replica promoted at {r['promoted_after_ms']} ms (every sentinel says so); "
