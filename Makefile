@@ -36,6 +36,7 @@ bench: venv
 	$(PY) benchmarks/cmd_udp.py
 	$(PY) benchmarks/cmd_store.py --sizes 100000
 	$(PY) benchmarks/cmd_redis.py
+	$(PY) benchmarks/failover.py --runs 3
 
 # A fuzz run against a real CMD on loopback (docs/fuzzing.md); COUNT, SEED and RATE override the defaults.
 .PHONY: fuzz

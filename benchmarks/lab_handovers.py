@@ -9,7 +9,9 @@ tshark found for that handover: the S-MAAR's PBU and PBA, each P-MAAR's PBU and 
 locator mode each direct PBA).
 
 Usage: python benchmarks/lab_handovers.py [--modes proxy,locator,relay] [--flow-control cmd,maar] [--runs 1]
-       [--reattach carrier|bounce] [--store sqlite|memory]
+       [--reattach carrier|bounce] [--store sqlite|memory] [--openflow tls|plain|tls,plain]
+With ``--openflow tls,plain`` each mode runs with OpenFlow over TLS (the lab's default) and in plain
+TCP (``--of-plain``), alternated run by run so that the machine's load hits both alike.
 """
 import argparse
 import json
@@ -63,33 +65,42 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--topology", default=str(ROOT / "docs" / "lab" / "long-path.json"))
     ap.add_argument("--reattach", default="carrier", choices=("carrier", "bounce"))
+    ap.add_argument("--openflow", default="tls", help="tls, plain, or tls,plain (alternated)")
     args = ap.parse_args()
+    variants = args.openflow.split(",")
+    if not variants or set(variants) - {"tls", "plain"}:
+        sys.exit("--openflow: tls, plain or tls,plain")
     if os.geteuid() != 0:
         sys.exit("needs root (the lab builds namespaces and Open vSwitch instances)")
-    print(f"{'mode':8} {'flows':5} {'n':>3} " + " ".join(f"{k[:-3] if k.endswith('_ms') else k:>25}" for k in KEYS))
+    print(f"{'mode':14} {'flows':5} {'n':>3} " + " ".join(f"{k[:-3] if k.endswith('_ms') else k:>34}" for k in KEYS))
     for fc in args.flow_control.split(","):
         for mode in args.modes.split(","):
-            rows = []
+            rows: dict = {v: [] for v in variants}
             for _ in range(args.runs):
-                with tempfile.TemporaryDirectory() as out:
-                    p = subprocess.run([sys.executable, "-m", "ryu_dmm.lab", "--mode", mode, "--flow-control", fc, "--store", args.store,
-                                        "--topology", args.topology, "--reattach", args.reattach, "--out", out],
-                                       capture_output=True, text=True, timeout=600)
-                    try:
-                        report = json.loads((Path(out) / "report.json").read_text())
-                    except OSError:
-                        report = {"ok": False}
-                    if p.returncode != 0 or not report["ok"]:
-                        sys.exit(f"{mode}, flows by {fc}: the lab run failed:\n{p.stdout}\n{p.stderr}")
-                    rows += derived(report)
-            cells = []
-            for k in KEYS:
-                vals = [h[k] for h in rows if h[k] is not None]
-                cells.append(f"{statistics.median(vals):>7.1f} (max {max(vals):>6.1f})" if vals else f"{'-':>25}")
-            detected = sorted({h["detected_by"] for h in rows})
-            print(f"{mode:8} {fc:5} {len(rows):3d} " + " ".join(f"{c:>25}" for c in cells)
-                  + f"  detected by {', '.join(detected)}", flush=True)
-    print("medians (and maxima); signalling: the MN detected at the new MAAR -> registration confirmed, P-MAARs "
+                for variant in variants:
+                    with tempfile.TemporaryDirectory() as out:
+                        p = subprocess.run([sys.executable, "-m", "ryu_dmm.lab", "--mode", mode, "--flow-control", fc,
+                                            "--store", args.store, "--topology", args.topology, "--reattach",
+                                            args.reattach, "--out", out, *(["--of-plain"] if variant == "plain" else [])],
+                                           capture_output=True, text=True, timeout=600)
+                        try:
+                            report = json.loads((Path(out) / "report.json").read_text())
+                        except OSError:
+                            report = {"ok": False}
+                        if p.returncode != 0 or not report["ok"]:
+                            sys.exit(f"{mode} ({variant}), flows by {fc}: the lab run failed:\n{p.stdout}\n{p.stderr}")
+                        rows[variant] += derived(report)
+            for variant, got in rows.items():
+                cells = []
+                for k in KEYS:
+                    vals = [h[k] for h in got if h[k] is not None]
+                    cells.append(f"{statistics.median(vals):>8.1f} (p90 {p90(vals):>6.1f}, max {max(vals):>6.1f})"
+                                 if vals else f"{'-':>34}")
+                detected = sorted({h["detected_by"] for h in got})
+                label = f"{mode}/{variant}" if len(variants) > 1 else mode
+                print(f"{label:14} {fc:5} {len(got):3d} " + " ".join(f"{c:>34}" for c in cells)
+                      + f"  detected by {', '.join(detected)}", flush=True)
+    print("medians (p90, maxima); signalling: the MN detected at the new MAAR -> registration confirmed, P-MAARs "
           "switched and all flows confirmed by barrier; s_maar_ready / p_maars_ready: detected -> the new MAAR's / the "
           "last previous MAAR's flows confirmed (flows by cmd: one confirmation for all); messages: PBUs and PBAs per "
           "handover on the wire; old_flow_interruption: largest gap "

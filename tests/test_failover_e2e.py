@@ -60,11 +60,12 @@ def attach(control: str, mn: str, mac: str) -> None:
     assert request(control, {"op": "attach", "mn": mn, "mac": mac, "port": 1})["ok"]
 
 
-@pytest.mark.parametrize("in_flight", [True, False], ids=["registration-in-flight", "idle-heartbeats"])
-def test_the_agent_moves_to_the_second_cmd_when_the_first_is_killed(tmp_path, in_flight):
-    """``in_flight``: mn2 attaches right after the kill (a PBU to the dead CMD starts the clock);
-    else nothing happens after the kill but the Heartbeats (every 0.5 s here): the clock starts at
-    the next unanswered request, so the budget is heartbeat_interval + failover_timeout."""
+def fail_over(tmp_path, in_flight: bool) -> dict:
+    """Two CMDs and one agent given both; mn1 registered at A; A killed with SIGKILL; with
+    ``in_flight``, mn2 attached right after the kill (its PBU goes to the dead CMD first). Returns
+    the seconds until each MN's session is at B (``mn1`` from the kill, ``mn2`` from its attach) and
+    what the agent shows afterwards (``state``, ``events``, ``metrics`` sample lines). Also run by
+    benchmarks/failover.py."""
     udp = free_port(socket.AF_INET, socket.SOCK_DGRAM)
     rest_a, rest_b = free_port(), free_port()
     conf_a = config(tmp_path / "a", CMD_A, udp, rest_a)
@@ -87,7 +88,7 @@ def test_the_agent_moves_to_the_second_cmd_when_the_first_is_killed(tmp_path, in
         t_kill = time.monotonic()
         mns = ("mn1", "mn2") if in_flight else ("mn1",)
         if in_flight:
-            attach(control, "mn2", "02:00:00:00:0f:02")  # its PBU goes to the dead CMD first
+            attach(control, "mn2", "02:00:00:00:0f:02")
         t_attach = time.monotonic()
         at_b = {}
 
@@ -97,35 +98,43 @@ def test_the_agent_moves_to_the_second_cmd_when_the_first_is_killed(tmp_path, in
                     at_b[mn] = time.monotonic()
             return len(at_b) == len(mns)
         assert wait_for(all_at_b, 10, interval=0.02), (tmp_path / "agent.log").read_text()
-        refresh = at_b["mn1"] - t_kill  # the MN registered before the kill, told to B again
-        print(f"\nfail-over ({'in flight' if in_flight else 'idle'}): mn1 at B {refresh:.3f} s after the kill"
-              + (f", mn2 {at_b['mn2'] - t_attach:.3f} s after its attach" if in_flight else "")
-              + f" (failover_timeout {FAILOVER_TIMEOUT} s, heartbeat {HEARTBEAT} s)")
-        # the budget: the silence clock (failover_timeout) from the first request after the kill (at
-        # once with mn2's PBU, else the next Heartbeat), and a round trip; REST polled every 20 ms
-        if in_flight:
-            assert FAILOVER_TIMEOUT - 0.05 <= at_b["mn2"] - t_attach <= TARGET, at_b["mn2"] - t_attach
-        else:
-            assert FAILOVER_TIMEOUT - 0.05 <= refresh <= FAILOVER_TIMEOUT + HEARTBEAT + 0.3, refresh
-        assert refresh <= TARGET, refresh
-        state = request(control, {"op": "state"})
-        assert state["cmd"]["current"] == "::ffff:127.0.0.11" and state["cmd"]["failovers"] == 1
-        events = request(control, {"op": "events", "since": 0})["events"]
-        assert any(e["event"] == "report" and e["kind"] == "failover" for e in events)
-        for mn in mns:  # served here, the registration (or the refresh) accepted by B
-            assert state["bindings"][mn]["local"]
-            assert session(rest_b, mn)["serving_maar"]["name"] == "maar1"
-        if in_flight:
-            assert any(e["event"] == "report" and e["kind"] == "registered" and e["mn"] == "mn2" for e in events)
-        # the agent's metrics name each CMD (cmd1, cmd2: the list's order), once per series
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=3) as r:
             samples = [line for line in r.read().decode().splitlines() if line and not line.startswith("#")]
-        series = [line.rsplit(" ", 1)[0] for line in samples]
-        assert len(series) == len(set(series))
-        assert 'dmm_agent_mobility_events_total{event="failover",maar="maar1"} 1.0' in samples
-        for peer in ("cmd1", "cmd2"):
-            assert any(s.startswith(f'dmm_agent_pbu_sent_total{{maar="maar1",peer="{peer}"}}') and
-                       float(s.rsplit(" ", 1)[1]) >= 1 for s in samples), samples
+        return {"mn1": at_b["mn1"] - t_kill, "mn2": at_b["mn2"] - t_attach if in_flight else None, "mns": mns,
+                "state": request(control, {"op": "state"}), "metrics": samples,
+                "events": request(control, {"op": "events", "since": 0})["events"],
+                "sessions_at_b": {mn: session(rest_b, mn) for mn in mns}}
+
+
+@pytest.mark.parametrize("in_flight", [True, False], ids=["registration-in-flight", "idle-heartbeats"])
+def test_the_agent_moves_to_the_second_cmd_when_the_first_is_killed(tmp_path, in_flight):
+    """``in_flight``: mn2 attaches right after the kill (a PBU to the dead CMD starts the clock);
+    else nothing happens after the kill but the Heartbeats (every 0.5 s here): the clock starts at
+    the next unanswered request, so the budget is heartbeat_interval + failover_timeout."""
+    got = fail_over(tmp_path, in_flight)
+    refresh = got["mn1"]  # the MN registered before the kill, told to B again
+    # the budget: the silence clock (failover_timeout) from the first request after the kill (at
+    # once with mn2's PBU, else the next Heartbeat), and a round trip; REST polled every 20 ms
+    if in_flight:
+        assert FAILOVER_TIMEOUT - 0.05 <= got["mn2"] <= TARGET, got["mn2"]
+    else:
+        assert FAILOVER_TIMEOUT - 0.05 <= refresh <= FAILOVER_TIMEOUT + HEARTBEAT + 0.3, refresh
+    assert refresh <= TARGET, refresh
+    state, events, samples = got["state"], got["events"], got["metrics"]
+    assert state["cmd"]["current"] == "::ffff:127.0.0.11" and state["cmd"]["failovers"] == 1
+    assert any(e["event"] == "report" and e["kind"] == "failover" for e in events)
+    for mn in got["mns"]:  # served here, the registration (or the refresh) accepted by B
+        assert state["bindings"][mn]["local"]
+        assert got["sessions_at_b"][mn]["serving_maar"]["name"] == "maar1"
+    if in_flight:
+        assert any(e["event"] == "report" and e["kind"] == "registered" and e["mn"] == "mn2" for e in events)
+    # the agent's metrics name each CMD (cmd1, cmd2: the list's order), once per series
+    series = [line.rsplit(" ", 1)[0] for line in samples]
+    assert len(series) == len(set(series))
+    assert 'dmm_agent_mobility_events_total{event="failover",maar="maar1"} 1.0' in samples
+    for peer in ("cmd1", "cmd2"):
+        assert any(s.startswith(f'dmm_agent_pbu_sent_total{{maar="maar1",peer="{peer}"}}') and
+                   float(s.rsplit(" ", 1)[1]) >= 1 for s in samples), samples
 
 
 @pytest.mark.parametrize("value,message", [("nowhere", "--cmd:"), (MAAR, "used twice")])
