@@ -75,7 +75,8 @@ class HaLab(Lab):
         (self.work / "domain.ini").write_text((self.work / "cmd1.ini").read_text())
 
     def redis_listing(self) -> list[dict]:
-        """Start Redis in the core namespace (once) and return cluster.json's processes."""
+        """Redis's processes as cluster.json lists them; the first call starts them (redisd in the
+        core namespace), before the CMDs' files are written: they name the sentinels' ports."""
         if self.redis_proc is None:
             folder = self.work / "redis"
             folder.mkdir()
@@ -120,8 +121,8 @@ class HaLab(Lab):
         return f"{'ssl' if self.of_tls else 'tcp'}:[{addr}]:{OF_PORT}"
 
     def _connect(self, m: MaarNode, addrs: list[str] | None = None) -> None:
-        """The switch's controllers: the first instance alone at build (it becomes master of every
-        switch), then every instance (``connect_all``)."""
+        """The switch's controllers: the first instance alone (it becomes master of every switch),
+        then, with ``addrs``, every instance (``build``)."""
         if self.of_tls and addrs is None:
             keys = self.pki[m.info.name]
             m.vsctl("set-ssl", str(keys.key), str(keys.cert), str(keys.ca_cert))
