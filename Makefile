@@ -24,7 +24,8 @@ test-osken: venv-osken
 	DMM_RUNTIME=osken $(PY) -m pytest $(OSKEN_TESTS)
 
 lab: venv
-	$(PY) -m ryu_dmm.lab --mode $(MODE) $(if $(TOPOLOGY),--topology $(TOPOLOGY)) $(if $(FLOW_CONTROL),--flow-control $(FLOW_CONTROL))
+	$(PY) -m ryu_dmm.lab --mode $(MODE) $(if $(TOPOLOGY),--topology $(TOPOLOGY)) $(if $(FLOW_CONTROL),--flow-control $(FLOW_CONTROL)) \
+		$(if $(CMDS),--cmds $(CMDS)) $(if $(STORE),--store $(STORE))
 
 demo: venv
 	$(PY) -m ryu_dmm.lab.sigdemo --mode $(MODE)

@@ -583,6 +583,10 @@ def render(domain: Domain, settings: CmdSettings = CmdSettings(), ryu: Optional[
                           f"wait_replicas = {st.wait_replicas}", f"wait_timeout_ms = {st.wait_timeout_ms}",
                           f"timeout = {st.timeout}", f"active_active = {str(st.active_active).lower()}",
                           *([f"instance = {st.instance}"] if st.instance else []), f"lease = {st.lease}"]
+    if settings.roles.redis:
+        r = settings.roles
+        lines += ["", "[roles]", f"redis = {r.redis}", *([f"instance = {r.instance}"] if r.instance else []),
+                  f"lease_ttl = {r.lease_ttl}", f"renew_interval = {r.renew_interval}", f"key_prefix = {r.key_prefix}"]
     lines += ["", "[timers]"]
     switches = {s.maar: s for s in settings.switches}
     lines += [f"{f.name} = {getattr(domain.timers, f.name)}" for f in fields(Timers)]

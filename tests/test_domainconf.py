@@ -91,6 +91,14 @@ def test_redis_store_settings_and_round_trip():
     assert parse(render(domain, settings, store=st2))[1].store == st2
 
 
+def test_roles_round_trip():
+    """[roles] (docs/openflow-roles.md) is written back as read."""
+    domain, settings = parse(GOOD + "\n[store]\nbackend = redis\nurl = redis://127.0.0.1:6379/0\n"
+                             "[roles]\nredis = store\ninstance = b\nlease_ttl = 2.5\nrenew_interval = 0.6\n")
+    assert settings.roles.redis == "store" and settings.roles.lease_ttl == 2.5
+    assert parse(render(domain, settings, store=settings.store)) == (domain, settings)
+
+
 def test_embedded_default_runs_with_no_maars():
     domain, settings = load(None)
     assert domain.maars == () and domain.mode is Mode.PROXY and settings.port == 5436

@@ -28,7 +28,7 @@ from . import ipsec as ipsec_mod
 from . import release as release_mod
 from . import restarts as restart_mod
 from . import topology as topo_mod
-from . import distributed_verdict, wire_verdict
+from . import distributed_verdict, ha, wire_verdict
 from .common import LabError, wait_until
 from .net import CMD_ADDR, CN_ADDR, FLOW_CONTROL, REATTACH, Lab, preflight, run
 
@@ -123,7 +123,7 @@ def _address_in(lab: Lab, mn: str, maar: str):
     return next((a for a, s in lab.addresses(mn).items() if ipaddress.IPv6Address(a) in pool and s == "preferred"), None)
 
 
-def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
+def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = (), faults: ha.Faults | None = None) -> dict:
     topo = lab.topo
     log = EventLog(lab)
     underlay = lab.capture("underlay.pcap", TUNNEL_FILTER[lab.tunnel])
@@ -164,6 +164,7 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
     time.sleep(topo.dwell)
     handovers, prefixes = [], {mn: {path[0]: registrations[mn]["prefix"]} for mn, path in topo.mns}
     crashes: list[dict] = []
+    injected: list[dict] = []  # --cmds: the high-availability scenario's faults (lab/ha.py)
     steps = max(len(p) for _, p in topo.mns)
     for s in range(1, steps):
         movers = [(mn, path[:s], path[s]) for mn, path in topo.mns if s < len(path)]
@@ -173,6 +174,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
         time.sleep(topo.dwell)
         if s == 1:
             crashes = run_restarts(lab, log, restarts, ids, topo.dwell)
+        if faults is not None:
+            injected += faults.after_step(s, ids, topo.dwell)
     moved = [mn for mn, path in topo.mns if len(path) > 1]
     release = (release_mod.run_release(lab, moved[0], own, ids, lab.anchor_idle)
                if lab.anchor_idle and moved else None)
@@ -214,7 +217,7 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
         window = [(src, dst, n) for t, src, dst, n in tunnelled if h["t_move"] + 0.5 <= t <= h["t_end"]]
         pings = ping_replies(lab.work / f"ping-old-{h['mn']}.log")
         # the handover's own interruption: up to the first crash in its window (measured on its own)
-        gap_end = min([h["t_end"]] + [r["t_kill"] for r in crashes if r["t_kill"] > h["t_move"]])
+        gap_end = min([h["t_end"]] + [r["t_kill"] for r in crashes + injected if r["t_kill"] > h["t_move"]])
         h.update(old_flow_gap(pings, h["t_move"] - min(1.0, topo.dwell / 2), gap_end))
         h["old_flow_survived"] = any(h["t_move"] < t <= h["t_end"] for t, _ in pings)
         # at the MAAR anchoring the old prefix (legacy: the LMA) no tunnel
@@ -230,6 +233,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
         h["old_tcp_kbytes_in_window"] = _kbytes(tcp[h["mn"]], h["t_move"], h["t_end"])
         h["old_tcp_kbytes_after_settled"] = _kbytes(tcp[h["mn"]], h["t_settled"], h["t_end"])
     maars = {m: lab.maars[m].info.address for m in topo.maars}
+    if faults is not None:
+        faults.annotate(handovers)
     try:
         dissected = wire_verdict.dissect(lab.work / "signalling.pcap", home=lab.work / "tshark-home")
         verdict = distributed_verdict.judge(
@@ -250,6 +255,9 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
             h["pbu_on_wire_after_move_ms"] = round((w["pbu"]["t"] - h["t_move"]) * 1000, 1)
     for r in crashes:
         measure_restart(lab, r, tcp, handovers, log)
+    for r in injected:
+        measure_restart(lab, r, tcp, handovers, log)
+        faults.measured(r, handovers, handover_ok)
     if release is not None:  # the running flows' pings while the stopped one's anchor went
         for a in release["anchors"]:
             a["old_ping_replies_in_window"] = sum(
@@ -266,6 +274,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
               "steps": step_summary(handovers), "tunnel_packets_seen": len(tunnelled),
               "cmd_stats": None if lab.mode is Mode.DISTRIBUTED else lab.rest("/dmm/v1/stats"),
               "wire_verdict": verdict, "restarts": crashes,
+              "ha": None if faults is None else {"instances": {x["name"]: a for a, x in lab.instances.items()},
+                                                 "redis": lab.redis, "faults": injected},
               "anchor_idle_timeout": lab.anchor_idle or None, "anchor_release": release,
               "max_pmaars_seen": max((h["pmaars_after"] for h in handovers), default=0),
               "ipsec": ipsec_report, "attack": attack}
@@ -280,7 +290,8 @@ def run_scenario(lab: Lab, out: Path, restarts: tuple[str, ...] = ()) -> dict:
                     and all(restart_mod.restart_ok(r) for r in crashes) and len(crashes) == len(restarts)
                     and (release is None or release["ok"]) and openflow_ok(report["openflow"])
                     and (ipsec_report is None or ipsec_report["underlay"]["ok"])
-                    and (attack is None or attack["ok"]))
+                    and (attack is None or attack["ok"])
+                    and (faults is None or len(injected) == 2 and all(ha.fault_ok(r) for r in injected)))
     return report
 
 
@@ -612,12 +623,30 @@ def print_report(report: dict) -> None:
                 print(f"  {x.get('mn', '')} {x.get('to', x.get('maar', ''))}: {problem}")
     for r in report["restarts"]:
         print(restart_mod.describe(r))
+    for r in (report["ha"] or {}).get("faults", []):
+        print(ha.describe(r))
     if report["anchor_release"]:
         print(release_mod.describe(report["anchor_release"]))
     if report["anchor_idle_timeout"]:
         print(f"longest P-MAAR list after a handover: {report['max_pmaars_seen']}")
     print(f"tunnelled packets captured on the underlay: {report['tunnel_packets_seen']}; "
           f"overall: {'PASS' if report['ok'] else 'FAIL'}")
+
+
+def ha_check(args) -> None:
+    """--cmds and --store redis go together, and with nothing the HA scenario does not handle."""
+    if args.cmds != 1 and not ha.MIN_CMDS <= args.cmds <= ha.MAX_CMDS:
+        raise ValueError(f"--cmds {args.cmds}: between {ha.MIN_CMDS} and {ha.MAX_CMDS} CMD instances (1: the usual lab)")
+    if args.cmds > 1 and args.store != "redis":
+        raise ValueError(f"--cmds {args.cmds}: several CMD instances share their sessions in Redis only: add "
+                         "--store redis (make lab CMDS=3 STORE=redis)")
+    if args.store == "redis" and args.cmds < 2:
+        raise ValueError("--store redis: the lab runs Redis for its high-availability scenario only: add --cmds 2 "
+                         "or more (make lab CMDS=3 STORE=redis)")
+    if args.cmds > 1 and (args.restart or args.anchor_idle or args.flow_control == "maar"
+                          or args.mode == Mode.DISTRIBUTED.value or args.attack):
+        raise ValueError("--cmds: not with --restart, --anchor-idle, --flow-control maar, --mode distributed "
+                         "or --attack")
 
 
 def main(argv=None) -> int:
@@ -648,11 +677,16 @@ def main(argv=None) -> int:
                          "(the only choice in distributed mode; [dmm] flow_control, docs/flow-control.md)")
     ap.add_argument("--store", choices=list(domainconf.STORE_BACKENDS), default="sqlite",
                     help="the CMD's binding store ([store] backend): sqlite (the default; an accepted PBA waits for "
-                         "its commit, docs/store.md) or memory (nothing waits; for timing the modes alone)")
+                         "its commit, docs/store.md), memory (nothing waits; for timing the modes alone) or redis "
+                         "(with --cmds: the high-availability scenario)")
     ap.add_argument("--anchor-idle", type=float, default=0.0, metavar="T",
                     help="[timers] anchor_idle_timeout (1..): old anchors go after T idle seconds; after the last "
                          "step the first MN that moved has its old flows stopped, the others' keep running, and the "
                          "report's \"anchor_release\" shows which anchors went, when, and the evidence")
+    ap.add_argument("--cmds", type=int, default=1, metavar="N",
+                    help="the high-availability scenario: N CMD instances (2..8) active-active on Redis (a primary, "
+                         "a replica, three sentinels) with OpenFlow roles; needs --store redis. The master instance "
+                         "is killed after the first step, the Redis primary after the second (docs/lab.md)")
     ap.add_argument("--of-plain", dest="of_tls", action="store_false",
                     help="OpenFlow between the CMD and the switches in plain TCP (default: TLS with keys of a "
                          "domain CA the lab makes; docs/security.md)")
@@ -665,7 +699,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         restarts = restart_mod.parse_restarts(args.restart) if args.restart else ()
-        topo = topo_mod.load(args.topology) if args.topology else topo_mod.default(args.maars, args.dwell)
+        ha_check(args)
+        # the high-availability scenario needs three steps: a fault after each of the first two, then a handover
+        maars = max(args.maars, 4) if args.cmds > 1 else args.maars
+        topo = topo_mod.load(args.topology) if args.topology else topo_mod.default(maars, args.dwell)
+        if args.cmds > 1 and max(len(p) for _, p in topo.mns) < 4:
+            raise ValueError("--cmds: the topology needs an MN with at least 4 MAARs on its path (three steps: the "
+                             "CMD killed after the first, Redis's primary after the second)")
         if args.concurrent is not None:
             topo = topo_mod.with_concurrency(topo, args.concurrent)
         if args.lma is not None and (args.mode != Mode.LEGACY.value or args.lma not in topo.maars):
@@ -688,8 +728,13 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ryu-dmm-lab-"))
-    lab = Lab(topo, Mode(args.mode), work, args.tunnel, args.reattach, args.rs, args.anchor_idle, args.lma,
-              args.flow_control, args.store, args.of_tls, args.ipsec)
+    if args.cmds > 1 and args.ipsec:  # the lab's strongSwan set-up (lab/ipsec.py) knows one CMD address
+        print("lab: --cmds: IPsec is off in the high-availability scenario (its set-up covers one CMD address)",
+              file=sys.stderr)
+        args.ipsec = False
+    lab_args = (topo, Mode(args.mode), work, args.tunnel, args.reattach, args.rs, args.anchor_idle, args.lma,
+                args.flow_control, args.store, args.of_tls, args.ipsec)
+    lab = ha.HaLab(*lab_args, cmds=args.cmds) if args.cmds > 1 else Lab(*lab_args)
     lab.attack = args.attack
 
     def interrupted(_s, _f):
@@ -700,7 +745,7 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         lab.build()
         print(f"lab: built in {time.monotonic() - t0:.1f} s ({len(topo.maars)} MAARs, {len(topo.mns)} MN(s))")
-        report = run_scenario(lab, out, restarts)
+        report = run_scenario(lab, out, restarts, ha.Faults(lab) if args.cmds > 1 else None)
         (out / "report.json").write_text(json.dumps(report, indent=1))
         plot(report, out / "old-flow.png")
         print_report(report)

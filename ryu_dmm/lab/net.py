@@ -153,9 +153,9 @@ class Lab:
             # TCP through the userspace datapath over veth needs transmit checksum offload off
             run("ip", "netns", "exec", ns, "ethtool", "-K", name, "tx", "off")
 
-    def rest(self, path: str):
+    def rest(self, path: str, port: int = REST_PORT):
         code = (f"import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
-                f"'http://127.0.0.1:{REST_PORT}{path}',timeout=5).read().decode())")
+                f"'http://127.0.0.1:{port}{path}',timeout=5).read().decode())")
         return json.loads(run("ip", "netns", "exec", self.core_ns, sys.executable, "-c", code))
 
     def control(self, maar: str) -> str:
@@ -305,11 +305,13 @@ class Lab:
                                        f"agent-{name}.log")
         wait_until(lambda: request(self.control(name), {"op": "state"}, 0.3)["ok"], 10, f"agent {name}")
 
+    def _switch_settings(self) -> tuple[domainconf.SwitchSettings, ...]:
+        return tuple(domainconf.SwitchSettings(m.info.name, CORE, TUNNEL, AGENT, tuple(10 + j for j, _ in self.mns.values()),
+                                               bytes.fromhex(CN_MAC.replace(":", "")))
+                     for m in self.maars.values())
+
     def _write_config(self) -> None:
-        switches = tuple(domainconf.SwitchSettings(m.info.name, CORE, TUNNEL, AGENT,
-                                                   tuple(10 + j for j, _ in self.mns.values()),
-                                                   bytes.fromhex(CN_MAC.replace(":", "")))
-                         for m in self.maars.values())
+        switches = self._switch_settings()
         settings = domainconf.CmdSettings(listen=CMD_ADDR, tunnel=self.tunnel, switches=switches,
                                           flow_control=self.flow_control, require_ipsec=self.ipsec,
                                           store=domainconf.StoreSettings(backend=self.store))

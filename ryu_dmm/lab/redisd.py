@@ -305,3 +305,37 @@ def redis_cluster(folder: Path, sentinels: int = 3) -> Iterator[RedisCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def main(argv=None) -> int:
+    """``python -m ryu_dmm.lab.redisd FOLDER``: a cluster (``start_cluster``) in this process's network
+    namespace until SIGTERM or SIGINT, then every process stopped by its pid. ``FOLDER/cluster.json``
+    names each one's role, port and pid once all answer. The lab starts this inside its core
+    namespace (``ip netns exec``), whose loopback the CMD instances share (lab/ha.py)."""
+    import json
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m ryu_dmm.lab.redisd FOLDER", file=sys.stderr)
+        return 2
+    folder = Path(args[0])
+
+    def stop(_s, _f):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        with redis_cluster(folder) as c:
+            listing = [{"role": p.role, "port": p.port, "pid": p.pid} for p in c.processes()]
+            (folder / "cluster.json.tmp").write_text(json.dumps({"service": SERVICE, "processes": listing}))
+            (folder / "cluster.json.tmp").rename(folder / "cluster.json")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    except LabError as exc:
+        print(f"redisd: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -196,7 +196,8 @@ def _first(msgs: Iterable[Mh], **want) -> Optional[Mh]:
 def handover_input(h: dict) -> dict:
     """What ``judge`` needs of one handover of the lab's report (``told`` and ``pbu_hnp``: see ``judge``)."""
     return {k: h[k] for k in ("mn", "mn_id", "to", "new_prefix", "t_move", "t_end")} | {
-        "previous": h["previous_prefixes"], "told": h.get("told"), "pbu_hnp": h.get("pbu_hnp")}
+        "previous": h["previous_prefixes"], "told": h.get("told"), "pbu_hnp": h.get("pbu_hnp"),
+        "cmd": h.get("cmd")}
 
 
 def judge(d: Dissected, *, cmd: str, maars: dict, mode: str, registrations: list, handovers: list) -> dict:
@@ -205,7 +206,8 @@ def judge(d: Dissected, *, cmd: str, maars: dict, mode: str, registrations: list
     ``maars``: name -> signalling address. ``registrations``: per MN ``{"mn", "mn_id", "maar",
     "prefix", "t_end"}`` (its first attachment; ``t_end``: its first move or the end of the run).
     ``handovers``: per move ``{"mn", "mn_id", "to", "new_prefix", "previous": {maar: prefix the MN
-    got there}, "t_move", "t_end"}`` (``t_end``: that MN's next move or the end of the run). Legacy mode
+    got there}, "t_move", "t_end"}`` (``t_end``: that MN's next move or the end of the run), and
+    ``cmd`` when the new MAAR signalled to another CMD than ``cmd`` (several CMDs, lab/ha.py). Legacy mode
     (docs/mode-legacy.md) adds, per registration and handover, ``pbu_hnp`` (the MAAR's PBU asks with
     ALL_ZERO, ``::/0``), per registration ``previous`` (the LMA, away from it) and per handover ``told``
     (MAAR -> prefix: every MAAR the CMD's PBU goes to, the LMA and the MAAR left); and the CMD answers
@@ -312,6 +314,7 @@ def _judge_registration(r: dict, pbus: list, answers: dict, maars: dict, cmd: st
 
 def _judge_handover(h: dict, pbus: list, pbas: list, answers: dict, maars: dict, cmd: str, mode: str) -> dict:
     to, mn_id = maars[h["to"]], h["mn_id"]
+    cmd = _addr(h["cmd"]) if h.get("cmd") else cmd
     lo, hi = h["t_move"], h["t_end"]
     out = {"mn": h["mn"], "to": h["to"], "problems": []}
     p = out["problems"]
