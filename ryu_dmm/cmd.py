@@ -64,6 +64,11 @@ def _store_unusable(exc, backend: str = "sqlite") -> NoReturn:
     raise SystemExit(2) from None
 
 
+def _stored_seqs(meta: dict) -> dict[str, int]:
+    """The CMD's own PBU sequence-number starts kept in the store's meta (``seq:PEER``), by peer."""
+    return {k[4:]: int(v) for k, v in meta.items() if k.startswith("seq:")}
+
+
 class CmdApp(App):
     """The CMD process: PMIPv6 signalling, OpenFlow towards the MAARs' switches, REST."""
 
@@ -230,10 +235,11 @@ class CmdApp(App):
                 loaded = self.store.load()
             except store.StoreError as again:
                 _store_unusable(again)
-        seqs = {k: v for k, v in loaded.meta.items() if k.startswith("seq:")}
+        seqs = _stored_seqs(loaded.meta)
         if seqs:  # this run may use a block from each stored start: reserve it before anything is sent
             try:
-                self.store.write(store.Batch(0, meta={k: str((int(v) + SEQ_BLOCK) & 0xFFFF) for k, v in seqs.items()}))
+                self.store.write(store.Batch(0, meta={f"seq:{peer}": str((n + SEQ_BLOCK) & 0xFFFF)
+                                                      for peer, n in seqs.items()}))
             except store.StoreError as exc:
                 _store_unusable(exc, self.store.backend)
         self._store_info.update(self.store.describe(), restart_counter=loaded.restart_counter,
@@ -247,7 +253,7 @@ class CmdApp(App):
         heartbeats with every MAAR, with the Restart Counters they had."""
         now = time.time()
         meta = loaded.meta
-        seqs = {k[4:]: int(v) for k, v in meta.items() if k.startswith("seq:")}
+        seqs = _stored_seqs(meta)
         counters = {k[8:]: int(v) for k, v in meta.items() if k.startswith("counter:")}
         renotify = None
         if self.shared is not None:  # finish only our own unfinished handovers (others' owners do theirs)
