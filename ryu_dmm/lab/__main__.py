@@ -721,17 +721,17 @@ def main(argv=None) -> int:
             raise ValueError(f"{what}: not with --anchor-idle or --restart (the MAARs drive their own switches)")
         if args.attack and args.mode == Mode.DISTRIBUTED.value:  # the attack's verdict reads the CMD's sessions
             raise ValueError("--attack: not with --mode distributed (no CMD)")
-        preflight(args.ipsec)
+        if args.cmds > 1 and args.ipsec:  # the lab's strongSwan set-up (lab/ipsec.py) knows one CMD address
+            print("lab: --cmds: IPsec is off in the high-availability scenario (its set-up covers one CMD address)",
+                  file=sys.stderr)
+            args.ipsec = False
+        preflight(args.ipsec)  # (so --cmds does not ask for strongSwan's tools)
     except (ValueError, LabError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ryu-dmm-lab-"))
-    if args.cmds > 1 and args.ipsec:  # the lab's strongSwan set-up (lab/ipsec.py) knows one CMD address
-        print("lab: --cmds: IPsec is off in the high-availability scenario (its set-up covers one CMD address)",
-              file=sys.stderr)
-        args.ipsec = False
     lab_args = (topo, Mode(args.mode), work, args.tunnel, args.reattach, args.rs, args.anchor_idle, args.lma,
                 args.flow_control, args.store, args.of_tls, args.ipsec)
     lab = ha.HaLab(*lab_args, cmds=args.cmds) if args.cmds > 1 else Lab(*lab_args)
